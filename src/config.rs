@@ -1,0 +1,176 @@
+//! Command-line and environment configuration of the `deltagate` binary.
+//!
+//! Every flag has an environment variable (`DELTAGATE_*`). Defaults give a working server with
+//! no setup: a local warehouse in `./data`, PostgreSQL's port on localhost, SCRAM-SHA-256
+//! authentication for the user `deltagate`. [`Config::build`] validates everything and turns
+//! it into the plain configuration structs of the library.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use url::Url;
+
+use crate::server::{AuthMethod, ServerConfig, StartupConfig, Users, tls};
+use crate::sql::EngineConfig;
+use crate::storage::StorageConfig;
+
+/// TLS policy for client connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsMode {
+    /// Offer TLS when a certificate is configured; accept plaintext too.
+    Prefer,
+    /// Refuse connections that do not use TLS (needs a certificate).
+    Require,
+}
+
+/// deltagate: a PostgreSQL-wire server over Delta Lake tables.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Address and port to listen on.
+    #[arg(long, env = "DELTAGATE_LISTEN", default_value = "127.0.0.1:5432")]
+    pub listen: SocketAddr,
+
+    /// Warehouse location: a local directory or a URL (s3://bucket/prefix, file:///path).
+    #[arg(long, env = "DELTAGATE_WAREHOUSE", default_value = "./data")]
+    pub warehouse: String,
+
+    /// Object store option KEY=VALUE (repeatable), e.g. AWS_ENDPOINT_URL=http://minio:9000.
+    #[arg(long = "storage-option", env = "DELTAGATE_STORAGE_OPTIONS", value_delimiter = ',')]
+    pub storage_options: Vec<String>,
+
+    /// Name of the database clients connect to.
+    #[arg(long, env = "DELTAGATE_DATABASE", default_value = "deltagate")]
+    pub database: String,
+
+    /// Name of the user allowed to connect.
+    #[arg(long, env = "DELTAGATE_USER", default_value = "deltagate")]
+    pub user: String,
+
+    /// The user's password. If unset, a random one is generated and logged at start.
+    #[arg(long, env = "DELTAGATE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Authentication method.
+    #[arg(long, env = "DELTAGATE_AUTH", value_enum, default_value = "scram-sha-256")]
+    pub auth: AuthMethod,
+
+    /// PEM certificate chain for TLS.
+    #[arg(long, env = "DELTAGATE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS.
+    #[arg(long, env = "DELTAGATE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Whether plaintext connections are allowed when TLS is configured.
+    #[arg(long, env = "DELTAGATE_TLS_MODE", value_enum, default_value = "prefer")]
+    pub tls_mode: TlsMode,
+
+    /// Maximum number of concurrent client connections.
+    #[arg(long, env = "DELTAGATE_MAX_CONNECTIONS", default_value_t = 100)]
+    pub max_connections: usize,
+
+    /// Delta checkpoint interval (commits) for new tables.
+    #[arg(long, env = "DELTAGATE_CHECKPOINT_INTERVAL", default_value_t = 10)]
+    pub checkpoint_interval: u32,
+
+    /// How long shutdown waits for open connections.
+    #[arg(long, env = "DELTAGATE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "DELTAGATE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Configuration errors, reported before the server starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid warehouse location {0:?}: {1}")]
+    Warehouse(String, String),
+    #[error("invalid storage option {0:?}: expected KEY=VALUE")]
+    StorageOption(String),
+    #[error("--tls-mode require needs --tls-cert and --tls-key")]
+    TlsRequiresCertificate,
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Everything the binary needs to start.
+#[derive(Debug)]
+pub struct Built {
+    pub storage: StorageConfig,
+    pub engine: EngineConfig,
+    pub server: ServerConfig,
+    /// The password in effect, when it was generated rather than given.
+    pub generated_password: Option<String>,
+}
+
+impl Config {
+    /// Validates the configuration and builds the library configurations.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for invalid values, and a TLS setup that cannot be loaded.
+    pub fn build(&self) -> Result<Built, ConfigError> {
+        let mut storage = match Url::parse(&self.warehouse) {
+            Ok(url) if url.scheme().len() > 1 => StorageConfig {
+                warehouse: url,
+                storage_options: HashMap::new(),
+                checkpoint_interval: self.checkpoint_interval,
+                sequence_reserve: 32,
+            },
+            _ => StorageConfig::local(std::path::Path::new(&self.warehouse))
+                .map_err(|e| ConfigError::Warehouse(self.warehouse.clone(), e.to_string()))?,
+        };
+        storage.checkpoint_interval = self.checkpoint_interval;
+        for option in &self.storage_options {
+            let (k, v) = option
+                .split_once('=')
+                .ok_or_else(|| ConfigError::StorageOption(option.clone()))?;
+            storage.storage_options.insert(k.trim().to_string(), v.to_string());
+        }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        if self.tls_mode == TlsMode::Require && tls.is_none() {
+            return Err(ConfigError::TlsRequiresCertificate);
+        }
+        let (password, generated_password) = match &self.password {
+            Some(p) => (p.clone(), None),
+            None => {
+                let generated: String = (0..20)
+                    .map(|_| {
+                        let alphabet = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+                        alphabet[rand::random_range(0..alphabet.len())] as char
+                    })
+                    .collect();
+                (generated.clone(), Some(generated))
+            }
+        };
+        let users = Users::new(HashMap::from([(self.user.clone(), password)]));
+        Ok(Built {
+            storage,
+            engine: EngineConfig {
+                database: self.database.clone(),
+                superuser: self.user.clone(),
+                ..EngineConfig::default()
+            },
+            server: ServerConfig {
+                startup: StartupConfig {
+                    method: self.auth,
+                    users,
+                    require_tls: self.tls_mode == TlsMode::Require,
+                },
+                tls,
+                max_connections: self.max_connections,
+                shutdown_grace: self.shutdown_grace,
+            },
+            generated_password: generated_password.filter(|_| self.auth != AuthMethod::Trust),
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! The `deltagate` binary: configuration, logging, signals; everything else is the library.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltagate::config::Config;
+use deltagate::server::Server;
+use deltagate::sql::Engine;
+use deltagate::storage::Storage;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&config.log).context("invalid --log filter")?)
+        .init();
+    let built = config.build().context("invalid configuration")?;
+    let runtime = RuntimeEnvBuilder::new().build_arc()?;
+    let storage = Storage::open(built.storage.clone(), runtime)
+        .await
+        .with_context(|| format!("cannot open warehouse {}", built.storage.warehouse))?;
+    let tables = storage.all_tables().len();
+    let engine = Engine::new(storage.clone(), built.engine.clone())?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    info!(
+        %address,
+        warehouse = %storage.warehouse(),
+        tables,
+        database = built.engine.database,
+        user = built.engine.superuser,
+        auth = ?config.auth,
+        tls = built.server.tls.is_some(),
+        "deltagate listening"
+    );
+    if let Some(password) = &built.generated_password {
+        warn!(
+            user = built.engine.superuser,
+            password, "no password configured (DELTAGATE_PASSWORD): generated one for this run"
+        );
+    }
+    let server = Server::new(Arc::clone(&engine), built.server);
+    server.run(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => info!("received SIGINT"),
+        _ = term => info!("received SIGTERM"),
+    }
+}

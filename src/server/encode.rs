@@ -1,0 +1,295 @@
+//! Result rows to the wire: `RowDescription` fields and `DataRow`s, text or binary.
+//!
+//! Column types come from the PostgreSQL type recorded in each field's metadata when the
+//! column comes from a table (so a `varchar(255)` column is described as OID 1043 with typmod
+//! 259 and its table OID and attribute number, as PostgreSQL does), else from the Arrow type.
+//! Values are encoded by arrow-pg, except the few types it has no PostgreSQL twin for: `json`,
+//! `jsonb` and `uuid` (stored as strings), and `timestamp` (stored as UTC, shown without zone).
+//! `timestamptz` values are shown in the session's `TimeZone`.
+
+use std::error::Error;
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit};
+use datafusion::execution::SendableRecordBatchStream;
+use futures::{Stream, StreamExt, stream};
+use pgwire::api::Type;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::types::ToSqlText;
+use pgwire::types::format::FormatOptions;
+use postgres_types::{IsNull, ToSql, to_sql_checked};
+
+use crate::pgtypes::{PG_ATTNUM_KEY, PG_TABLE_OID_KEY, PgType};
+use crate::sql::SqlError;
+
+use super::sqlstate;
+
+/// How a column's values are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// arrow-pg, after an optional cast.
+    Arrow,
+    Json,
+    Jsonb,
+    Uuid,
+}
+
+/// One result column: what the client is told and how values are produced.
+#[derive(Debug, Clone)]
+struct Column {
+    info: FieldInfo,
+    encoding: Encoding,
+    /// Cast applied before encoding (time zones of timestamps).
+    cast: Option<DataType>,
+}
+
+fn pg_type_of(field: &Field) -> PgWireResult<(Type, i32, i16)> {
+    if let Some(t) = PgType::declared(field) {
+        let ty = Type::from_oid(t.oid()).unwrap_or(Type::TEXT);
+        return Ok((ty, t.typmod(), t.typlen()));
+    }
+    let ty = match field.data_type() {
+        DataType::Null => Type::TEXT,
+        _ => arrow_pg::datatypes::field_into_pg_type(&Arc::new(field.clone()))?,
+    };
+    let len = match ty.oid() {
+        16 | 18 => 1,
+        21 => 2,
+        23 | 26 | 700 | 1082 => 4,
+        20 | 701 | 1114 | 1184 => 8,
+        _ => -1,
+    };
+    Ok((ty, -1, len))
+}
+
+/// The type announced for a parameter: the column's PostgreSQL type when planning tied the
+/// parameter to a column, else the Arrow type's equivalent, else `text`.
+pub fn parameter_type(field: &Field) -> Type {
+    pg_type_of(field)
+        .map(|(ty, _, _)| ty)
+        .ok()
+        .filter(|t| *t != Type::UNKNOWN)
+        .unwrap_or(Type::TEXT)
+}
+
+fn columns(schema: &SchemaRef, format: &Format, time_zone: &str) -> PgWireResult<Vec<Column>> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            let (ty, typmod, len) = pg_type_of(field)?;
+            // Only a column read as stored names its table, as in PostgreSQL.
+            let from_column = PgType::declared(field).is_some();
+            let table_id = field
+                .metadata()
+                .get(PG_TABLE_OID_KEY)
+                .and_then(|v| v.parse::<i32>().ok())
+                .filter(|_| from_column);
+            let column_id = field
+                .metadata()
+                .get(PG_ATTNUM_KEY)
+                .and_then(|v| v.parse::<i16>().ok())
+                .filter(|_| from_column);
+            let name = match field.name().split_once(crate::sql::NAME_MARK) {
+                Some((shown, _)) => shown.to_string(),
+                None => field.name().clone(),
+            };
+            let info = FieldInfo::new(name, table_id, column_id, ty.clone(), format.format_for(i))
+                .with_type_modifier(typmod)
+                .with_type_size(len);
+            let encoding = match ty.oid() {
+                114 => Encoding::Json,
+                3802 => Encoding::Jsonb,
+                2950 => Encoding::Uuid,
+                _ => Encoding::Arrow,
+            };
+            let cast = match (field.data_type(), ty.oid()) {
+                (DataType::Timestamp(unit, Some(_)), 1114) => Some(DataType::Timestamp(*unit, None)),
+                (DataType::Timestamp(unit, Some(tz)), 1184) if tz.as_ref() != time_zone => {
+                    Some(DataType::Timestamp(*unit, Some(time_zone.into())))
+                }
+                (DataType::Timestamp(TimeUnit::Nanosecond, tz), _) => {
+                    Some(DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))
+                }
+                _ => None,
+            };
+            Ok(Column {
+                info,
+                encoding,
+                cast,
+            })
+        })
+        .collect()
+}
+
+/// `RowDescription` fields of a result.
+///
+/// # Errors
+/// Column types with no PostgreSQL equivalent.
+pub fn field_infos(schema: &SchemaRef, format: &Format, time_zone: &str) -> PgWireResult<Vec<FieldInfo>> {
+    Ok(columns(schema, format, time_zone)?
+        .into_iter()
+        .map(|c| c.info)
+        .collect())
+}
+
+/// Encodes a stream of batches as `DataRow`s.
+///
+/// # Errors
+/// The returned fields fail for unsupported column types; row errors arrive in the stream.
+pub fn encode(
+    schema: &SchemaRef,
+    batches: SendableRecordBatchStream,
+    format: &Format,
+    time_zone: &str,
+) -> PgWireResult<(Arc<Vec<FieldInfo>>, impl Stream<Item = PgWireResult<DataRow>> + Send + use<>)> {
+    let columns = Arc::new(columns(schema, format, time_zone)?);
+    let fields = Arc::new(columns.iter().map(|c| c.info.clone()).collect::<Vec<_>>());
+    let rows_fields = fields.clone();
+    let rows = batches
+        .map(move |batch| {
+            let rows: Vec<PgWireResult<DataRow>> = match batch {
+                Ok(batch) => match encode_batch(&batch, &columns, &rows_fields) {
+                    Ok(rows) => rows.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                },
+                Err(e) => vec![Err(sqlstate::to_pgwire(&SqlError::DataFusion(e)))],
+            };
+            stream::iter(rows)
+        })
+        .flatten();
+    Ok((fields, rows))
+}
+
+fn encode_batch(batch: &RecordBatch, columns: &[Column], fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<Vec<DataRow>> {
+    let arrays: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .zip(columns)
+        .map(|(array, column)| match &column.cast {
+            Some(target) => cast(array, target).map_err(|e| PgWireError::ApiError(Box::new(e))),
+            None => Ok(array.clone()),
+        })
+        .collect::<PgWireResult<_>>()?;
+    let arrow_fields: Vec<Field> = arrays
+        .iter()
+        .zip(batch.schema().fields())
+        .map(|(a, f)| Field::new(f.name(), a.data_type().clone(), true).with_metadata(f.metadata().clone()))
+        .collect();
+    let strings: Vec<Option<ArrayRef>> = arrays
+        .iter()
+        .zip(columns)
+        .map(|(a, c)| match c.encoding {
+            Encoding::Arrow => Ok(None),
+            _ => cast(a, &DataType::Utf8)
+                .map(Some)
+                .map_err(|e| PgWireError::ApiError(Box::new(e))),
+        })
+        .collect::<PgWireResult<_>>()?;
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        for (i, column) in columns.iter().enumerate() {
+            match column.encoding {
+                Encoding::Arrow => arrow_pg::encoder::encode_value(
+                    &mut encoder,
+                    &arrays[i],
+                    row,
+                    &arrow_fields[i],
+                    &column.info,
+                )?,
+                encoding => {
+                    let strings = strings[i]
+                        .as_ref()
+                        .and_then(|a| a.as_any().downcast_ref::<StringArray>());
+                    let value = strings
+                        .filter(|a| !a.is_null(row))
+                        .map(|a| Raw::new(encoding, a.value(row), column.info.format()));
+                    encoder.encode_field_with_type_and_format(
+                        &value,
+                        column.info.datatype(),
+                        column.info.format(),
+                        column.info.format_options(),
+                    )?;
+                }
+            }
+        }
+        rows.push(encoder.take_row());
+    }
+    Ok(rows)
+}
+
+/// Bytes already in their wire form for the column's type.
+#[derive(Debug)]
+struct Raw(Vec<u8>);
+
+impl Raw {
+    fn new(encoding: Encoding, text: &str, format: FieldFormat) -> Raw {
+        match (encoding, format) {
+            (Encoding::Jsonb, FieldFormat::Binary) => {
+                let mut bytes = Vec::with_capacity(text.len() + 1);
+                bytes.push(1);
+                bytes.extend_from_slice(text.as_bytes());
+                Raw(bytes)
+            }
+            (Encoding::Uuid, FieldFormat::Binary) => Raw(uuid_bytes(text).unwrap_or_default()),
+            _ => Raw(text.as_bytes().to_vec()),
+        }
+    }
+}
+
+fn uuid_bytes(text: &str) -> Option<Vec<u8>> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+impl ToSql for Raw {
+    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        out.put_slice(&self.0);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+impl ToSqlText for Raw {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _format_options: &FormatOptions,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        out.put_slice(&self.0);
+        Ok(IsNull::No)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_text_to_bytes() {
+        let bytes = uuid_bytes("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap();
+        assert_eq!(bytes.len(), 16);
+        assert_eq!(bytes[0], 0xa0);
+        assert_eq!(bytes[15], 0x11);
+        assert!(uuid_bytes("nope").is_none());
+    }
+}

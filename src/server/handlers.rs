@@ -1,0 +1,243 @@
+//! The query protocols: simple `Query` and extended `Parse`/`Bind`/`Describe`/`Execute`.
+//!
+//! Thin by design: statements are parsed, described and executed by the [`Session`] stored
+//! in the connection; this module converts between pgwire messages and
+//! [`Outcome`](crate::sql::Outcome)s, decodes parameters (text or binary, with types declared
+//! by the client or inferred by planning), and forwards notices and changed parameters.
+//! pgwire drives portals, row limits (`PortalSuspended`) and pipelining up to `Sync`.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::sql::sqlparser::ast::{DiscardObject, Statement};
+use futures::{Sink, SinkExt};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::startup::ParameterStatus;
+
+use crate::sql::{Outcome, PreparedStatement, REPORTED_PARAMETERS, Session, SqlError};
+
+use super::encode;
+use super::sqlstate::{to_error_info, to_pgwire};
+
+/// The session of a connection, created at the end of authentication.
+fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
+    client
+        .session_extensions()
+        .get::<Arc<Session>>()
+        .map(|s| s.as_ref().clone())
+        .ok_or_else(|| super::sqlstate::fatal("08P01", "no session: authentication did not complete"))
+}
+
+fn reported(session: &Session) -> HashMap<&'static str, String> {
+    let settings = session.settings();
+    REPORTED_PARAMETERS
+        .iter()
+        .filter_map(|name| settings.get(name).ok().map(|v| (*name, v)))
+        .collect()
+}
+
+/// Sends notices raised by the statement and `ParameterStatus` for changed parameters.
+async fn send_side_messages<C>(client: &mut C, session: &Session, before: &HashMap<&'static str, String>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for notice in session.take_notices() {
+        let info = ErrorInfo::new("NOTICE".into(), "00000".into(), notice);
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info)))
+            .await?;
+    }
+    for (name, value) in reported(session) {
+        if before.get(name) != Some(&value) {
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                    name.to_string(),
+                    value,
+                )))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn response(session: &Session, outcome: Outcome, format: &Format) -> PgWireResult<Response> {
+    Ok(match outcome {
+        Outcome::Rows { schema, stream, tag } => {
+            let tz = session.settings().time_zone();
+            let (fields, rows) = encode::encode(&schema, stream, format, &tz)?;
+            let mut response = QueryResponse::new(fields, rows);
+            response.set_command_tag(&tag);
+            Response::Query(response)
+        }
+        Outcome::Command { tag, rows } => {
+            let tag = Tag::new(&tag);
+            Response::Execution(match rows {
+                Some(rows) => tag.with_rows(rows),
+                None => tag,
+            })
+        }
+        Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+        Outcome::End { tag } => Response::TransactionEnd(Tag::new(&tag)),
+        Outcome::Empty => Response::EmptyQuery,
+    })
+}
+
+/// Clears prepared statements and portals when the statement asks for it.
+fn forget_prepared<C: ClientPortalStore>(client: &C, statement: &Statement)
+where
+    C::PortalStore: PortalStore,
+{
+    match statement {
+        Statement::Deallocate { name, .. } if !name.value.eq_ignore_ascii_case("all") => {
+            client.portal_store().rm_statement(&name.value);
+        }
+        Statement::Discard {
+            object_type: DiscardObject::ALL,
+        } => client.portal_store().clear_portals(),
+        _ => {}
+    }
+}
+
+/// Handles both query protocols for a connection.
+#[derive(Debug, Default)]
+pub struct QueryHandler {
+    parser: Arc<StatementParser>,
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session(client)?;
+        let before = reported(&session);
+        let statements = match session.parse(query) {
+            Ok(statements) => statements,
+            Err(e) => return Ok(vec![Response::Error(Box::new(to_error_info(&e)))]),
+        };
+        for statement in &statements {
+            forget_prepared(client, statement);
+        }
+        let results = session.execute_batch(statements).await;
+        send_side_messages(client, &session, &before).await?;
+        let mut responses = Vec::with_capacity(results.len());
+        for result in results {
+            match result.and_then(|o| response(&session, o, &Format::UnifiedText).map_err(|e| SqlError::Internal(e.to_string()))) {
+                Ok(r) => responses.push(r),
+                Err(e) => {
+                    responses.push(Response::Error(Box::new(to_error_info(&e))));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = PreparedStatement;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session(client)?;
+        let prepared = &portal.statement.statement;
+        let Some(statement) = &prepared.statement else {
+            return Ok(Response::EmptyQuery);
+        };
+        let before = reported(&session);
+        let inferred: Vec<Option<&DataType>> = prepared
+            .param_types
+            .iter()
+            .map(|f| f.as_ref().map(|f| f.data_type()))
+            .collect();
+        let declared: Vec<Option<Type>> = prepared
+            .param_types
+            .iter()
+            .map(|f| f.as_ref().map(encode::parameter_type))
+            .collect();
+        let declared: Vec<Option<&Type>> = declared.iter().map(Option::as_ref).collect();
+        let params = if portal.parameter_len() == 0 {
+            None
+        } else {
+            Some(arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
+                portal, &inferred, &declared,
+            )?)
+        };
+        forget_prepared(client, statement);
+        let outcome = session.execute(statement, params).await.map_err(|e| to_pgwire(&e));
+        send_side_messages(client, &session, &before).await?;
+        response(&session, outcome?, &portal.result_column_format)
+    }
+}
+
+/// Parses and describes statements for the extended protocol.
+#[derive(Debug, Default)]
+pub struct StatementParser;
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = PreparedStatement;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<PreparedStatement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let session = session(client)?;
+        let mut statements = session.parse(sql).map_err(|e| to_pgwire(&e))?;
+        if statements.len() > 1 {
+            return Err(to_pgwire(&SqlError::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            )));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(None);
+        };
+        let mut prepared = session.describe(Some(statement)).await.map_err(|e| to_pgwire(&e))?;
+        if prepared.param_types.len() < types.len() {
+            prepared.param_types.resize(types.len(), None);
+        }
+        Ok(Some(prepared))
+    }
+
+    fn get_parameter_types(&self, stmt: &PreparedStatement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt
+            .param_types
+            .iter()
+            .map(|f| f.as_ref().map_or(Type::TEXT, encode::parameter_type))
+            .collect())
+    }
+
+    fn get_result_schema(&self, stmt: &PreparedStatement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.fields {
+            Some(schema) => encode::field_infos(schema, format.unwrap_or(&Format::UnifiedText), "UTC"),
+            None => Ok(Vec::new()),
+        }
+    }
+}

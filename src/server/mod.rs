@@ -1,0 +1,270 @@
+//! The PostgreSQL wire front end: listener, connection limit, TLS, startup and query
+//! handlers, and shutdown.
+//!
+//! [`Server::run`] accepts connections until `shutdown` resolves, serving each on its own
+//! task through pgwire. Over the connection limit a client gets FATAL 53300 instead of a
+//! dropped socket. On shutdown it stops accepting, gives open connections a grace period, and
+//! records exact sequence positions. This module and its children are the only code that
+//! knows pgwire.
+
+mod auth;
+mod encode;
+mod handlers;
+pub mod sqlstate;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::startup::SecretKey;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::sql::{CancelHandle, Engine};
+
+pub use auth::{AuthMethod, StartupConfig, Users};
+
+/// Server settings.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub startup: StartupConfig,
+    /// TLS acceptor when a certificate is configured.
+    pub tls: Option<TlsAcceptor>,
+    /// Maximum concurrent client connections.
+    pub max_connections: usize,
+    /// How long shutdown waits for open connections.
+    pub shutdown_grace: Duration,
+}
+
+impl Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("startup", &self.startup)
+            .field("tls", &self.tls.is_some())
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// Sessions that can be cancelled, by backend PID and secret key.
+#[derive(Debug, Default)]
+pub struct CancelRegistry {
+    sessions: parking_lot::Mutex<HashMap<i32, (bytes::Bytes, CancelHandle)>>,
+}
+
+impl CancelRegistry {
+    fn register(self: &Arc<Self>, pid: i32, key: SecretKey, handle: CancelHandle) -> CancelGuard {
+        self.sessions.lock().insert(pid, (key.to_bytes(), handle));
+        CancelGuard {
+            registry: self.clone(),
+            pid,
+        }
+    }
+}
+
+/// Removes a session from the registry when its connection ends.
+#[derive(Debug)]
+struct CancelGuard {
+    registry: Arc<CancelRegistry>,
+    pid: i32,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        self.registry.sessions.lock().remove(&self.pid);
+    }
+}
+
+/// Cancels both the statement being planned (pgwire) and its result stream (the session).
+struct Canceller {
+    pgwire: DefaultCancelHandler,
+    registry: Arc<CancelRegistry>,
+}
+
+#[async_trait]
+impl CancelHandler for Canceller {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let handle = {
+            let sessions = self.registry.sessions.lock();
+            sessions
+                .get(&request.pid)
+                .filter(|(key, _)| *key == request.secret_key.to_bytes())
+                .map(|(_, handle)| handle.clone())
+        };
+        match handle {
+            Some(handle) => {
+                info!(pid = request.pid, "cancel request");
+                handle.cancel();
+                self.pgwire.on_cancel_request(request).await;
+            }
+            None => warn!(pid = request.pid, "cancel request for unknown backend ignored"),
+        }
+    }
+}
+
+/// The handlers of one connection.
+struct Connection {
+    startup: Arc<auth::Startup>,
+    queries: Arc<handlers::QueryHandler>,
+    cancel: Arc<Canceller>,
+}
+
+impl PgWireServerHandlers for Connection {
+    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Answers every connection attempt with FATAL 53300, like a full PostgreSQL.
+struct TooManyConnections {
+    cancel: Arc<Canceller>,
+}
+
+#[async_trait]
+impl StartupHandler for TooManyConnections {
+    async fn on_startup<C>(&self, _client: &mut C, _message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Err(sqlstate::fatal("53300", "sorry, too many clients already"))
+    }
+}
+
+impl PgWireServerHandlers for TooManyConnections {
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(TooManyConnections {
+            cancel: self.cancel.clone(),
+        })
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        // Cancel requests for running queries must work even when the server is full.
+        self.cancel.clone()
+    }
+}
+
+/// The PostgreSQL-wire server.
+pub struct Server {
+    engine: Arc<Engine>,
+    config: ServerConfig,
+    connections: Arc<ConnectionManager>,
+    registry: Arc<CancelRegistry>,
+}
+
+impl Server {
+    pub fn new(engine: Arc<Engine>, config: ServerConfig) -> Server {
+        Server {
+            engine,
+            config,
+            connections: Arc::new(ConnectionManager::new()),
+            registry: Arc::new(CancelRegistry::default()),
+        }
+    }
+
+    /// Serves connections until `shutdown` resolves, then drains and closes.
+    ///
+    /// # Errors
+    /// Storage errors while recording final state at shutdown.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), crate::storage::StorageError> {
+        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        let tracker = TaskTracker::new();
+        let cancel = Arc::new(Canceller {
+            pgwire: DefaultCancelHandler::new(self.connections.clone()),
+            registry: self.registry.clone(),
+        });
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (socket, peer) = match accepted {
+                Ok(pair) => {
+                    backoff = Duration::from_millis(10);
+                    pair
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let tls = self.config.tls.clone();
+            match permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let handlers = Connection {
+                        startup: Arc::new(auth::Startup::new(
+                            self.engine.clone(),
+                            self.config.startup.clone(),
+                            self.connections.clone(),
+                            self.registry.clone(),
+                        )),
+                        queries: Arc::new(handlers::QueryHandler::default()),
+                        cancel: cancel.clone(),
+                    };
+                    tracker.spawn(async move {
+                        let _permit = permit;
+                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                            info!(%peer, error = %e, "connection ended with error");
+                        }
+                    });
+                }
+                Err(_) => {
+                    warn!(%peer, limit = self.config.max_connections, "connection refused: too many clients");
+                    let handlers = TooManyConnections {
+                        cancel: cancel.clone(),
+                    };
+                    tracker.spawn(async move {
+                        let _ = pgwire::tokio::process_socket(socket, tls, handlers).await;
+                    });
+                }
+            }
+        }
+        info!("shutting down: no longer accepting connections");
+        drop(listener);
+        tracker.close();
+        if tokio::time::timeout(self.config.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(grace = ?self.config.shutdown_grace, "closing connections still open after the grace period");
+        }
+        self.engine.storage().shutdown().await?;
+        info!("shutdown complete");
+        Ok(())
+    }
+}

@@ -1,0 +1,501 @@
+//! One client session: its DataFusion context, settings, transaction and sequence state, and
+//! the dispatch of every statement it runs.
+//!
+//! The server layer calls [`Session::parse`], [`Session::describe`] and [`Session::execute`]
+//! (extended protocol) or [`Session::execute_batch`] (simple protocol). A statement error
+//! inside a transaction block marks the transaction failed; until `ROLLBACK` every other
+//! statement gets 25P02, as in PostgreSQL. Outside a block, each write statement commits on
+//! its own; the statements of one simple-protocol query string share one implicit
+//! transaction, so a failure part-way leaves nothing of the string behind.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use datafusion::catalog::MemoryCatalogProviderList;
+use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt;
+use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
+use parking_lot::Mutex;
+use tracing::debug;
+
+use super::catalog::{DatabaseCatalog, PG_CATALOG};
+use super::settings::Settings;
+use super::txn::Transaction;
+use super::{Engine, Outcome, Result, SqlError, control, ddl, dml, functions, pg_catalog, rewrite};
+
+/// Sequence values this session has seen, for `currval` and `lastval`.
+#[derive(Debug, Default)]
+pub struct SequenceState {
+    pub currval: HashMap<String, i64>,
+    pub lastval: Option<i64>,
+    /// A sequence moved during the current statement; its position must be made durable
+    /// before the statement is acknowledged.
+    pub touched: bool,
+}
+
+/// State of a session that its catalog and functions need too.
+pub struct SessionShared {
+    pub engine: Arc<Engine>,
+    pub user: String,
+    pub pid: i32,
+    pub settings: Mutex<Settings>,
+    pub txn: Mutex<Option<Transaction>>,
+    pub sequences: Mutex<SequenceState>,
+    pub notices: Mutex<Vec<String>>,
+    /// Cancellation of the statement running now; replaced at each statement.
+    pub cancel: Arc<Mutex<CancellationToken>>,
+}
+
+impl std::fmt::Debug for SessionShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionShared")
+            .field("user", &self.user)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionShared {
+    pub fn note_sequence_value(&self, sequence: &str, value: i64) {
+        let mut state = self.sequences.lock();
+        state.currval.insert(sequence.to_string(), value);
+        state.lastval = Some(value);
+        state.touched = true;
+    }
+
+    /// The schemas of `search_path` that exist.
+    pub fn existing_search_path(&self) -> Vec<String> {
+        let storage = self.engine.storage();
+        self.settings
+            .lock()
+            .search_path()
+            .into_iter()
+            .filter(|s| storage.has_schema(s))
+            .collect()
+    }
+
+    /// `current_schema()`: the first existing schema of the search path.
+    pub fn current_schema(&self) -> Option<String> {
+        self.existing_search_path().into_iter().next()
+    }
+
+    /// Queues a NOTICE/WARNING for the client.
+    pub fn notice(&self, message: impl Into<String>) {
+        self.notices.lock().push(message.into());
+    }
+}
+
+/// Transaction status as `ReadyForQuery` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnStatus {
+    Idle,
+    InBlock,
+    Failed,
+}
+
+/// Cancels the statement a session is running (for `CancelRequest`).
+#[derive(Debug, Clone)]
+pub struct CancelHandle(Arc<Mutex<CancellationToken>>);
+
+impl CancelHandle {
+    /// Cancels the running statement, if any; it fails with 57014.
+    pub fn cancel(&self) {
+        self.0.lock().cancel();
+    }
+}
+
+/// A statement prepared for the extended protocol.
+#[derive(Debug, Clone)]
+pub struct PreparedStatement {
+    /// `None` for an empty query string.
+    pub statement: Option<Statement>,
+    /// Types of `$1..$n` as planning inferred them; the field carries the target column's
+    /// PostgreSQL type when the parameter is compared with or assigned to a column.
+    pub param_types: Vec<Option<Field>>,
+    /// Result columns, or `None` for statements that return no rows.
+    pub fields: Option<SchemaRef>,
+}
+
+/// A client session.
+pub struct Session {
+    pub(crate) shared: Arc<SessionShared>,
+    pub(crate) ctx: SessionContext,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+impl Session {
+    /// Opens a session for `user` with the startup packet's parameters.
+    ///
+    /// # Errors
+    /// Invalid startup parameters.
+    pub fn new(
+        engine: Arc<Engine>,
+        user: &str,
+        pid: i32,
+        startup: &[(String, String)],
+    ) -> Result<Session> {
+        let settings = Settings::new(user, &engine.config().server_version, startup)?;
+        let shared = Arc::new(SessionShared {
+            engine: engine.clone(),
+            user: user.to_string(),
+            pid,
+            settings: Mutex::new(settings),
+            txn: Mutex::new(None),
+            sequences: Mutex::new(SequenceState::default()),
+            notices: Mutex::new(Vec::new()),
+            cancel: Arc::new(Mutex::new(CancellationToken::new())),
+        });
+        let database = engine.config().database.clone();
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(&database, "public")
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(false)
+            .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
+            .set_str("datafusion.execution.time_zone", "UTC");
+        let catalogs = MemoryCatalogProviderList::new();
+        datafusion::catalog::CatalogProviderList::register_catalog(
+            &catalogs,
+            database,
+            Arc::new(DatabaseCatalog::new(shared.clone())),
+        );
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(engine.storage().runtime().clone())
+            .with_default_features()
+            .with_catalog_list(Arc::new(catalogs))
+            .with_type_planner(Arc::new(PgOidTypePlanner))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        functions::register(&ctx, &shared);
+        CoerceIntArgsToBigInt::widen(&ctx);
+        Ok(Session { shared, ctx })
+    }
+
+    /// The engine this session belongs to.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.shared.engine
+    }
+
+    /// A snapshot of the session's settings.
+    pub fn settings(&self) -> Settings {
+        self.shared.settings.lock().clone()
+    }
+
+    /// Messages to send the client as notices, in order.
+    pub fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *self.shared.notices.lock())
+    }
+
+    /// A handle that cancels whatever statement the session is running.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle(self.shared.cancel.clone())
+    }
+
+    /// The transaction status for `ReadyForQuery`.
+    pub fn txn_status(&self) -> TxnStatus {
+        match &*self.shared.txn.lock() {
+            Some(t) if t.failed && t.explicit => TxnStatus::Failed,
+            Some(t) if t.explicit => TxnStatus::InBlock,
+            _ => TxnStatus::Idle,
+        }
+    }
+
+    /// Parses a query string into statements, with PostgreSQL spellings rewritten.
+    ///
+    /// # Errors
+    /// [`SqlError::Parse`] for syntax errors.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        let statements = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(sql)?
+            .parse_statements()?;
+        Ok(statements.into_iter().map(rewrite::pg_compat).collect())
+    }
+
+    /// Qualifies relation names by the search path (`pg_catalog` first).
+    pub(crate) fn qualify(&self, statement: &mut Statement) {
+        let mut path = vec![PG_CATALOG.to_string()];
+        path.extend(self.shared.existing_search_path());
+        let storage = self.shared.engine.storage();
+        let engine = &self.shared.engine;
+        rewrite::qualify_relations(statement, &path, |schema, name| {
+            if schema == PG_CATALOG {
+                pg_catalog::is_catalog_relation(engine, name)
+            } else {
+                storage.table(schema, name).is_some()
+            }
+        });
+    }
+
+    /// Plans a query or DML statement with DataFusion, resolving tables at one point in time.
+    pub(crate) async fn plan(&self, statement: Statement) -> Result<LogicalPlan> {
+        let mut statement = statement;
+        self.qualify(&mut statement);
+        let _view = self.shared.engine.storage().read_view().await;
+        let state = self.ctx.state();
+        Ok(state
+            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+            .await?)
+    }
+
+    /// Describes a statement without running it: parameter types and result columns.
+    ///
+    /// # Errors
+    /// Planning errors (unknown tables or columns, type errors).
+    pub async fn describe(&self, statement: Option<Statement>) -> Result<PreparedStatement> {
+        let Some(statement) = statement else {
+            return Ok(PreparedStatement {
+                statement: None,
+                param_types: Vec::new(),
+                fields: None,
+            });
+        };
+        let (param_types, fields) = match &statement {
+            Statement::Query(_) | Statement::Explain { .. } => {
+                let plan = self.plan(statement.clone()).await?;
+                (parameter_types(&plan)?, Some(Arc::new(plan.schema().as_arrow().clone())))
+            }
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                dml::describe(self, &statement).await?
+            }
+            Statement::ShowVariable { variable } => (
+                Vec::new(),
+                Some(control::show_schema(&control::variable_name(variable))),
+            ),
+            _ => (Vec::new(), None),
+        };
+        Ok(PreparedStatement {
+            statement: Some(statement),
+            param_types,
+            fields,
+        })
+    }
+
+    /// Executes one statement (extended protocol: one Execute, or one statement of a simple
+    /// query string).
+    ///
+    /// # Errors
+    /// Any statement error; inside a transaction block the block is then failed.
+    pub async fn execute(
+        &self,
+        statement: &Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome> {
+        *self.shared.cancel.lock() = CancellationToken::new();
+        let result = self.dispatch(statement, params).await;
+        let result = match result {
+            Ok(outcome) => self.after_statement().await.map(|()| outcome),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            debug!(error = %e, "statement failed");
+            let mut txn = self.shared.txn.lock();
+            match txn.as_mut() {
+                Some(t) if t.explicit => t.failed = true,
+                Some(_) => *txn = None,
+                None => {}
+            }
+        }
+        result
+    }
+
+    /// Executes the statements of one simple-protocol query string, stopping at the first
+    /// error. Outside a transaction block they form one implicit transaction.
+    pub async fn execute_batch(&self, statements: Vec<Statement>) -> Vec<Result<Outcome>> {
+        let implicit = statements.len() > 1 && self.shared.txn.lock().is_none();
+        if implicit {
+            *self.shared.txn.lock() = Some(Transaction::default());
+        }
+        let mut results = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            if implicit && control::is_transaction_control(statement) {
+                // An explicit BEGIN/COMMIT inside the string ends the implicit block first.
+                if let Err(e) = self.commit_implicit().await {
+                    results.push(Err(e));
+                    return results;
+                }
+            }
+            let result = self.execute(statement, None).await;
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                return results;
+            }
+        }
+        if implicit && let Err(e) = self.commit_implicit().await {
+            results.push(Err(e));
+        }
+        results
+    }
+
+    async fn commit_implicit(&self) -> Result<()> {
+        let txn = {
+            let mut guard = self.shared.txn.lock();
+            match guard.as_ref() {
+                Some(t) if !t.explicit => guard.take(),
+                _ => None,
+            }
+        };
+        if let Some(txn) = txn {
+            control::commit_changes(self, txn).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes sequence positions durable before a statement is acknowledged.
+    async fn after_statement(&self) -> Result<()> {
+        let touched = std::mem::take(&mut self.shared.sequences.lock().touched);
+        if touched {
+            self.shared.engine.storage().persist_sequences().await?;
+        }
+        Ok(())
+    }
+
+    async fn dispatch(&self, statement: &Statement, params: Option<ParamValues>) -> Result<Outcome> {
+        let failed = matches!(&*self.shared.txn.lock(), Some(t) if t.failed && t.explicit);
+        if failed && !control::allowed_in_failed_transaction(statement) {
+            return Err(SqlError::InFailedTransaction);
+        }
+        if let Some(outcome) = control::execute(self, statement).await? {
+            return Ok(outcome);
+        }
+        match statement {
+            Statement::Query(_) | Statement::Explain { .. } => self.query(statement, params).await,
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                self.check_writable("INSERT/UPDATE/DELETE")?;
+                dml::execute(self, statement, params).await
+            }
+            other => {
+                if let Some(outcome) = ddl::execute(self, other).await? {
+                    Ok(outcome)
+                } else {
+                    Err(SqlError::Unsupported(format!(
+                        "statement not supported: {}",
+                        first_words(&other.to_string())
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Refuses writes in a read-only transaction.
+    pub(crate) fn check_writable(&self, what: &str) -> Result<()> {
+        let read_only = matches!(&*self.shared.txn.lock(), Some(t) if t.read_only)
+            || self
+                .shared
+                .settings
+                .lock()
+                .get("transaction_read_only")
+                .is_ok_and(|v| v == "on");
+        if read_only {
+            Err(SqlError::ReadOnly(what.to_string()))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn query(&self, statement: &Statement, params: Option<ParamValues>) -> Result<Outcome> {
+        let plan = self.plan(statement.clone()).await?;
+        let plan = match params {
+            Some(params) => plan.with_param_values(params)?,
+            None => plan,
+        };
+        let df = DataFrame::new(self.ctx.state(), plan);
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await?;
+        let token = self.shared.cancel.lock().clone();
+        Ok(Outcome::Rows {
+            schema: schema.clone(),
+            stream: cancellable(stream, schema, token),
+            tag: "SELECT".to_string(),
+        })
+    }
+
+    /// Ends the session: an open transaction is rolled back.
+    pub fn close(&self) {
+        self.shared.txn.lock().take();
+    }
+}
+
+/// Parameter types of a plan, `$1` first.
+pub(crate) fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<Field>>> {
+    let fields = plan.get_parameter_fields()?;
+    let count = fields
+        .keys()
+        .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    Ok((1..=count)
+        .map(|i| {
+            fields
+                .get(&format!("${i}"))
+                .cloned()
+                .flatten()
+                .map(|f| f.as_ref().clone())
+        })
+        .collect())
+}
+
+/// Ends a result stream with 57014 when the statement is cancelled.
+fn cancellable(
+    stream: SendableRecordBatchStream,
+    schema: SchemaRef,
+    token: CancellationToken,
+) -> SendableRecordBatchStream {
+    let batches = futures::stream::unfold(Some((stream, token)), |state| async move {
+        let (mut stream, token) = state?;
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => Some((
+                Err(DataFusionError::External(Box::new(SqlError::Canceled))),
+                None,
+            )),
+            next = stream.next() => next.map(|batch| (batch, Some((stream, token)))),
+        }
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+}
+
+/// Rows built in memory (SHOW and friends) as an outcome.
+pub(crate) fn rows_outcome(batch: RecordBatch, tag: &str) -> Result<Outcome> {
+    let schema = batch.schema();
+    let stream = MemoryStream::try_new(vec![batch], schema.clone(), None)?;
+    Ok(Outcome::Rows {
+        schema,
+        stream: Box::pin(stream),
+        tag: tag.to_string(),
+    })
+}
+
+/// A one-column text result.
+pub(crate) fn text_rows(column: &str, values: Vec<String>) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, true)]));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(values))],
+    )?)
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}

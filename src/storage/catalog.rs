@@ -1,0 +1,486 @@
+//! The warehouse catalog: which schemas and tables exist, discovered from storage.
+//!
+//! The warehouse is the database. A schema is a top-level folder (kept alive by a small marker
+//! object, since object stores have no empty folders); a table is any folder below it holding a
+//! `_delta_log`. Tables written by other engines are found the same way. Everything here is
+//! in memory after [`Storage::open`]; DDL changes storage first and the map second, so a crash
+//! between the two is repaired by the next start's discovery.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::execution::runtime_env::RuntimeEnv;
+use deltalake::DeltaTableBuilder;
+use deltalake::kernel::StructType;
+use deltalake::logstore::ObjectStoreRef;
+use deltalake::table::config::TableProperty;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parking_lot::RwLock;
+use tokio::sync::{RwLock as AsyncRwLock, RwLockReadGuard};
+use tracing::{info, warn};
+use url::Url;
+
+use super::meta::{self, ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
+use super::table::{CommitGuard, TableHandle};
+use super::{Result, StorageError, StorageOptions, stable_oid};
+
+/// The marker object that makes an empty schema folder exist.
+const SCHEMA_MARKER: &str = ".deltagate_schema";
+/// The schema every warehouse has.
+pub const DEFAULT_SCHEMA: &str = "public";
+/// OID of `public` in every PostgreSQL database.
+const PUBLIC_NAMESPACE_OID: u32 = 2200;
+
+/// Where and how tables are stored.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Root of the warehouse: `file:///path` or `s3://bucket/prefix`.
+    pub warehouse: Url,
+    /// Object store options (credentials, endpoint, `AWS_ALLOW_HTTP`, ...).
+    pub storage_options: StorageOptions,
+    /// `delta.checkpointInterval` for new tables; Spark's default is 10.
+    pub checkpoint_interval: u32,
+    /// Values a sequence reserves durably at a time (like PostgreSQL's sequence WAL batching).
+    pub sequence_reserve: i64,
+}
+
+impl StorageConfig {
+    /// A configuration for a local warehouse directory.
+    ///
+    /// # Errors
+    /// [`StorageError::Location`] when the path cannot be made absolute.
+    pub fn local(path: &std::path::Path) -> Result<StorageConfig> {
+        let absolute = std::path::absolute(path)
+            .map_err(|e| StorageError::Location(format!("{}: {e}", path.display())))?;
+        let url = Url::from_directory_path(&absolute)
+            .map_err(|()| StorageError::Location(absolute.display().to_string()))?;
+        Ok(StorageConfig {
+            warehouse: url,
+            ..StorageConfig::default_for(Url::parse("file:///").expect("static URL"))
+        })
+    }
+
+    fn default_for(warehouse: Url) -> StorageConfig {
+        StorageConfig {
+            warehouse,
+            storage_options: StorageOptions::new(),
+            checkpoint_interval: 10,
+            sequence_reserve: 32,
+        }
+    }
+}
+
+struct SchemaEntry {
+    oid: u32,
+    tables: BTreeMap<String, Arc<TableHandle>>,
+}
+
+/// The warehouse: every schema and table, and the locks that order commits.
+pub struct Storage {
+    config: StorageConfig,
+    /// Object store rooted at the warehouse.
+    store: ObjectStoreRef,
+    schemas: RwLock<BTreeMap<String, SchemaEntry>>,
+    /// Readers hold it shared while resolving tables; commits hold it exclusively while they
+    /// publish new snapshots, so multi-table commits become visible at once.
+    visibility: AsyncRwLock<()>,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("warehouse", &self.config.warehouse.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// Opens the warehouse, creating it (and the `public` schema) if needed, and loads every
+    /// table found in it.
+    ///
+    /// # Errors
+    /// Storage errors when the warehouse cannot be listed or a table's log cannot be read.
+    pub async fn open(config: StorageConfig, runtime: Arc<RuntimeEnv>) -> Result<Arc<Storage>> {
+        let mut config = config;
+        if !config.warehouse.path().ends_with('/') {
+            let path = format!("{}/", config.warehouse.path());
+            config.warehouse.set_path(&path);
+        }
+        if config.warehouse.scheme() == "file" {
+            let path = config
+                .warehouse
+                .to_file_path()
+                .map_err(|()| StorageError::Location(config.warehouse.to_string()))?;
+            std::fs::create_dir_all(&path)
+                .map_err(|e| StorageError::Location(format!("{}: {e}", path.display())))?;
+        }
+        let store = deltalake::logstore::store_for(&config.warehouse, config.storage_options.iter())?;
+        let storage = Storage {
+            config,
+            store,
+            schemas: RwLock::new(BTreeMap::new()),
+            visibility: AsyncRwLock::new(()),
+            runtime,
+        };
+        storage.discover().await?;
+        if !storage.has_schema(DEFAULT_SCHEMA) {
+            storage.create_schema(DEFAULT_SCHEMA, true).await?;
+        }
+        Ok(Arc::new(storage))
+    }
+
+    /// The shared DataFusion runtime (object stores of every table are registered in it).
+    pub fn runtime(&self) -> &Arc<RuntimeEnv> {
+        &self.runtime
+    }
+
+    /// The warehouse location.
+    pub fn warehouse(&self) -> &Url {
+        &self.config.warehouse
+    }
+
+    async fn discover(&self) -> Result<()> {
+        let listing = self.store.list_with_delimiter(None).await?;
+        for schema_prefix in listing.common_prefixes {
+            let Some(schema) = schema_prefix.filename().map(str::to_string) else {
+                continue;
+            };
+            self.insert_schema(&schema);
+            let tables = self.store.list_with_delimiter(Some(&schema_prefix)).await?;
+            for table_prefix in tables.common_prefixes {
+                let Some(name) = table_prefix.filename().map(str::to_string) else {
+                    continue;
+                };
+                let log = table_prefix.clone().join("_delta_log");
+                let has_log = self.store.list(Some(&log)).next().await.is_some();
+                if !has_log {
+                    continue;
+                }
+                match self.load_table(&schema, &name).await {
+                    Ok(handle) => {
+                        info!(schema, table = name, version = handle.state().version, "loaded table");
+                        self.insert_table(handle);
+                    }
+                    Err(e) => warn!(schema, table = name, error = %e, "skipping unreadable table"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn table_url(&self, schema: &str, name: &str) -> Result<Url> {
+        self.config
+            .warehouse
+            .join(&format!("{}/{}/", encode_segment(schema), encode_segment(name)))
+            .map_err(|e| StorageError::Location(e.to_string()))
+    }
+
+    async fn load_table(&self, schema: &str, name: &str) -> Result<Arc<TableHandle>> {
+        let url = self.table_url(schema, name)?;
+        let table = DeltaTableBuilder::from_url(url.clone())?
+            .with_storage_options(self.config.storage_options.clone())
+            .load()
+            .await?;
+        let oid = self.unique_oid("table", schema, name);
+        TableHandle::new(schema, name, oid, url, table, &self.runtime)
+    }
+
+    fn unique_oid(&self, kind: &str, schema: &str, name: &str) -> u32 {
+        let taken: std::collections::HashSet<u32> = self
+            .schemas
+            .read()
+            .values()
+            .flat_map(|s| s.tables.values().map(|t| t.oid))
+            .collect();
+        let mut oid = stable_oid(kind, schema, name);
+        while taken.contains(&oid) {
+            oid = oid.wrapping_add(1).max(16384);
+        }
+        oid
+    }
+
+    fn insert_schema(&self, schema: &str) {
+        let oid = if schema == DEFAULT_SCHEMA {
+            PUBLIC_NAMESPACE_OID
+        } else {
+            stable_oid("schema", "", schema)
+        };
+        self.schemas
+            .write()
+            .entry(schema.to_string())
+            .or_insert_with(|| SchemaEntry {
+                oid,
+                tables: BTreeMap::new(),
+            });
+    }
+
+    fn insert_table(&self, handle: Arc<TableHandle>) {
+        self.insert_schema(&handle.schema);
+        if let Some(entry) = self.schemas.write().get_mut(&handle.schema) {
+            entry.tables.insert(handle.name.clone(), handle);
+        }
+    }
+
+    /// Names and OIDs of all schemas.
+    pub fn schemas(&self) -> Vec<(String, u32)> {
+        self.schemas
+            .read()
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.oid))
+            .collect()
+    }
+
+    /// Whether a schema exists.
+    pub fn has_schema(&self, schema: &str) -> bool {
+        self.schemas.read().contains_key(schema)
+    }
+
+    /// The tables of one schema, by name.
+    pub fn tables(&self, schema: &str) -> Vec<Arc<TableHandle>> {
+        self.schemas
+            .read()
+            .get(schema)
+            .map(|s| s.tables.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every table in the warehouse.
+    pub fn all_tables(&self) -> Vec<Arc<TableHandle>> {
+        self.schemas
+            .read()
+            .values()
+            .flat_map(|s| s.tables.values().cloned())
+            .collect()
+    }
+
+    /// One table.
+    pub fn table(&self, schema: &str, name: &str) -> Option<Arc<TableHandle>> {
+        self.schemas.read().get(schema)?.tables.get(name).cloned()
+    }
+
+    /// The table owning an index of this name in the schema.
+    pub fn index_owner(&self, schema: &str, index: &str) -> Option<Arc<TableHandle>> {
+        self.tables(schema).into_iter().find(|t| {
+            let state = t.state();
+            state.meta.indexes.iter().any(|i| i.name == index)
+                || state.meta.primary_key.as_ref().is_some_and(|pk| pk.name == index)
+        })
+    }
+
+    /// The table owning a sequence of this name in the schema.
+    pub fn sequence_owner(&self, schema: &str, sequence: &str) -> Option<Arc<TableHandle>> {
+        self.tables(schema)
+            .into_iter()
+            .find(|t| t.state().meta.sequences.iter().any(|s| s.name == sequence))
+    }
+
+    /// Whether any relation (table, index or sequence) of this name exists in the schema.
+    pub fn relation_exists(&self, schema: &str, name: &str) -> bool {
+        self.table(schema, name).is_some()
+            || self.index_owner(schema, name).is_some()
+            || self.sequence_owner(schema, name).is_some()
+    }
+
+    /// Shared view lock: hold it while resolving the tables of one statement.
+    pub async fn read_view(&self) -> RwLockReadGuard<'_, ()> {
+        self.visibility.read().await
+    }
+
+    /// Creates a schema. Returns false when it existed and `if_not_exists` was given.
+    ///
+    /// # Errors
+    /// [`StorageError::DuplicateSchema`], or object store errors.
+    pub async fn create_schema(&self, schema: &str, if_not_exists: bool) -> Result<bool> {
+        if self.has_schema(schema) {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(StorageError::DuplicateSchema(schema.to_string()))
+            };
+        }
+        let marker = Path::from(encode_segment(schema)).join(SCHEMA_MARKER);
+        self.store.put(&marker, PutPayload::new()).await?;
+        self.insert_schema(schema);
+        info!(schema, "created schema");
+        Ok(true)
+    }
+
+    /// Drops a schema; with `cascade`, its tables too.
+    ///
+    /// # Errors
+    /// [`StorageError::UndefinedSchema`], [`StorageError::SchemaNotEmpty`], or storage errors.
+    pub async fn drop_schema(&self, schema: &str, cascade: bool) -> Result<()> {
+        if !self.has_schema(schema) {
+            return Err(StorageError::UndefinedSchema(schema.to_string()));
+        }
+        let tables = self.tables(schema);
+        if !tables.is_empty() && !cascade {
+            return Err(StorageError::SchemaNotEmpty(schema.to_string()));
+        }
+        for table in tables {
+            self.drop_table(&table).await?;
+        }
+        let prefix = Path::from(encode_segment(schema));
+        self.delete_prefix(&prefix).await?;
+        self.schemas.write().remove(schema);
+        info!(schema, "dropped schema");
+        Ok(())
+    }
+
+    /// Creates a table as a new Delta table.
+    ///
+    /// # Errors
+    /// [`StorageError::DuplicateTable`] if a relation of that name exists, or storage errors.
+    pub async fn create_table(
+        &self,
+        schema: &str,
+        name: &str,
+        columns: Vec<ColumnMeta>,
+        primary_key: Option<IndexMeta>,
+        sequences: Vec<SequenceMeta>,
+    ) -> Result<Arc<TableHandle>> {
+        if !self.has_schema(schema) {
+            return Err(StorageError::UndefinedSchema(schema.to_string()));
+        }
+        if self.relation_exists(schema, name) {
+            return Err(StorageError::DuplicateTable(name.to_string()));
+        }
+        let url = self.table_url(schema, name)?;
+        let delta_schema = StructType::try_new(columns.iter().map(meta::delta_field))
+            .map_err(|e| StorageError::Metadata(e.to_string()))?;
+        let table_meta = TableMeta {
+            arrow_schema: meta::arrow_schema(&columns, 0),
+            columns,
+            primary_key,
+            indexes: Vec::new(),
+            sequences,
+        };
+        let mut configuration: HashMap<String, Option<String>> = table_meta
+            .properties()?
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        configuration.insert(
+            TableProperty::CheckpointInterval.as_ref().to_string(),
+            Some(self.config.checkpoint_interval.to_string()),
+        );
+        let table = deltalake::operations::create::CreateBuilder::new()
+            .with_location(url.as_str())
+            .with_storage_options(self.config.storage_options.clone())
+            .with_table_name(name)
+            .with_columns(delta_schema.fields().cloned())
+            .with_configuration(configuration)
+            .with_raise_if_key_not_exists(false)
+            .await
+            .map_err(|source| StorageError::Commit {
+                table: name.to_string(),
+                source,
+            })?;
+        let oid = self.unique_oid("table", schema, name);
+        let handle = TableHandle::new(schema, name, oid, url, table, &self.runtime)?;
+        self.insert_table(handle.clone());
+        info!(schema, table = name, "created table");
+        Ok(handle)
+    }
+
+    /// Drops a table and deletes its files.
+    ///
+    /// # Errors
+    /// Object store errors while deleting.
+    pub async fn drop_table(&self, table: &Arc<TableHandle>) -> Result<()> {
+        let _commit = table.lock().await;
+        let _view = self.visibility.write().await;
+        if let Some(entry) = self.schemas.write().get_mut(&table.schema) {
+            entry.tables.remove(&table.name);
+        }
+        drop(_view);
+        let prefix = Path::from(encode_segment(&table.schema)).join(encode_segment(&table.name).as_str());
+        self.delete_prefix(&prefix).await?;
+        info!(schema = table.schema, table = table.name, "dropped table");
+        Ok(())
+    }
+
+    async fn delete_prefix(&self, prefix: &Path) -> Result<()> {
+        let locations = self
+            .store
+            .list(Some(prefix))
+            .map_ok(|meta| meta.location)
+            .boxed();
+        self.store
+            .delete_stream(locations)
+            .try_collect::<Vec<_>>()
+            .await?;
+        if self.config.warehouse.scheme() == "file"
+            && let Ok(root) = self.config.warehouse.to_file_path()
+        {
+            // Local folders outlive their files; remove the empty tree so rediscovery agrees.
+            let dir = root.join(prefix.as_ref());
+            if dir.exists() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        Ok(())
+    }
+
+    /// Locks tables for a commit, in OID order so concurrent commits cannot deadlock.
+    pub async fn lock_for_commit(&self, mut tables: Vec<Arc<TableHandle>>) -> CommitGuard<'_> {
+        tables.sort_by_key(|t| t.oid);
+        tables.dedup_by_key(|t| t.oid);
+        let mut guards = Vec::with_capacity(tables.len());
+        for table in tables {
+            let guard = table.clone().lock_owned().await;
+            guards.push((table, guard));
+        }
+        CommitGuard::new(guards, &self.visibility)
+    }
+
+    /// Durably records sequence positions that ran past their reservation.
+    ///
+    /// Called after every statement that drew sequence values and before it is acknowledged,
+    /// so no value handed to a client can be handed out again after a restart.
+    ///
+    /// # Errors
+    /// Delta commit errors.
+    pub async fn persist_sequences(&self) -> Result<()> {
+        for table in self.all_tables() {
+            if table.sequences_need_reserve() {
+                let mut guard = self.lock_for_commit(vec![table.clone()]).await;
+                guard
+                    .reserve_sequences(&table, self.config.sequence_reserve)
+                    .await?;
+                guard.publish().await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the exact sequence positions so a clean restart skips no values.
+    ///
+    /// # Errors
+    /// Delta commit errors.
+    pub async fn shutdown(&self) -> Result<()> {
+        for table in self.all_tables() {
+            if table.sequences_dirty() {
+                let mut guard = self.lock_for_commit(vec![table.clone()]).await;
+                guard.reserve_sequences(&table, 0).await?;
+                guard.publish().await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes characters that would change a path's meaning in a URL.
+fn encode_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for ch in name.chars() {
+        match ch {
+            '/' | '\\' | '%' | '?' | '#' => out.push_str(&format!("%{:02X}", ch as u32)),
+            _ => out.push(ch),
+        }
+    }
+    out
+}

@@ -1,0 +1,105 @@
+//! Storage: the warehouse of Delta tables, and the only code that reads or writes them.
+//!
+//! ```text
+//!   warehouse/                      (local directory or s3://bucket/prefix)
+//!     <schema>/                     a PostgreSQL schema ("public" by default)
+//!       <table>/_delta_log/...      a Delta table; its PostgreSQL metadata lives in its log
+//! ```
+//!
+//! [`Storage`] discovers every schema and table at start, keeps the current snapshot of each
+//! table in memory ([`TableHandle`]), and applies DDL and writes. Writers take a table's commit
+//! lock ([`CommitGuard`]) so commits to one table are serialized; the new snapshots are published
+//! together under the visibility lock, so a statement that plans while holding
+//! [`Storage::read_view`] sees either all or none of a multi-table commit.
+//!
+//! Storage never imports pgwire and knows no SQL text beyond the default expressions it stores.
+//! It is called by the `sql` layer.
+
+mod catalog;
+pub mod meta;
+mod provider;
+mod table;
+
+use std::collections::HashMap;
+
+use datafusion::error::DataFusionError;
+use deltalake::DeltaTableError;
+
+pub use catalog::{Storage, StorageConfig};
+pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
+pub use provider::PgTableProvider;
+pub use table::{CommitGuard, TableHandle, TableState, WriteOp};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedTable(String),
+    #[error("relation \"{0}\" already exists")]
+    DuplicateTable(String),
+    #[error("schema \"{0}\" does not exist")]
+    UndefinedSchema(String),
+    #[error("schema \"{0}\" already exists")]
+    DuplicateSchema(String),
+    #[error("cannot drop schema {0} because other objects depend on it")]
+    SchemaNotEmpty(String),
+    #[error("index \"{0}\" does not exist")]
+    UndefinedIndex(String),
+    #[error("column \"{column}\" of relation \"{table}\" already exists")]
+    DuplicateColumn { table: String, column: String },
+    #[error("column \"{column}\" of relation \"{table}\" does not exist")]
+    UndefinedColumn { table: String, column: String },
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedSequence(String),
+    #[error("nextval: reached maximum value of sequence \"{name}\" ({max})")]
+    SequenceExhausted { name: String, max: i64 },
+    #[error("setval: value {value} is out of bounds for sequence \"{name}\" ({min}..{max})")]
+    SequenceOutOfBounds {
+        name: String,
+        value: i64,
+        min: i64,
+        max: i64,
+    },
+    #[error("invalid table metadata: {0}")]
+    Metadata(String),
+    #[error("could not commit to \"{table}\": {source}")]
+    Commit {
+        table: String,
+        #[source]
+        source: DeltaTableError,
+    },
+    #[error(transparent)]
+    Delta(#[from] DeltaTableError),
+    #[error(transparent)]
+    ObjectStore(#[from] object_store::Error),
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    #[error("invalid warehouse location: {0}")]
+    Location(String),
+}
+
+/// Result of storage operations.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// A stable OID for a catalog object, derived from its kind and qualified name.
+///
+/// OIDs must not change across restarts (PgJDBC and DBeaver cache them), and the Delta log is
+/// the only catalog, so they are computed rather than allocated: FNV-1a of the name, folded into
+/// the range PostgreSQL reserves for user objects (16384 and up).
+pub fn stable_oid(kind: &str, schema: &str, name: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in kind
+        .bytes()
+        .chain([0u8])
+        .chain(schema.bytes())
+        .chain([b'.'])
+        .chain(name.bytes())
+    {
+        hash ^= byte as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    16384 + hash % (i32::MAX as u32 - 16384)
+}
+
+/// Storage options for the object store, merged from configuration (`AWS_*` and friends).
+pub type StorageOptions = HashMap<String, String>;

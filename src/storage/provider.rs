@@ -1,0 +1,183 @@
+//! The DataFusion table of a Delta snapshot, carrying PostgreSQL column facts.
+//!
+//! [`PgTableProvider`] wraps delta-rs's scan (which does partition and statistics pruning and
+//! pushes filters into Parquet) and changes one thing: its schema carries the PostgreSQL type,
+//! table OID and attribute number of every column in field metadata, so result columns can be
+//! described to clients exactly (`varchar(255)` rather than `text`, with `tableOID`/`columnAttr`
+//! set as PostgreSQL sets them). The batches the scan produces are relabelled with that schema;
+//! no data is copied.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result as DfResult;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+};
+use futures::StreamExt;
+
+use super::Result;
+use super::table::TableState;
+
+/// A table as DataFusion sees it: a Delta snapshot plus PostgreSQL metadata.
+#[derive(Debug)]
+pub struct PgTableProvider {
+    inner: Arc<dyn TableProvider>,
+    schema: SchemaRef,
+}
+
+impl PgTableProvider {
+    /// Builds the provider for a snapshot. No I/O: the snapshot already holds the file list.
+    ///
+    /// # Errors
+    /// Delta errors building the scan.
+    pub async fn try_new(state: &TableState) -> Result<PgTableProvider> {
+        let snapshot = state.table.snapshot()?.snapshot().clone();
+        let inner = state
+            .table
+            .table_provider()
+            .with_eager_snapshot(snapshot)
+            .await?;
+        let schema = with_pg_metadata(&inner.schema(), &state.meta.arrow_schema);
+        Ok(PgTableProvider { inner, schema })
+    }
+}
+
+/// Copies field metadata from `pg` onto the same-named fields of `scan`, and declares every
+/// column nullable: NOT NULL is enforced by deltagate with PostgreSQL's error (23502), which
+/// DataFusion's own nullability check would pre-empt with a less useful one.
+fn with_pg_metadata(scan: &SchemaRef, pg: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = scan
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut metadata: HashMap<String, String> = f.metadata().clone();
+            if let Ok(pg_field) = pg.field_with_name(f.name()) {
+                metadata.extend(pg_field.metadata().clone());
+            }
+            f.as_ref().clone().with_metadata(metadata).with_nullable(true)
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, scan.metadata().clone()))
+}
+
+#[async_trait]
+impl TableProvider for PgTableProvider {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let plan = self.inner.scan(state, projection, filters, limit).await?;
+        let target = match projection {
+            Some(indices) => Arc::new(self.schema.project(indices)?),
+            None => self.schema.clone(),
+        };
+        let target = with_pg_metadata(&plan.schema(), &target);
+        Ok(Arc::new(RelabelExec::new(plan, target)))
+    }
+}
+
+/// Passes batches through with a schema that differs only in field metadata.
+#[derive(Debug)]
+struct RelabelExec {
+    input: Arc<dyn ExecutionPlan>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl RelabelExec {
+    fn new(input: Arc<dyn ExecutionPlan>, schema: SchemaRef) -> RelabelExec {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            input.output_partitioning().clone(),
+            input.pipeline_behavior(),
+            input.boundedness(),
+        ));
+        RelabelExec {
+            input,
+            schema,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for RelabelExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgColumns")
+    }
+}
+
+impl ExecutionPlan for RelabelExec {
+    fn name(&self) -> &str {
+        "PgColumns"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let input = children.into_iter().next().unwrap_or_else(|| self.input.clone());
+        Ok(Arc::new(RelabelExec::new(input, self.schema.clone())))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let schema = self.schema.clone();
+        let stream = self.input.execute(partition, context)?;
+        let relabelled = stream.map(move |batch| {
+            let batch = batch?;
+            Ok(batch.with_schema(schema.clone())?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            relabelled,
+        )))
+    }
+}

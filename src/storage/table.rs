@@ -1,0 +1,464 @@
+//! One Delta table: its published snapshot, its commit lock, its sequences, and the writes that
+//! change it.
+//!
+//! A [`TableHandle`] is shared by every session. Readers take [`TableHandle::state`], a cheap
+//! clone of the snapshot they plan against. Writers lock the table through
+//! [`Storage::lock_for_commit`](super::Storage::lock_for_commit), apply their operations to
+//! produce new snapshots (each operation is one Delta commit), and publish them; until
+//! [`CommitGuard::publish`] runs, other sessions keep seeing the previous snapshot.
+//!
+//! Sequences (`serial` columns) hand out values from memory; the position persisted in the
+//! table properties is always at or above any value ever handed out (see
+//! [`Storage::persist_sequences`](super::Storage::persist_sequences)).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::Expr;
+use deltalake::DeltaTable;
+use deltalake::kernel::StructField;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, RwLock as AsyncRwLock};
+use tracing::debug;
+use url::Url;
+
+use super::meta::{self, ColumnMeta, IndexMeta, TableMeta};
+use super::{Result, StorageError};
+
+/// A change to a table, applied at commit.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Append rows (already validated, in the table's Arrow schema).
+    Insert(Vec<RecordBatch>),
+    /// Delete the rows for which the predicate is true (all rows when `None`).
+    ///
+    /// An `UPDATE` is a delete of the old rows followed by an insert of the new ones, computed
+    /// when the statement ran; that keeps volatile expressions and subqueries evaluated once.
+    Delete { predicate: Option<Expr> },
+}
+
+/// A table's snapshot as one statement sees it.
+#[derive(Debug, Clone)]
+pub struct TableState {
+    pub table: DeltaTable,
+    pub meta: Arc<TableMeta>,
+    /// The Delta version of this snapshot.
+    pub version: i64,
+}
+
+impl TableState {
+    fn from_table(table: DeltaTable, oid: u32) -> Result<TableState> {
+        let snapshot = table.snapshot()?;
+        let version = snapshot.version() as i64;
+        let meta = TableMeta::from_delta(
+            &snapshot.schema(),
+            &snapshot.snapshot().arrow_schema(),
+            snapshot.metadata().configuration(),
+            oid,
+        )?;
+        Ok(TableState {
+            table,
+            meta: Arc::new(meta),
+            version,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SequenceRuntime {
+    /// Next value to hand out.
+    next: i64,
+    /// Highest value persisted as possibly used.
+    reserved: i64,
+    increment: i64,
+    min: i64,
+    max: i64,
+}
+
+impl SequenceRuntime {
+    fn last_handed_out(&self) -> i64 {
+        self.next - self.increment
+    }
+}
+
+/// A table of the warehouse.
+pub struct TableHandle {
+    pub schema: String,
+    pub name: String,
+    /// `pg_class.oid` of the table.
+    pub oid: u32,
+    pub location: Url,
+    state: RwLock<TableState>,
+    commit_lock: Arc<AsyncMutex<()>>,
+    sequences: Mutex<HashMap<String, SequenceRuntime>>,
+}
+
+impl std::fmt::Debug for TableHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableHandle")
+            .field("schema", &self.schema)
+            .field("name", &self.name)
+            .field("oid", &self.oid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TableHandle {
+    pub(super) fn new(
+        schema: &str,
+        name: &str,
+        oid: u32,
+        location: Url,
+        table: DeltaTable,
+        runtime: &Arc<RuntimeEnv>,
+    ) -> Result<Arc<TableHandle>> {
+        // Register the table's object store once in the runtime all sessions share.
+        let session = SessionStateBuilder::new()
+            .with_runtime_env(runtime.clone())
+            .build();
+        table.update_datafusion_session(&session)?;
+        let state = TableState::from_table(table, oid)?;
+        let sequences = sequence_runtimes(&state.meta);
+        Ok(Arc::new(TableHandle {
+            schema: schema.to_string(),
+            name: name.to_string(),
+            oid,
+            location,
+            state: RwLock::new(state),
+            commit_lock: Arc::new(AsyncMutex::new(())),
+            sequences: Mutex::new(sequences),
+        }))
+    }
+
+    /// The published snapshot.
+    pub fn state(&self) -> TableState {
+        self.state.read().clone()
+    }
+
+    pub(super) async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.commit_lock.lock().await
+    }
+
+    pub(super) async fn lock_owned(self: Arc<Self>) -> OwnedMutexGuard<()> {
+        self.commit_lock.clone().lock_owned().await
+    }
+
+    /// Draws `count` values from a sequence; returns the first. Values are `first + k*increment`.
+    ///
+    /// # Errors
+    /// [`StorageError::SequenceExhausted`] past the sequence's maximum.
+    pub fn next_values(&self, sequence: &str, count: usize) -> Result<i64> {
+        let mut sequences = self.sequences.lock();
+        let seq = sequences
+            .get_mut(sequence)
+            .ok_or_else(|| StorageError::UndefinedSequence(sequence.to_string()))?;
+        let first = seq.next;
+        let span = seq.increment.saturating_mul(count.saturating_sub(1) as i64);
+        let last = first.saturating_add(span);
+        if count > 0 && (last > seq.max || last < seq.min) {
+            return Err(StorageError::SequenceExhausted {
+                name: sequence.to_string(),
+                max: seq.max,
+            });
+        }
+        seq.next = last.saturating_add(seq.increment);
+        Ok(first)
+    }
+
+    /// Sets a sequence's position as `setval` does.
+    ///
+    /// # Errors
+    /// [`StorageError::SequenceOutOfBounds`] outside the sequence's range.
+    pub fn set_value(&self, sequence: &str, value: i64, is_called: bool) -> Result<()> {
+        let mut sequences = self.sequences.lock();
+        let seq = sequences
+            .get_mut(sequence)
+            .ok_or_else(|| StorageError::UndefinedSequence(sequence.to_string()))?;
+        if value < seq.min || value > seq.max {
+            return Err(StorageError::SequenceOutOfBounds {
+                name: sequence.to_string(),
+                value,
+                min: seq.min,
+                max: seq.max,
+            });
+        }
+        seq.next = if is_called {
+            value.saturating_add(seq.increment)
+        } else {
+            value
+        };
+        Ok(())
+    }
+
+    /// The last value handed out by a sequence and whether any was (`pg_sequences.last_value`).
+    pub fn sequence_position(&self, sequence: &str) -> Option<i64> {
+        self.sequences
+            .lock()
+            .get(sequence)
+            .map(SequenceRuntime::last_handed_out)
+    }
+
+    pub(super) fn sequences_need_reserve(&self) -> bool {
+        self.sequences
+            .lock()
+            .values()
+            .any(|s| s.last_handed_out() > s.reserved)
+    }
+
+    pub(super) fn sequences_dirty(&self) -> bool {
+        self.sequences
+            .lock()
+            .values()
+            .any(|s| s.last_handed_out() != s.reserved)
+    }
+}
+
+fn sequence_runtimes(meta: &TableMeta) -> HashMap<String, SequenceRuntime> {
+    meta.sequences
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                SequenceRuntime {
+                    next: s.reserved.saturating_add(s.increment),
+                    reserved: s.reserved,
+                    increment: s.increment,
+                    min: s.start.min(1),
+                    max: s.max_value,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Exclusive access to a set of tables for one commit.
+pub struct CommitGuard<'a> {
+    locked: Vec<(Arc<TableHandle>, OwnedMutexGuard<()>)>,
+    visibility: &'a AsyncRwLock<()>,
+    staged: HashMap<u32, TableState>,
+}
+
+impl<'a> CommitGuard<'a> {
+    pub(super) fn new(
+        locked: Vec<(Arc<TableHandle>, OwnedMutexGuard<()>)>,
+        visibility: &'a AsyncRwLock<()>,
+    ) -> CommitGuard<'a> {
+        CommitGuard {
+            locked,
+            visibility,
+            staged: HashMap::new(),
+        }
+    }
+
+    fn ensure_locked(&self, table: &TableHandle) {
+        debug_assert!(
+            self.locked.iter().any(|(t, _)| t.oid == table.oid),
+            "table {} written without its commit lock",
+            table.name
+        );
+    }
+
+    /// The newest state of a locked table, including changes staged by this guard.
+    pub fn current(&self, table: &TableHandle) -> TableState {
+        self.staged
+            .get(&table.oid)
+            .cloned()
+            .unwrap_or_else(|| table.state())
+    }
+
+    fn stage(&mut self, table: &TableHandle, delta: DeltaTable) -> Result<()> {
+        let state = TableState::from_table(delta, table.oid)?;
+        self.staged.insert(table.oid, state);
+        Ok(())
+    }
+
+    fn commit_error(table: &TableHandle) -> impl Fn(deltalake::DeltaTableError) -> StorageError {
+        let name = table.name.clone();
+        move |source| StorageError::Commit {
+            table: name.clone(),
+            source,
+        }
+    }
+
+    /// Applies write operations to a table, one Delta commit each, in order.
+    ///
+    /// # Errors
+    /// Delta errors; nothing of this table is published unless all operations succeed.
+    pub async fn apply(
+        &mut self,
+        table: &TableHandle,
+        ops: Vec<WriteOp>,
+    ) -> Result<()> {
+        self.ensure_locked(table);
+        let mut delta = self.current(table).table;
+        for op in ops {
+            let started = std::time::Instant::now();
+            delta = match op {
+                WriteOp::Insert(batches) => {
+                    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                    if rows == 0 {
+                        continue;
+                    }
+                    let batches = strip_metadata(batches)?;
+                    let result = delta
+                        .write(batches)
+                        .with_save_mode(SaveMode::Append)
+                        .with_commit_properties(commit_properties())
+                        .await
+                        .map_err(Self::commit_error(table))?;
+                    debug!(table = table.name, rows, elapsed = ?started.elapsed(), "appended");
+                    result
+                }
+                WriteOp::Delete { predicate } => {
+                    // delta-rs plans deletes with its own session (it needs its own planner
+                    // extensions); predicates reaching here are plain column expressions.
+                    let mut builder = delta.delete().with_commit_properties(commit_properties());
+                    if let Some(predicate) = predicate {
+                        builder = builder.with_predicate(predicate);
+                    }
+                    let (result, metrics) = builder.await.map_err(Self::commit_error(table))?;
+                    debug!(table = table.name, rows = metrics.num_deleted_rows, elapsed = ?started.elapsed(), "deleted");
+                    result
+                }
+            };
+        }
+        self.stage(table, delta)
+    }
+
+    async fn set_properties(
+        &mut self,
+        table: &TableHandle,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        self.ensure_locked(table);
+        let delta = self
+            .current(table)
+            .table
+            .set_tbl_properties()
+            .with_properties(properties)
+            .with_raise_if_not_exists(false)
+            .with_commit_properties(commit_properties())
+            .await
+            .map_err(Self::commit_error(table))?;
+        self.stage(table, delta)
+    }
+
+    /// Replaces the table's secondary index definitions.
+    ///
+    /// # Errors
+    /// Delta commit errors.
+    pub async fn set_indexes(&mut self, table: &TableHandle, indexes: Vec<IndexMeta>) -> Result<()> {
+        let mut meta = (*self.current(table).meta).clone();
+        meta.indexes = indexes;
+        self.set_properties(table, meta.properties()?).await
+    }
+
+    /// Adds a column. Existing rows get NULL; the caller fills in defaults.
+    ///
+    /// # Errors
+    /// [`StorageError::DuplicateColumn`], or Delta commit errors.
+    pub async fn add_column(&mut self, table: &TableHandle, column: ColumnMeta) -> Result<()> {
+        self.ensure_locked(table);
+        let current = self.current(table);
+        if current.meta.column_index(&column.name).is_some() {
+            return Err(StorageError::DuplicateColumn {
+                table: table.name.clone(),
+                column: column.name,
+            });
+        }
+        // Delta cannot add a NOT NULL column to existing files; the constraint is recorded in
+        // the column metadata and enforced by deltagate on write.
+        let field: StructField = meta::delta_field(&ColumnMeta {
+            not_null: false,
+            ..column.clone()
+        });
+        let field = if column.not_null {
+            let mut metadata = field.metadata().clone();
+            metadata.insert(
+                meta::COLUMN_NOT_NULL_KEY.to_string(),
+                deltalake::kernel::MetadataValue::Boolean(true),
+            );
+            field.with_metadata(metadata)
+        } else {
+            field
+        };
+        let delta = current
+            .table
+            .add_columns()
+            .with_fields([field])
+            .with_commit_properties(commit_properties())
+            .await
+            .map_err(Self::commit_error(table))?;
+        self.stage(table, delta)
+    }
+
+    /// Writes the sequences' positions: the last value handed out plus `headroom` increments.
+    ///
+    /// # Errors
+    /// Delta commit errors.
+    pub(super) async fn reserve_sequences(&mut self, table: &TableHandle, headroom: i64) -> Result<()> {
+        let mut meta = (*self.current(table).meta).clone();
+        let runtimes = table.sequences.lock().clone();
+        for seq in &mut meta.sequences {
+            if let Some(rt) = runtimes.get(&seq.name) {
+                let target = rt
+                    .last_handed_out()
+                    .saturating_add(headroom.saturating_mul(rt.increment));
+                seq.reserved = target.min(rt.max).max(rt.last_handed_out());
+            }
+        }
+        self.set_properties(table, meta.properties()?).await?;
+        let mut sequences = table.sequences.lock();
+        for seq in &meta.sequences {
+            if let Some(rt) = sequences.get_mut(&seq.name) {
+                rt.reserved = seq.reserved;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every staged snapshot visible at once and releases the tables.
+    pub async fn publish(self) {
+        let _view = self.visibility.write().await;
+        for (table, _guard) in &self.locked {
+            if let Some(state) = self.staged.get(&table.oid) {
+                *table.state.write() = state.clone();
+            }
+        }
+    }
+}
+
+fn commit_properties() -> CommitProperties {
+    CommitProperties::default().with_metadata([(
+        "engine".to_string(),
+        serde_json::Value::String(format!("deltagate/{}", env!("CARGO_PKG_VERSION"))),
+    )])
+}
+
+/// Delta compares schemas strictly; PostgreSQL facts in field metadata are not part of them.
+fn strip_metadata(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    batches
+        .into_iter()
+        .map(|batch| {
+            let fields: Vec<_> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_metadata(HashMap::new()))
+                .collect();
+            let schema = Arc::new(Schema::new(fields));
+            RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(|e| {
+                StorageError::DataFusion(datafusion::error::DataFusionError::ArrowError(
+                    Box::new(e),
+                    None,
+                ))
+            })
+        })
+        .collect()
+}

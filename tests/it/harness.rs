@@ -1,0 +1,168 @@
+//! Test harness: the real `deltagate` binary on a free port with a temporary warehouse.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tokio_postgres::{Client, NoTls};
+
+/// Password of the test user.
+pub const PASSWORD: &str = "test-password";
+/// Name of the test user and database.
+pub const USER: &str = "deltagate";
+
+/// A running deltagate server.
+pub struct TestServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub warehouse: PathBuf,
+    log: PathBuf,
+    args: Vec<String>,
+    _dir: Option<TempDir>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+impl TestServer {
+    /// A server with a fresh warehouse and default settings.
+    pub fn start() -> TestServer {
+        Self::start_with(&[])
+    }
+
+    /// A server with a fresh warehouse and extra command-line arguments.
+    pub fn start_with(args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let warehouse = dir.path().join("warehouse");
+        let mut server = TestServer {
+            child: None,
+            port: free_port(),
+            log: dir.path().join("server.log"),
+            warehouse,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            _dir: Some(dir),
+        };
+        server.spawn().unwrap_or_else(|e| panic!("{e}"));
+        server
+    }
+
+    /// Runs the binary with arbitrary arguments and waits for it to exit (for startup failures).
+    pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_deltagate"))
+            .args(args)
+            .env("DELTAGATE_PASSWORD", PASSWORD)
+            .output()
+            .expect("run deltagate");
+        let mut text = String::from_utf8_lossy(&output.stdout).to_string();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        (output.status.code(), text)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| e.to_string())?;
+        let child = Command::new(env!("CARGO_BIN_EXE_deltagate"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--warehouse")
+            .arg(&self.warehouse)
+            .args(&self.args)
+            .env("DELTAGATE_PASSWORD", PASSWORD)
+            .env("DELTAGATE_LOG", "info,deltagate=debug")
+            .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("cannot start deltagate: {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(format!("deltagate exited with {status}:\n{}", self.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("deltagate did not start listening:\n{}", self.log_text()))
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts the server on the same warehouse and port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A libpq-style connection string.
+    pub fn conn_string(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname={USER}",
+            self.port
+        )
+    }
+
+    /// A connected tokio-postgres client.
+    pub async fn client(&self) -> Client {
+        let (client, connection) = tokio_postgres::connect(&self.conn_string(), NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log_text()));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// Path of the warehouse.
+    pub fn warehouse(&self) -> &Path {
+        &self.warehouse
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The SQLSTATE of a tokio-postgres error.
+pub fn sqlstate(error: &tokio_postgres::Error) -> String {
+    error
+        .code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no SQLSTATE: {error}"))
+}

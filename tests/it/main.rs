@@ -1,0 +1,4 @@
+//! Integration tests: the real server over TCP with real clients.
+
+mod harness;
+mod protocol;
