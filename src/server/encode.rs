@@ -38,6 +38,9 @@ enum Encoding {
     Json,
     Jsonb,
     Uuid,
+    /// `timestamp`/`timestamptz` in text: PostgreSQL trims zero fractions, which arrow-pg
+    /// does not.
+    TimestampText,
 }
 
 /// One result column: what the client is told and how values are produced.
@@ -104,10 +107,14 @@ fn columns(schema: &SchemaRef, format: &Format, time_zone: &str) -> PgWireResult
             let info = FieldInfo::new(name, table_id, column_id, ty.clone(), format.format_for(i))
                 .with_type_modifier(typmod)
                 .with_type_size(len);
+            let text = format.format_for(i) == FieldFormat::Text;
             let encoding = match ty.oid() {
                 114 => Encoding::Json,
                 3802 => Encoding::Jsonb,
                 2950 => Encoding::Uuid,
+                1114 | 1184 if text && matches!(field.data_type(), DataType::Timestamp(_, _)) => {
+                    Encoding::TimestampText
+                }
                 _ => Encoding::Arrow,
             };
             let cast = match (field.data_type(), ty.oid()) {
@@ -188,6 +195,7 @@ fn encode_batch(batch: &RecordBatch, columns: &[Column], fields: &Arc<Vec<FieldI
         .zip(columns)
         .map(|(a, c)| match c.encoding {
             Encoding::Arrow => Ok(None),
+            Encoding::TimestampText => timestamp_text(a).map(Some),
             _ => cast(a, &DataType::Utf8)
                 .map(Some)
                 .map_err(|e| PgWireError::ApiError(Box::new(e))),
@@ -224,6 +232,53 @@ fn encode_batch(batch: &RecordBatch, columns: &[Column], fields: &Arc<Vec<FieldI
         rows.push(encoder.take_row());
     }
     Ok(rows)
+}
+
+/// Timestamps as PostgreSQL prints them: `2024-01-02 03:04:05.5+01` (zone only when the array
+/// has one, fraction only when nonzero).
+fn timestamp_text(array: &ArrayRef) -> PgWireResult<ArrayRef> {
+    use chrono::TimeZone;
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+    use datafusion::arrow::array::timezone::Tz;
+    let tz = match array.data_type() {
+        DataType::Timestamp(_, tz) => tz.clone(),
+        _ => None,
+    };
+    let micros = cast(array, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    let micros = micros
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| PgWireError::ApiError("timestamp array expected".into()))?;
+    let zone: Option<Tz> = match &tz {
+        Some(name) => Some(name.parse().map_err(|e| PgWireError::ApiError(Box::new(e)))?),
+        None => None,
+    };
+    let text: StringArray = micros
+        .iter()
+        .map(|v| {
+            let v = v?;
+            let utc = chrono::DateTime::from_timestamp_micros(v)?;
+            let fraction = v.rem_euclid(1_000_000);
+            let fraction = if fraction == 0 {
+                String::new()
+            } else {
+                format!(".{fraction:06}").trim_end_matches('0').to_string()
+            };
+            Some(match &zone {
+                None => format!("{}{fraction}", utc.naive_utc().format("%Y-%m-%d %H:%M:%S")),
+                Some(zone) => {
+                    let local = zone.from_utc_datetime(&utc.naive_utc());
+                    format!(
+                        "{}{fraction}{}",
+                        local.format("%Y-%m-%d %H:%M:%S"),
+                        local.format("%:::z")
+                    )
+                }
+            })
+        })
+        .collect();
+    Ok(Arc::new(text))
 }
 
 /// Bytes already in their wire form for the column's type.

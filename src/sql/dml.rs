@@ -440,6 +440,15 @@ fn fill_defaults(insert: &mut datafusion::sql::sqlparser::ast::Insert, meta: &Ta
                         };
                     }
                 }
+                for (i, value) in row.content.iter_mut().enumerate() {
+                    let is_bytea = listed
+                        .get(i)
+                        .and_then(|name| meta.columns.iter().find(|c| &c.name == name))
+                        .is_some_and(|c| c.pg_type == PgType::Bytea);
+                    if is_bytea {
+                        bytea_literal(value)?;
+                    }
+                }
                 for column in &omitted {
                     row.content.push(default_of(column)?);
                 }
@@ -468,6 +477,24 @@ fn fill_defaults(insert: &mut datafusion::sql::sqlparser::ast::Insert, meta: &Ta
     }
     for column in omitted {
         insert.columns.push(column_name(&column.name));
+    }
+    Ok(())
+}
+
+/// `'\x00ff'` for a bytea column is hex input, as PostgreSQL reads it.
+fn bytea_literal(value: &mut SqlExpr) -> Result<()> {
+    if let SqlExpr::Value(v) = value
+        && let Value::SingleQuotedString(text) | Value::EscapedStringLiteral(text) = &v.value
+        && let Some(hex) = text.strip_prefix("\\x")
+    {
+        if hex.len() % 2 != 0 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(SqlError::InvalidTextRepresentation(format!(
+                "invalid hexadecimal data for type bytea: \"{text}\""
+            )));
+        }
+        *value = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&format!("decode('{hex}', 'hex')"))?
+            .parse_expr()?;
     }
     Ok(())
 }
@@ -561,8 +588,8 @@ async fn returning_rows(
         }
     }
     let rows: Vec<RecordBatch> = rows
-        .into_iter()
-        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .iter()
+        .map(|b| txn::conform(b, &schema))
         .collect::<Result<_, _>>()?;
     let table = MemTable::try_new(schema.clone(), vec![rows])?;
     let plan = LogicalPlanBuilder::scan(target.handle.name.as_str(), provider_as_source(Arc::new(table)), None)?

@@ -167,7 +167,7 @@ pub fn overlay(
 
 /// Gives a batch the provider's schema, casting where the scan's physical types differ from the
 /// stored ones (delta-rs scans strings as `Utf8View`).
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
+pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
     let columns = batch
         .columns()
         .iter()
