@@ -83,7 +83,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
 
     /// Log filter (tracing EnvFilter syntax).
-    #[arg(long, env = "DELTAGATE_LOG", default_value = "info")]
+    #[arg(long, env = "DELTAGATE_LOG", default_value = "info,buoyant_kernel=warn,deltalake_core=warn")]
     pub log: String,
 }
 

@@ -625,6 +625,55 @@ fn catalog_functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
     ));
     out.push(udf(
         shared,
+        "pg_relation_is_publishable",
+        arities(oid_types, Volatility::Stable),
+        DataType::Boolean,
+        |_, args| {
+            // Ordinary user tables are publishable; system relations are not.
+            let rows = args.number_rows.max(1);
+            let out: Vec<Option<bool>> = ints(&args.args[0], rows)?
+                .into_iter()
+                .map(|oid| oid.map(|oid| oid >= 16384))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(out))))
+        },
+    ));
+    out.push(udf(
+        shared,
+        "pg_encoding_to_char",
+        arities(&[&[DataType::Int32], &[DataType::Int64]], Volatility::Immutable),
+        DataType::Utf8,
+        |_, args| {
+            let rows = args.number_rows.max(1);
+            let out = ints(&args.args[0], rows)?
+                .into_iter()
+                .map(|e| {
+                    e.map(|e| match e {
+                        0 => "SQL_ASCII".to_string(),
+                        6 => "UTF8".to_string(),
+                        _ => String::new(),
+                    })
+                })
+                .collect();
+            Ok(text_result(out))
+        },
+    ));
+    out.push(udf(
+        shared,
+        "to_regtype",
+        arities(&[&[DataType::Utf8]], Volatility::Stable),
+        DataType::Int32,
+        |shared, args| {
+            let rows = args.number_rows.max(1);
+            let out: Vec<Option<i32>> = strings(&args.args[0], rows)?
+                .into_iter()
+                .map(|name| shared.engine.pg_static.type_oid(&name?).map(|oid| oid as i32))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(Int32Array::from(out))))
+        },
+    ));
+    out.push(udf(
+        shared,
         "pg_size_pretty",
         arities(&[&[DataType::Int64]], Volatility::Immutable),
         DataType::Utf8,
@@ -633,6 +682,88 @@ fn catalog_functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
             Ok(text_result(ints(&args.args[0], rows)?.into_iter().map(|b| b.map(size_pretty)).collect()))
         },
     ));
+    out
+}
+
+/// A JSON value of one row of an argument.
+fn json_value(value: &ColumnarValue, row: usize, rows: usize) -> DfResult<serde_json::Value> {
+    let array = value.to_array(rows)?;
+    let scalar = ScalarValue::try_from_array(&array, row)?;
+    Ok(match scalar {
+        s if s.is_null() => serde_json::Value::Null,
+        ScalarValue::Boolean(Some(b)) => serde_json::Value::Bool(b),
+        ScalarValue::Int8(Some(v)) => v.into(),
+        ScalarValue::Int16(Some(v)) => v.into(),
+        ScalarValue::Int32(Some(v)) => v.into(),
+        ScalarValue::Int64(Some(v)) => v.into(),
+        ScalarValue::UInt32(Some(v)) => v.into(),
+        ScalarValue::UInt64(Some(v)) => v.into(),
+        ScalarValue::Float32(Some(v)) => serde_json::json!(v),
+        ScalarValue::Float64(Some(v)) => serde_json::json!(v),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+            serde_json::Value::String(s)
+        }
+        other => serde_json::Value::String(other.to_string()),
+    })
+}
+
+fn json_functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
+    let object = udf(
+        shared,
+        "json_build_object",
+        Signature::variadic_any(Volatility::Stable),
+        DataType::Utf8,
+        |_, args| {
+            if args.args.len() % 2 != 0 {
+                return Err(DataFusionError::Execution(
+                    "argument list must have even number of elements".into(),
+                ));
+            }
+            let rows = args.number_rows.max(1);
+            let mut out = Vec::with_capacity(rows);
+            for row in 0..rows {
+                let mut map = serde_json::Map::new();
+                for pair in args.args.chunks(2) {
+                    let key = match json_value(&pair[0], row, rows)? {
+                        serde_json::Value::String(s) => s,
+                        serde_json::Value::Null => {
+                            return Err(DataFusionError::Execution("null value not allowed for object key".into()));
+                        }
+                        other => other.to_string(),
+                    };
+                    map.insert(key, json_value(&pair[1], row, rows)?);
+                }
+                out.push(Some(serde_json::Value::Object(map).to_string()));
+            }
+            Ok(text_result(out))
+        },
+    );
+    let array = udf(
+        shared,
+        "json_build_array",
+        Signature::variadic_any(Volatility::Stable),
+        DataType::Utf8,
+        |_, args| {
+            let rows = args.number_rows.max(1);
+            let mut out = Vec::with_capacity(rows);
+            for row in 0..rows {
+                let items = args
+                    .args
+                    .iter()
+                    .map(|a| json_value(a, row, rows))
+                    .collect::<DfResult<Vec<_>>>()?;
+                out.push(Some(serde_json::Value::Array(items).to_string()));
+            }
+            Ok(text_result(out))
+        },
+    );
+    let mut out = vec![object, array];
+    for name in ["pg_collation_is_visible", "pg_type_is_visible", "pg_function_is_visible"] {
+        // Built-in collations, types and functions all live in pg_catalog, always searched.
+        out.push(udf(shared, name, arities(&[&[DataType::Int32], &[DataType::Int64]], Volatility::Stable), DataType::Boolean, |_, _| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
+        }));
+    }
     out
 }
 
@@ -654,6 +785,7 @@ pub fn register(ctx: &SessionContext, shared: &Arc<SessionShared>) {
         .into_iter()
         .chain(session_functions(shared))
         .chain(catalog_functions(shared))
+        .chain(json_functions(shared))
     {
         ctx.register_udf(f);
     }
@@ -672,9 +804,7 @@ pub fn register(ctx: &SessionContext, shared: &Arc<SessionShared>) {
     ctx.register_udf(pgc::quote_ident_udf::create_parse_ident_udf());
     ctx.register_udf(pgc::array_bounds_udf::create_array_upper_udf());
     ctx.register_udf(pgc::array_bounds_udf::create_array_lower_udf());
-    ctx.register_udf(pgc::create_pg_encoding_to_char_udf());
     ctx.register_udf(pgc::create_pg_get_partkeydef_udf());
-    ctx.register_udf(pgc::create_pg_relation_is_publishable_udf());
     ctx.register_udf(pgc::create_pg_get_statisticsobjdef_columns_udf());
     ctx.register_udf(pgc::create_pg_get_partition_ancestors_udf());
     ctx.register_udf(pgc::create_pg_stat_get_numscans());

@@ -22,6 +22,7 @@ mod pg_catalog;
 mod rewrite;
 mod session;
 mod settings;
+mod subplan;
 mod txn;
 
 use std::sync::Arc;

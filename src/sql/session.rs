@@ -37,7 +37,9 @@ use tracing::debug;
 use super::catalog::{DatabaseCatalog, PG_CATALOG};
 use super::settings::Settings;
 use super::txn::Transaction;
-use super::{Engine, Outcome, Result, SqlError, control, ddl, dml, functions, pg_catalog, rewrite};
+use super::{
+    Engine, Outcome, Result, SqlError, control, ddl, dml, functions, pg_catalog, rewrite, subplan,
+};
 
 /// Sequence values this session has seen, for `currval` and `lastval`.
 #[derive(Debug, Default)]
@@ -415,6 +417,16 @@ impl Session {
     }
 
     async fn query(&self, statement: &Statement, params: Option<ParamValues>) -> Result<Outcome> {
+        match self.run_query(statement, params.clone()).await {
+            Err(e) if subplan::is_decorrelation_failure(&e) => {
+                let rewritten = subplan::rewrite(self, statement).await?;
+                self.run_query(&rewritten, params).await
+            }
+            other => other,
+        }
+    }
+
+    async fn run_query(&self, statement: &Statement, params: Option<ParamValues>) -> Result<Outcome> {
         let plan = self.plan(statement.clone()).await?;
         let plan = match params {
             Some(params) => plan.with_param_values(params)?,

@@ -77,7 +77,7 @@ impl TestServer {
             .arg(&self.warehouse)
             .args(&self.args)
             .env("DELTAGATE_PASSWORD", PASSWORD)
-            .env("DELTAGATE_LOG", "info,deltagate=debug")
+            .env("DELTAGATE_LOG", "info,deltagate=debug,buoyant_kernel=warn,deltalake_core=warn")
             .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
             .stderr(Stdio::from(log))
             .spawn()

@@ -39,6 +39,8 @@ pub const SUPERUSER_OID: u32 = 10;
 /// The built-in catalog rows, loaded once per server.
 pub struct StaticTables {
     provider: PgCatalogSchemaProvider<Arc<dyn datafusion::catalog::CatalogProviderList>, EmptyContextProvider>,
+    /// `pg_type.oid` by `typname`, for `to_regtype`.
+    type_oids: HashMap<String, u32>,
 }
 
 impl StaticTables {
@@ -51,9 +53,24 @@ impl StaticTables {
             .map_err(|e| SqlError::Internal(format!("built-in catalog: {e}")))?;
         let empty: Arc<dyn datafusion::catalog::CatalogProviderList> =
             Arc::new(datafusion::catalog::MemoryCatalogProviderList::new());
+        let type_oids = type_oids(&tables.pg_type.data())
+            .map_err(|e| SqlError::Internal(format!("built-in pg_type: {e}")))?;
         let provider = PgCatalogSchemaProvider::try_new(empty, Arc::new(tables), EmptyContextProvider)
             .map_err(|e| SqlError::Internal(format!("built-in catalog: {e}")))?;
-        Ok(StaticTables { provider })
+        Ok(StaticTables {
+            provider,
+            type_oids,
+        })
+    }
+
+    /// The OID of a built-in type by name (`int4`, `integer`, `pg_catalog.text`).
+    pub fn type_oid(&self, name: &str) -> Option<u32> {
+        let name = name.trim().trim_start_matches("pg_catalog.").to_ascii_lowercase();
+        self.type_oids.get(&name).copied().or_else(|| {
+            crate::pgtypes::PgType::parse(&name)
+                .ok()
+                .map(crate::pgtypes::PgType::oid)
+        })
     }
 
     fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
@@ -66,6 +83,27 @@ impl StaticTables {
     fn names(&self) -> Vec<String> {
         SchemaProvider::table_names(&self.provider)
     }
+}
+
+fn type_oids(batches: &[RecordBatch]) -> DfResult<HashMap<String, u32>> {
+    let mut out = HashMap::new();
+    for batch in batches {
+        let (Some(oid), Some(name)) = (batch.column_by_name("oid"), batch.column_by_name("typname")) else {
+            continue;
+        };
+        let oid = datafusion::arrow::compute::cast(oid, &DataType::Int64)?;
+        let name = datafusion::arrow::compute::cast(name, &DataType::Utf8)?;
+        let oid = oid.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>();
+        let name = name.as_any().downcast_ref::<datafusion::arrow::array::StringArray>();
+        if let (Some(oid), Some(name)) = (oid, name) {
+            for i in 0..batch.num_rows() {
+                if !oid.is_null(i) && !name.is_null(i) {
+                    out.insert(name.value(i).to_string(), oid.value(i) as u32);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The `pg_catalog` schema of one session.
@@ -102,6 +140,16 @@ const DYNAMIC: &[&str] = &[
     "pg_stat_activity",
     "pg_stat_user_tables",
     "pg_statio_user_tables",
+    "pg_policy",
+    "pg_inherits",
+    "pg_statistic_ext",
+    "pg_publication",
+    "pg_publication_rel",
+    "pg_publication_namespace",
+    "pg_trigger",
+    "pg_rewrite",
+    "pg_partitioned_table",
+    "pg_foreign_table",
 ];
 
 /// Whether `name` is a relation of `pg_catalog`.
@@ -143,7 +191,10 @@ impl SchemaProvider for PgCatalogSchema {
             "pg_stat_user_tables" | "pg_statio_user_tables" => {
                 relations::pg_stat_user_tables(&self.shared)
             }
-            other => return self.shared.engine.pg_static.table(other),
+            other => match relations::empty(other) {
+                Some(batch) => batch,
+                None => return self.shared.engine.pg_static.table(other),
+            },
         }?;
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
         Ok(Some(Arc::new(table)))

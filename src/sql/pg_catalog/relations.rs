@@ -721,3 +721,102 @@ pub(crate) fn pg_stat_user_tables(shared: &SessionShared) -> DfResult<RecordBatc
     }
     rows.finish()
 }
+
+/// Relations deltagate has no rows for (no policies, inheritance, publications, triggers,
+/// extended statistics), with PostgreSQL's column types so client queries over them plan.
+pub(crate) fn empty(name: &str) -> Option<DfResult<RecordBatch>> {
+    let columns: &[(&str, Kind)] = match name {
+        "pg_policy" => &[
+            ("oid", Kind::Oid),
+            ("polname", Kind::Text),
+            ("polrelid", Kind::Oid),
+            ("polcmd", Kind::Char),
+            ("polpermissive", Kind::Bool),
+            ("polroles", Kind::OidArray),
+            ("polqual", Kind::Text),
+            ("polwithcheck", Kind::Text),
+        ],
+        "pg_inherits" => &[
+            ("inhrelid", Kind::Oid),
+            ("inhparent", Kind::Oid),
+            ("inhseqno", Kind::I32),
+            ("inhdetachpending", Kind::Bool),
+        ],
+        "pg_statistic_ext" => &[
+            ("oid", Kind::Oid),
+            ("stxrelid", Kind::Oid),
+            ("stxname", Kind::Text),
+            ("stxnamespace", Kind::Oid),
+            ("stxowner", Kind::Oid),
+            ("stxstattarget", Kind::I32),
+            ("stxkeys", Kind::I16Array),
+            ("stxkind", Kind::TextArray),
+            ("stxexprs", Kind::Text),
+        ],
+        "pg_publication" => &[
+            ("oid", Kind::Oid),
+            ("pubname", Kind::Text),
+            ("pubowner", Kind::Oid),
+            ("puballtables", Kind::Bool),
+            ("pubinsert", Kind::Bool),
+            ("pubupdate", Kind::Bool),
+            ("pubdelete", Kind::Bool),
+            ("pubtruncate", Kind::Bool),
+            ("pubviaroot", Kind::Bool),
+        ],
+        "pg_publication_rel" => &[
+            ("oid", Kind::Oid),
+            ("prpubid", Kind::Oid),
+            ("prrelid", Kind::Oid),
+            ("prqual", Kind::Text),
+            ("prattrs", Kind::I16Array),
+        ],
+        "pg_publication_namespace" => &[
+            ("oid", Kind::Oid),
+            ("pnpubid", Kind::Oid),
+            ("pnnspid", Kind::Oid),
+        ],
+        "pg_trigger" => &[
+            ("oid", Kind::Oid),
+            ("tgrelid", Kind::Oid),
+            ("tgparentid", Kind::Oid),
+            ("tgname", Kind::Text),
+            ("tgfoid", Kind::Oid),
+            ("tgtype", Kind::I16),
+            ("tgenabled", Kind::Char),
+            ("tgisinternal", Kind::Bool),
+            ("tgconstrrelid", Kind::Oid),
+            ("tgconstrindid", Kind::Oid),
+            ("tgconstraint", Kind::Oid),
+            ("tgdeferrable", Kind::Bool),
+            ("tginitdeferred", Kind::Bool),
+            ("tgnargs", Kind::I16),
+            ("tgattr", Kind::I16Array),
+            ("tgqual", Kind::Text),
+        ],
+        "pg_rewrite" => &[
+            ("oid", Kind::Oid),
+            ("rulename", Kind::Text),
+            ("ev_class", Kind::Oid),
+            ("ev_type", Kind::Char),
+            ("ev_enabled", Kind::Char),
+            ("is_instead", Kind::Bool),
+            ("ev_qual", Kind::Text),
+            ("ev_action", Kind::Text),
+        ],
+        "pg_partitioned_table" => &[
+            ("partrelid", Kind::Oid),
+            ("partstrat", Kind::Char),
+            ("partnatts", Kind::I16),
+            ("partdefid", Kind::Oid),
+            ("partattrs", Kind::I16Array),
+        ],
+        "pg_foreign_table" => &[
+            ("ftrelid", Kind::Oid),
+            ("ftserver", Kind::Oid),
+            ("ftoptions", Kind::TextArray),
+        ],
+        _ => return None,
+    };
+    Some(Rows::new(columns).finish())
+}

@@ -1,0 +1,114 @@
+"""psycopg 3, psycopg2 and SQLAlchemy against a running deltagate.
+
+Connection settings come from PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE. Every check asserts
+on values; any failure raises and the process exits non-zero.
+"""
+import datetime
+import decimal
+import os
+
+import psycopg
+import psycopg2
+import psycopg2.extras
+import sqlalchemy
+from sqlalchemy import inspect, text
+
+DSN = "host={PGHOST} port={PGPORT} user={PGUSER} password={PGPASSWORD} dbname={PGDATABASE}".format(**os.environ)
+
+
+def psycopg3():
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE py3 (id serial PRIMARY KEY, name varchar(20) NOT NULL, v float8, "
+            "n numeric(10,2), ts timestamp, d date, b boolean, raw bytea)"
+        )
+        # Server-side binding: str goes as OID 0 (unknown) and the server infers the type.
+        cur = conn.execute(
+            "INSERT INTO py3 (name, v, n, ts, d, b, raw) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            ("alpha", 1.25, decimal.Decimal("3.50"), datetime.datetime(2024, 5, 6, 7, 8, 9, 123000),
+             datetime.date(2024, 5, 6), True, b"\x00\x01"),
+        )
+        assert cur.fetchone() == (1,)
+        cur.executemany("INSERT INTO py3 (name, v) VALUES (%s, %s)", [("beta", 2.0), ("gamma", None)])
+        rows = conn.execute("SELECT id, name, v, n, ts, d, b, raw FROM py3 ORDER BY id").fetchall()
+        assert rows[0] == (1, "alpha", 1.25, decimal.Decimal("3.50"),
+                           datetime.datetime(2024, 5, 6, 7, 8, 9, 123000), datetime.date(2024, 5, 6),
+                           True, b"\x00\x01"), rows[0]
+        assert [r[1] for r in rows] == ["alpha", "beta", "gamma"]
+        # Binary results.
+        with conn.cursor(binary=True) as bcur:
+            bcur.execute("SELECT name, v, n FROM py3 WHERE id = %s", (1,))
+            assert bcur.fetchone() == ("alpha", 1.25, decimal.Decimal("3.50"))
+        # Errors carry SQLSTATEs and leave the connection usable.
+        try:
+            conn.execute("INSERT INTO py3 (id, name) VALUES (1, 'dup')")
+            raise AssertionError("duplicate key accepted")
+        except psycopg.errors.UniqueViolation as e:
+            assert e.sqlstate == "23505"
+        try:
+            conn.execute("SELECT * FROM nosuch")
+            raise AssertionError("missing table accepted")
+        except psycopg.errors.UndefinedTable as e:
+            assert e.sqlstate == "42P01"
+        # psycopg's type introspection treats 42704 as "not found".
+        assert psycopg.types.TypeInfo.fetch(conn, "hstore") is None
+    # Transactions (psycopg's default: BEGIN before the first statement).
+    with psycopg.connect(DSN) as conn:
+        conn.execute("INSERT INTO py3 (name) VALUES ('rolled back')")
+        conn.rollback()
+        conn.execute("INSERT INTO py3 (name) VALUES ('kept')")
+        conn.commit()
+        names = [r[0] for r in conn.execute("SELECT name FROM py3 ORDER BY id").fetchall()]
+        assert names == ["alpha", "beta", "gamma", "kept"], names
+
+
+def psycopg_two():
+    conn = psycopg2.connect(DSN)
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) FROM py3 WHERE name LIKE %s", ("%a%",))
+    assert cur.fetchone()[0] == 3
+    cur.execute("SHOW DateStyle")
+    assert cur.fetchone()[0].startswith("ISO")
+    psycopg2.extras.execute_values(cur, "INSERT INTO py3 (name, v) VALUES %s", [("p2a", 1.0), ("p2b", 2.0)])
+    conn.commit()
+    cur.execute("SELECT name FROM py3 WHERE name LIKE 'p2%%' ORDER BY name")
+    assert [r[0] for r in cur.fetchall()] == ["p2a", "p2b"]
+    try:
+        cur.execute("INSERT INTO py3 (name) VALUES (NULL)")
+        raise AssertionError("NULL accepted")
+    except psycopg2.errors.NotNullViolation as e:
+        assert e.pgcode == "23502"
+        conn.rollback()
+    conn.close()
+
+
+def sqlalchemy_reflection():
+    for driver in ("psycopg2", "psycopg"):
+        url = "postgresql+{d}://{PGUSER}:{PGPASSWORD}@{PGHOST}:{PGPORT}/{PGDATABASE}".format(d=driver, **os.environ)
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM py3")).scalar() == 6
+        insp = inspect(engine)
+        assert insp.has_table("py3"), driver
+        assert not insp.has_table("nosuch"), driver
+        assert "py3" in insp.get_table_names(), driver
+        columns = {c["name"]: c for c in insp.get_columns("py3")}
+        assert list(columns) == ["id", "name", "v", "n", "ts", "d", "b", "raw"], list(columns)
+        assert isinstance(columns["name"]["type"], sqlalchemy.types.VARCHAR)
+        assert columns["name"]["type"].length == 20
+        assert columns["name"]["nullable"] is False
+        assert columns["v"]["nullable"] is True
+        assert "nextval" in (columns["id"]["default"] or ""), columns["id"]
+        assert isinstance(columns["n"]["type"], sqlalchemy.types.NUMERIC)
+        assert (columns["n"]["type"].precision, columns["n"]["type"].scale) == (10, 2)
+        assert isinstance(columns["ts"]["type"], sqlalchemy.types.TIMESTAMP)
+        pk = insp.get_pk_constraint("py3")
+        assert pk["constrained_columns"] == ["id"], pk
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    psycopg3()
+    psycopg_two()
+    sqlalchemy_reflection()
+    print("python clients: ok")
