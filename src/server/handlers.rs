@@ -16,7 +16,12 @@ use datafusion::sql::sqlparser::ast::{DiscardObject, Statement};
 use futures::{Sink, SinkExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::query::send_describe_response;
+use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::store::Entry;
+use pgwire::api::DEFAULT_NAME;
+use pgwire::messages::data::{NoData, ParameterDescription};
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
@@ -157,6 +162,58 @@ impl ExtendedQueryHandler for QueryHandler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// Like pgwire's, except that a statement with parameters and no result columns answers
+    /// `NoData` (pgwire sends an empty `RowDescription`, which makes PgJDBC treat an INSERT
+    /// as a query and report 0 rows from `executeBatch`).
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.target_type != TARGET_TYPE_BYTE_STATEMENT {
+            return self._on_describe(client, message).await;
+        }
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let stored = match client.portal_store().get_statement(name) {
+            Some(Entry::Value(stored)) => stored,
+            Some(Entry::Empty) => {
+                client
+                    .feed(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(vec![])))
+                    .await?;
+                client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
+                return Ok(());
+            }
+            None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+        };
+        let described = self.parser.get_parameter_types(&stored.statement)?;
+        let count = described.len().max(stored.parameter_types.len());
+        let types: Vec<u32> = (0..count)
+            .map(|i| {
+                stored
+                    .parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .or_else(|| described.get(i).cloned())
+                    .unwrap_or(Type::TEXT)
+                    .oid()
+            })
+            .collect();
+        client
+            .feed(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(types)))
+            .await?;
+        if stored.statement.fields.is_none() {
+            client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
+            return Ok(());
+        }
+        let fields = self.parser.get_result_schema(&stored.statement, None)?;
+        // Parameters were sent above; describe only the row.
+        let row = DescribePortalResponse::new(fields);
+        send_describe_response(client, &row).await
     }
 
     async fn do_query<C>(&self, client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>

@@ -757,7 +757,48 @@ fn json_functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
             Ok(text_result(out))
         },
     );
-    let mut out = vec![object, array];
+    let expand = udf(
+        shared,
+        "_pg_expandarray",
+        Signature::any(1, Volatility::Immutable),
+        expand_type(),
+        |_, args| {
+            use datafusion::arrow::array::{Int32Builder, StructBuilder};
+            let rows = args.number_rows.max(1);
+            let input = args.args[0].to_array(rows)?;
+            let lists = datafusion::arrow::compute::cast(
+                &input,
+                &DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true))),
+            )?;
+            let lists = lists
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::ListArray>()
+                .ok_or_else(|| DataFusionError::Internal("_pg_expandarray expects an array".into()))?;
+            let DataType::List(item) = expand_type() else { unreachable!("list type") };
+            let DataType::Struct(fields) = item.data_type().clone() else { unreachable!("struct item") };
+            let mut builder = ListBuilder::new(StructBuilder::from_fields(fields, 0)).with_field(item);
+            for row in 0..lists.len() {
+                if lists.is_null(row) {
+                    builder.append_null();
+                    continue;
+                }
+                let values = lists.value(row);
+                let values = values
+                    .as_any()
+                    .downcast_ref::<Int32Array>()
+                    .ok_or_else(|| DataFusionError::Internal("int array".into()))?;
+                for (i, v) in values.iter().enumerate() {
+                    let entry = builder.values();
+                    entry.field_builder::<Int32Builder>(0).ok_or_else(|| DataFusionError::Internal("x".into()))?.append_option(v);
+                    entry.field_builder::<Int32Builder>(1).ok_or_else(|| DataFusionError::Internal("n".into()))?.append_value(i as i32 + 1);
+                    entry.append(true);
+                }
+                builder.append(true);
+            }
+            Ok(ColumnarValue::Array(Arc::new(builder.finish())))
+        },
+    );
+    let mut out = vec![object, array, expand];
     for name in ["pg_collation_is_visible", "pg_type_is_visible", "pg_function_is_visible"] {
         // Built-in collations, types and functions all live in pg_catalog, always searched.
         out.push(udf(shared, name, arities(&[&[DataType::Int32], &[DataType::Int64]], Volatility::Stable), DataType::Boolean, |_, _| {
@@ -765,6 +806,15 @@ fn json_functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
         }));
     }
     out
+}
+
+/// `setof record(x int, n int)` of `_pg_expandarray`, as a list of structs to unnest.
+fn expand_type() -> DataType {
+    let fields = datafusion::arrow::datatypes::Fields::from(vec![
+        Field::new("x", DataType::Int32, true),
+        Field::new("n", DataType::Int32, true),
+    ]);
+    DataType::List(Arc::new(Field::new_list_field(DataType::Struct(fields), true)))
 }
 
 /// Formats a byte count as `pg_size_pretty` does.

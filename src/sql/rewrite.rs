@@ -207,6 +207,17 @@ pub fn set_returning_functions(statement: &mut Statement) {
     impl VisitorMut for Rewrite {
         type Break = ();
         fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::CompoundFieldAccess { root, access_chain } = expr
+                && matches!(root.as_ref(), Expr::Nested(_) | Expr::Function(_))
+                && let [datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field))] =
+                    access_chain.as_slice()
+            {
+                // (record).field
+                if let Ok(parsed) = parse_expr(&format!("get_field({root}, '{}')", normalize_ident(field))) {
+                    *expr = parsed;
+                }
+                return ControlFlow::Continue(());
+            }
             let Expr::Function(f) = expr else {
                 return ControlFlow::Continue(());
             };
@@ -215,6 +226,13 @@ pub fn set_returning_functions(statement: &mut Statement) {
                 ("array", FunctionArguments::Subquery(query)) => {
                     if let Some(rewritten) = array_subquery(query) {
                         *expr = rewritten;
+                    }
+                }
+                ("_pg_expandarray", FunctionArguments::List(_)) => {
+                    // information_schema._pg_expandarray(a) returns a set of (x, n) records.
+                    f.name = ObjectName::from(vec![Ident::new("_pg_expandarray")]);
+                    if let Ok(parsed) = parse_expr(&format!("unnest({expr})")) {
+                        *expr = parsed;
                     }
                 }
                 ("generate_subscripts", FunctionArguments::List(list)) if !list.args.is_empty() => {

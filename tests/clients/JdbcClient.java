@@ -1,0 +1,222 @@
+import java.math.BigDecimal;
+import java.sql.*;
+import java.util.*;
+
+/**
+ * PgJDBC (the driver Ignition, DBeaver and Metabase use) against a running deltagate.
+ * Connection settings come from PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE.
+ * Every check throws on a wrong value; the process exits non-zero then.
+ */
+public class JdbcClient {
+    static void check(boolean ok, String what) {
+        if (!ok) throw new AssertionError(what);
+    }
+
+    static void expectState(String state, Runnable action) {
+        try {
+            action.run();
+        } catch (RuntimeException e) {
+            Throwable cause = e.getCause();
+            if (cause instanceof SQLException && state.equals(((SQLException) cause).getSQLState())) return;
+            throw e;
+        }
+        throw new AssertionError("expected SQLSTATE " + state);
+    }
+
+    interface SqlAction { void run() throws SQLException; }
+
+    static Runnable sql(SqlAction a) {
+        return () -> {
+            try { a.run(); } catch (SQLException e) { throw new RuntimeException(e); }
+        };
+    }
+
+    public static void main(String[] args) throws Exception {
+        String url = "jdbc:postgresql://" + System.getenv("PGHOST") + ":" + System.getenv("PGPORT") + "/"
+                + System.getenv("PGDATABASE");
+        Properties props = new Properties();
+        props.setProperty("user", System.getenv("PGUSER"));
+        props.setProperty("password", System.getenv("PGPASSWORD"));
+        try (Connection conn = DriverManager.getConnection(url, props)) {
+            parameterStatus(conn);
+            schema(conn);
+            batches(conn);
+            generatedKeys(conn);
+            fetchSize(conn);
+            metadata(conn);
+            errors(conn);
+            cancel(conn);
+        }
+        System.out.println("jdbc: ok");
+    }
+
+    static void parameterStatus(Connection conn) throws SQLException {
+        org.postgresql.PGConnection pg = conn.unwrap(org.postgresql.PGConnection.class);
+        Map<String, String> status = pg.getParameterStatuses();
+        check("16.6".equals(status.get("server_version")), "server_version " + status);
+        check("UTF8".equals(status.get("client_encoding")), "client_encoding " + status);
+        check(status.get("DateStyle").startsWith("ISO"), "DateStyle " + status);
+        check("on".equals(status.get("integer_datetimes")), "integer_datetimes " + status);
+        check("on".equals(status.get("standard_conforming_strings")), "scs " + status);
+        check(status.containsKey("TimeZone"), "TimeZone " + status);
+        check(conn.getMetaData().getDatabaseMajorVersion() == 16, "major version");
+        try (Statement s = conn.createStatement()) {
+            s.execute("SET application_name = 'jdbc-test'");
+        }
+        check("jdbc-test".equals(pg.getParameterStatus("application_name")), "application_name re-reported");
+    }
+
+    static void schema(Connection conn) throws SQLException {
+        try (Statement s = conn.createStatement()) {
+            s.execute("CREATE TABLE jt (id serial PRIMARY KEY, tagpath varchar(255) NOT NULL, "
+                    + "v double precision, n numeric(10,2), t_stamp bigint, ts timestamp, ok boolean)");
+            s.execute("CREATE INDEX jt_tagpath_idx ON jt (tagpath)");
+        }
+    }
+
+    static void batches(Connection conn) throws SQLException {
+        conn.setAutoCommit(false);
+        try (PreparedStatement ps = conn.prepareStatement(
+                "INSERT INTO jt (tagpath, v, n, t_stamp, ts, ok) VALUES (?, ?, ?, ?, ?, ?)")) {
+            for (int i = 0; i < 300; i++) {
+                ps.setString(1, "tag/" + i);
+                ps.setDouble(2, i * 0.5);
+                ps.setBigDecimal(3, new BigDecimal("1.25").add(BigDecimal.valueOf(i)));
+                ps.setLong(4, 1700000000000L + i);
+                ps.setTimestamp(5, Timestamp.valueOf("2024-03-04 05:06:07"));
+                if (i % 2 == 0) ps.setBoolean(6, true); else ps.setNull(6, Types.BOOLEAN);
+                ps.addBatch();
+            }
+            int[] counts = ps.executeBatch();
+            check(counts.length == 300 && counts[0] == 1, "batch counts " + counts.length + " " + Arrays.toString(Arrays.copyOf(counts, 3)));
+        }
+        conn.commit();
+        conn.setAutoCommit(true);
+        // Executions past prepareThreshold use a named statement and binary transfer.
+        try (PreparedStatement ps = conn.prepareStatement("SELECT v, n, ts, ok FROM jt WHERE t_stamp = ?")) {
+            for (int i = 0; i < 8; i++) {
+                ps.setLong(1, 1700000000000L + i);
+                try (ResultSet rs = ps.executeQuery()) {
+                    check(rs.next(), "row " + i);
+                    check(rs.getDouble(1) == i * 0.5, "v " + i);
+                    check(rs.getBigDecimal(2).compareTo(new BigDecimal("1.25").add(BigDecimal.valueOf(i))) == 0, "n " + i);
+                    check(rs.getTimestamp(3).equals(Timestamp.valueOf("2024-03-04 05:06:07")), "ts " + rs.getTimestamp(3));
+                    check((i % 2 == 0) == rs.getBoolean(4) && (i % 2 == 0) != rs.wasNull(), "ok " + i);
+                    check(!rs.next(), "one row");
+                }
+            }
+        }
+        try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SELECT count(*) FROM jt")) {
+            rs.next();
+            check(rs.getLong(1) == 300, "count " + rs.getLong(1));
+        }
+    }
+
+    static void generatedKeys(Connection conn) throws SQLException {
+        try (PreparedStatement ps = conn.prepareStatement(
+                "INSERT INTO jt (tagpath) VALUES (?)", Statement.RETURN_GENERATED_KEYS)) {
+            ps.setString(1, "new/tag");
+            check(ps.executeUpdate() == 1, "insert");
+            try (ResultSet keys = ps.getGeneratedKeys()) {
+                check(keys.next() && keys.getInt("id") == 301, "generated key");
+            }
+        }
+        try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SELECT lastval(), currval('jt_id_seq')")) {
+            rs.next();
+            check(rs.getLong(1) == 301 && rs.getLong(2) == 301, "lastval/currval");
+        }
+        try (Statement s = conn.createStatement()) {
+            check(s.executeUpdate("UPDATE jt SET v = 99 WHERE tagpath = 'new/tag'") == 1, "update count");
+        }
+    }
+
+    static void fetchSize(Connection conn) throws SQLException {
+        conn.setAutoCommit(false);
+        try (PreparedStatement ps = conn.prepareStatement("SELECT id FROM jt ORDER BY id")) {
+            ps.setFetchSize(50);
+            int n = 0;
+            long last = 0;
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    check(rs.getLong(1) > last, "order");
+                    last = rs.getLong(1);
+                    n++;
+                }
+            }
+            check(n == 301, "rows through portal " + n);
+        }
+        conn.commit();
+        conn.setAutoCommit(true);
+    }
+
+    static void metadata(Connection conn) throws SQLException {
+        DatabaseMetaData md = conn.getMetaData();
+        try (ResultSet rs = md.getTables(null, "public", "jt", new String[] {"TABLE"})) {
+            check(rs.next() && "jt".equals(rs.getString("TABLE_NAME")) && "TABLE".equals(rs.getString("TABLE_TYPE")), "getTables");
+            check(!rs.next(), "one table");
+        }
+        try (ResultSet rs = md.getTables(null, "public", "nosuch", null)) {
+            check(!rs.next(), "no such table");
+        }
+        List<String> names = new ArrayList<>();
+        try (ResultSet rs = md.getColumns(null, "public", "jt", "%")) {
+            while (rs.next()) {
+                names.add(rs.getString("COLUMN_NAME"));
+                if ("tagpath".equals(rs.getString("COLUMN_NAME"))) {
+                    check("varchar".equals(rs.getString("TYPE_NAME")), "type name " + rs.getString("TYPE_NAME"));
+                    check(rs.getInt("DATA_TYPE") == Types.VARCHAR, "data type");
+                    check(rs.getInt("COLUMN_SIZE") == 255, "column size " + rs.getInt("COLUMN_SIZE"));
+                    check("NO".equals(rs.getString("IS_NULLABLE")), "nullable");
+                }
+                if ("id".equals(rs.getString("COLUMN_NAME"))) {
+                    check("serial".equals(rs.getString("TYPE_NAME")), "serial " + rs.getString("TYPE_NAME"));
+                    check("YES".equals(rs.getString("IS_AUTOINCREMENT")), "autoincrement");
+                }
+                if ("n".equals(rs.getString("COLUMN_NAME"))) {
+                    check(rs.getInt("COLUMN_SIZE") == 10 && rs.getInt("DECIMAL_DIGITS") == 2, "numeric(10,2)");
+                }
+            }
+        }
+        check(names.equals(Arrays.asList("id", "tagpath", "v", "n", "t_stamp", "ts", "ok")), "columns " + names);
+        try (ResultSet rs = md.getPrimaryKeys(null, "public", "jt")) {
+            check(rs.next() && "id".equals(rs.getString("COLUMN_NAME")) && "jt_pkey".equals(rs.getString("PK_NAME")), "pk");
+            check(!rs.next(), "one pk column");
+        }
+        Set<String> indexes = new TreeSet<>();
+        try (ResultSet rs = md.getIndexInfo(null, "public", "jt", false, false)) {
+            while (rs.next()) indexes.add(rs.getString("INDEX_NAME") + ":" + rs.getString("COLUMN_NAME"));
+        }
+        check(indexes.equals(new TreeSet<>(Arrays.asList("jt_pkey:id", "jt_tagpath_idx:tagpath"))), "indexes " + indexes);
+        try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SELECT tagpath, v FROM jt LIMIT 1")) {
+            ResultSetMetaData rsmd = rs.getMetaData();
+            check("jt".equals(rsmd.getTableName(1)), "result table name " + rsmd.getTableName(1));
+            check(rsmd.getColumnType(1) == Types.VARCHAR, "result column type");
+            check(rsmd.getColumnDisplaySize(1) == 255, "display size " + rsmd.getColumnDisplaySize(1));
+        }
+    }
+
+    static void errors(Connection conn) {
+        expectState("23505", sql(() -> conn.createStatement().execute("INSERT INTO jt (id, tagpath) VALUES (1, 'x')")));
+        expectState("23502", sql(() -> conn.createStatement().execute("INSERT INTO jt (tagpath) VALUES (NULL)")));
+        expectState("42P01", sql(() -> conn.createStatement().executeQuery("SELECT * FROM nosuch")));
+        expectState("42703", sql(() -> conn.prepareStatement("SELECT nosuch FROM jt").executeQuery()));
+        expectState("22001", sql(() -> {
+            PreparedStatement ps = conn.prepareStatement("INSERT INTO jt (tagpath) VALUES (?)");
+            ps.setString(1, "x".repeat(300));
+            ps.executeUpdate();
+        }));
+    }
+
+    static void cancel(Connection conn) throws Exception {
+        Statement s = conn.createStatement();
+        Thread canceller = new Thread(() -> {
+            try { Thread.sleep(500); s.cancel(); } catch (Exception e) { throw new RuntimeException(e); }
+        });
+        canceller.start();
+        expectState("57014", sql(() -> s.executeQuery("SELECT count(*) FROM generate_series(1, 20000000000)")));
+        canceller.join();
+        try (ResultSet rs = conn.createStatement().executeQuery("SELECT 1")) {
+            check(rs.next() && rs.getInt(1) == 1, "usable after cancel");
+        }
+    }
+}
