@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).context("invalid --log filter")?)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let built = config.build().context("invalid configuration")?;
     let runtime = RuntimeEnvBuilder::new().build_arc()?;

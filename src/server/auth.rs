@@ -252,10 +252,6 @@ impl Startup {
         let user = parameters
             .get("user")
             .ok_or_else(|| fatal("28000", "no PostgreSQL user name specified in startup packet"))?;
-        let database = parameters.get("database").unwrap_or(user);
-        if database != &self.engine.config().database {
-            return Err(fatal("3D000", format!("database \"{database}\" does not exist")));
-        }
         if !self.config.users.contains(user) {
             warn!(user, peer = %client.socket_addr(), "login for unknown role");
             let message = match self.config.method {
@@ -264,6 +260,10 @@ impl Startup {
             };
             let code = if self.config.method == AuthMethod::Trust { "28000" } else { "28P01" };
             return Err(fatal(code, message));
+        }
+        let database = parameters.get("database").unwrap_or(user);
+        if database != &self.engine.config().database {
+            return Err(fatal("3D000", format!("database \"{database}\" does not exist")));
         }
         Ok(())
     }

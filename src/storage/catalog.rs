@@ -374,6 +374,7 @@ impl Storage {
             .with_columns(delta_schema.fields().cloned())
             .with_configuration(configuration)
             .with_raise_if_key_not_exists(false)
+            .with_commit_properties(super::table::commit_properties())
             .await
             .map_err(|source| StorageError::Commit {
                 table: name.to_string(),

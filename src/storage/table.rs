@@ -434,7 +434,7 @@ impl<'a> CommitGuard<'a> {
     }
 }
 
-fn commit_properties() -> CommitProperties {
+pub(super) fn commit_properties() -> CommitProperties {
     CommitProperties::default().with_metadata([(
         "engine".to_string(),
         serde_json::Value::String(format!("deltagate/{}", env!("CARGO_PKG_VERSION"))),

@@ -4,3 +4,5 @@ mod harness;
 mod protocol;
 mod slt;
 mod clients;
+mod auth;
+mod delta;
