@@ -82,6 +82,10 @@ pub struct Config {
     #[arg(long, env = "DELTAGATE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How often to look for tables other engines placed in the warehouse.
+    #[arg(long, env = "DELTAGATE_RESCAN_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub rescan_interval: Duration,
+
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "DELTAGATE_LOG", default_value = "info,buoyant_kernel=warn,deltalake_core=warn")]
     pub log: String,

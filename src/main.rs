@@ -47,8 +47,26 @@ async fn main() -> anyhow::Result<()> {
             password, "no password configured (DELTAGATE_PASSWORD): generated one for this run"
         );
     }
+    let rescan = {
+        let storage = storage.clone();
+        let every = config.rescan_interval;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                match storage.rescan().await {
+                    Ok(0) => {}
+                    Ok(added) => info!(added, "found new tables in the warehouse"),
+                    Err(e) => warn!(error = %e, "warehouse rescan failed"),
+                }
+            }
+        })
+    };
     let server = Server::new(Arc::clone(&engine), built.server);
     server.run(listener, shutdown_signal()).await?;
+    rescan.abort();
     Ok(())
 }
 

@@ -265,6 +265,20 @@ impl Session {
     /// # Errors
     /// Planning errors (unknown tables or columns, type errors).
     pub async fn describe(&self, statement: Option<Statement>) -> Result<PreparedStatement> {
+        match self.describe_once(statement.clone()).await {
+            Err(e) if is_undefined_table(&e) && self.rescanned().await => {
+                self.describe_once(statement).await
+            }
+            other => other,
+        }
+    }
+
+    /// Whether a warehouse rescan found tables another engine placed there since the last one.
+    async fn rescanned(&self) -> bool {
+        self.shared.engine.storage().rescan().await.unwrap_or(0) > 0
+    }
+
+    async fn describe_once(&self, statement: Option<Statement>) -> Result<PreparedStatement> {
         let Some(statement) = statement else {
             return Ok(PreparedStatement {
                 statement: None,
@@ -304,7 +318,11 @@ impl Session {
         params: Option<ParamValues>,
     ) -> Result<Outcome> {
         *self.shared.cancel.lock() = CancellationToken::new();
-        let result = self.dispatch(statement, params).await;
+        let mut result = self.dispatch(statement, params.clone()).await;
+        if matches!(&result, Err(e) if is_undefined_table(e)) && self.rescanned().await {
+            // A table another engine placed in the warehouse since the last scan.
+            result = self.dispatch(statement, params).await;
+        }
         let result = match result {
             Ok(outcome) => self.after_statement().await.map(|()| outcome),
             Err(e) => Err(e),
@@ -447,6 +465,11 @@ impl Session {
     pub fn close(&self) {
         self.shared.txn.lock().take();
     }
+}
+
+fn is_undefined_table(error: &SqlError) -> bool {
+    matches!(error, SqlError::UndefinedTable(_))
+        || matches!(error, SqlError::DataFusion(e) if e.to_string().contains("not found") && e.to_string().contains("table"))
 }
 
 /// Parameter types of a plan, `$1` first.

@@ -86,6 +86,9 @@ pub struct Storage {
     /// Readers hold it shared while resolving tables; commits hold it exclusively while they
     /// publish new snapshots, so multi-table commits become visible at once.
     visibility: AsyncRwLock<()>,
+    /// Serializes discovery with table creation and removal, so a scan never registers a table
+    /// that is being created or dropped.
+    ddl: tokio::sync::Mutex<()>,
     runtime: Arc<RuntimeEnv>,
 }
 
@@ -123,6 +126,7 @@ impl Storage {
             store,
             schemas: RwLock::new(BTreeMap::new()),
             visibility: AsyncRwLock::new(()),
+            ddl: tokio::sync::Mutex::new(()),
             runtime,
         };
         storage.discover().await?;
@@ -142,7 +146,19 @@ impl Storage {
         &self.config.warehouse
     }
 
+    /// Looks for schemas and tables that appeared in the warehouse since the last scan (written
+    /// by another engine). Returns how many tables were added.
+    ///
+    /// # Errors
+    /// Object store errors while listing.
+    pub async fn rescan(&self) -> Result<usize> {
+        let before = self.all_tables().len();
+        self.discover().await?;
+        Ok(self.all_tables().len().saturating_sub(before))
+    }
+
     async fn discover(&self) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
         let listing = self.store.list_with_delimiter(None).await?;
         for schema_prefix in listing.common_prefixes {
             let Some(schema) = schema_prefix.filename().map(str::to_string) else {
@@ -154,6 +170,9 @@ impl Storage {
                 let Some(name) = table_prefix.filename().map(str::to_string) else {
                     continue;
                 };
+                if self.table(&schema, &name).is_some() {
+                    continue;
+                }
                 let log = table_prefix.clone().join("_delta_log");
                 let has_log = self.store.list(Some(&log)).next().await.is_some();
                 if !has_log {
@@ -342,6 +361,7 @@ impl Storage {
         primary_key: Option<IndexMeta>,
         sequences: Vec<SequenceMeta>,
     ) -> Result<Arc<TableHandle>> {
+        let _ddl = self.ddl.lock().await;
         if !self.has_schema(schema) {
             return Err(StorageError::UndefinedSchema(schema.to_string()));
         }
@@ -392,6 +412,7 @@ impl Storage {
     /// # Errors
     /// Object store errors while deleting.
     pub async fn drop_table(&self, table: &Arc<TableHandle>) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
         let _commit = table.lock().await;
         let _view = self.visibility.write().await;
         if let Some(entry) = self.schemas.write().get_mut(&table.schema) {

@@ -41,10 +41,10 @@ async fn independent_readers_see_every_type() {
 #[tokio::test]
 async fn tables_written_by_other_engines_are_served() {
     let mut server = TestServer::start();
+    let client = server.client().await;
     let path = server.warehouse().join("public/external_readings");
     run_client(&server, &python(), &["delta_readers.py", "write-external", path.to_str().unwrap()]);
-    server.restart();
-    let client = server.client().await;
+    // Found while running: the first statement that names it triggers a rescan.
     let rows = client
         .query("SELECT sensor, reading, n FROM external_readings ORDER BY sensor", &[])
         .await
@@ -70,6 +70,12 @@ async fn tables_written_by_other_engines_are_served() {
         .execute("INSERT INTO external_readings (sensor, n) VALUES ('d', 4)", &[])
         .await
         .unwrap();
+    let n: i64 = client.query_one("SELECT count(*) FROM external_readings", &[]).await.unwrap().get(0);
+    assert_eq!(n, 4);
+    // And after a restart, from the warehouse alone.
+    drop(client);
+    server.restart();
+    let client = server.client().await;
     let n: i64 = client.query_one("SELECT count(*) FROM external_readings", &[]).await.unwrap().get(0);
     assert_eq!(n, 4);
 }
