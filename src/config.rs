@@ -39,7 +39,11 @@ pub struct Config {
     pub warehouse: String,
 
     /// Object store option KEY=VALUE (repeatable), e.g. AWS_ENDPOINT_URL=http://minio:9000.
-    #[arg(long = "storage-option", env = "DELTAGATE_STORAGE_OPTIONS", value_delimiter = ',')]
+    #[arg(
+        long = "storage-option",
+        env = "DELTAGATE_STORAGE_OPTIONS",
+        value_delimiter = ','
+    )]
     pub storage_options: Vec<String>,
 
     /// Name of the database clients connect to.
@@ -55,7 +59,12 @@ pub struct Config {
     pub password: Option<String>,
 
     /// Authentication method.
-    #[arg(long, env = "DELTAGATE_AUTH", value_enum, default_value = "scram-sha-256")]
+    #[arg(
+        long,
+        env = "DELTAGATE_AUTH",
+        value_enum,
+        default_value = "scram-sha-256"
+    )]
     pub auth: AuthMethod,
 
     /// PEM certificate chain for TLS.
@@ -87,7 +96,11 @@ pub struct Config {
     pub rescan_interval: Duration,
 
     /// Log filter (tracing EnvFilter syntax).
-    #[arg(long, env = "DELTAGATE_LOG", default_value = "info,buoyant_kernel=warn,deltalake_core=warn")]
+    #[arg(
+        long,
+        env = "DELTAGATE_LOG",
+        default_value = "info,buoyant_kernel=warn,deltalake_core=warn"
+    )]
     pub log: String,
 }
 
@@ -135,7 +148,9 @@ impl Config {
             let (k, v) = option
                 .split_once('=')
                 .ok_or_else(|| ConfigError::StorageOption(option.clone()))?;
-            storage.storage_options.insert(k.trim().to_string(), v.to_string());
+            storage
+                .storage_options
+                .insert(k.trim().to_string(), v.to_string());
         }
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),

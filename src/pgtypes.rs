@@ -326,8 +326,9 @@ impl PgType {
         let numbers = modifiers
             .iter()
             .map(|m| {
-                m.parse::<i64>()
-                    .map_err(|_| TypeError::InvalidModifier(format!("invalid type modifier \"{m}\"")))
+                m.parse::<i64>().map_err(|_| {
+                    TypeError::InvalidModifier(format!("invalid type modifier \"{m}\""))
+                })
             })
             .collect::<Result<Vec<i64>, TypeError>>()?;
         PgType::from_name(base, &numbers).ok_or_else(|| {
@@ -390,7 +391,9 @@ impl PgType {
                 [_, s] => Err(TypeError::InvalidModifier(format!(
                     "NUMERIC scale {s} must be between 0 and precision"
                 ))),
-                _ => Err(TypeError::InvalidModifier("invalid NUMERIC type modifier".into())),
+                _ => Err(TypeError::InvalidModifier(
+                    "invalid NUMERIC type modifier".into(),
+                )),
             },
             "text" => no_mods(PgType::Text),
             "varchar" | "character varying" | "char varying" => {
@@ -472,9 +475,7 @@ impl fmt::Display for PgType {
             PgType::Numeric(Some((p, s))) => write!(f, "numeric({p},{s})"),
             PgType::Varchar(Some(n)) => write!(f, "character varying({n})"),
             PgType::Bpchar(n) => write!(f, "character({n})"),
-            PgType::Numeric(None) | PgType::Varchar(None) => {
-                f.write_str(self.sql_standard_name())
-            }
+            PgType::Numeric(None) | PgType::Varchar(None) => f.write_str(self.sql_standard_name()),
             other => f.write_str(other.sql_standard_name()),
         }
     }
@@ -515,15 +516,36 @@ mod tests {
     fn user_spellings() {
         assert_eq!(PgType::parse("INT").unwrap(), PgType::Int4);
         assert_eq!(PgType::parse("serial").unwrap(), PgType::Int4);
-        assert_eq!(PgType::parse("VARCHAR(20)").unwrap(), PgType::Varchar(Some(20)));
+        assert_eq!(
+            PgType::parse("VARCHAR(20)").unwrap(),
+            PgType::Varchar(Some(20))
+        );
         assert_eq!(PgType::parse("char").unwrap(), PgType::Bpchar(1));
-        assert_eq!(PgType::parse("decimal(5)").unwrap(), PgType::Numeric(Some((5, 0))));
-        assert_eq!(PgType::parse("timestamp(3) with time zone").unwrap(), PgType::Timestamptz);
+        assert_eq!(
+            PgType::parse("decimal(5)").unwrap(),
+            PgType::Numeric(Some((5, 0)))
+        );
+        assert_eq!(
+            PgType::parse("timestamp(3) with time zone").unwrap(),
+            PgType::Timestamptz
+        );
         assert_eq!(PgType::parse("float(10)").unwrap(), PgType::Float4);
-        assert!(matches!(PgType::parse("interval"), Err(TypeError::Unsupported(_))));
-        assert!(matches!(PgType::parse("nosuchtype"), Err(TypeError::Unknown(_))));
-        assert!(matches!(PgType::parse("varchar(0)"), Err(TypeError::InvalidModifier(_))));
-        assert!(matches!(PgType::parse("numeric(50,2)"), Err(TypeError::InvalidModifier(_))));
+        assert!(matches!(
+            PgType::parse("interval"),
+            Err(TypeError::Unsupported(_))
+        ));
+        assert!(matches!(
+            PgType::parse("nosuchtype"),
+            Err(TypeError::Unknown(_))
+        ));
+        assert!(matches!(
+            PgType::parse("varchar(0)"),
+            Err(TypeError::InvalidModifier(_))
+        ));
+        assert!(matches!(
+            PgType::parse("numeric(50,2)"),
+            Err(TypeError::InvalidModifier(_))
+        ));
     }
 
     #[test]

@@ -18,8 +18,8 @@ use pgwire::api::auth::md5pass::{Md5PasswordAuthStartupHandler, hash_md5_passwor
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
 use pgwire::api::auth::{
-    AuthSource, LoginInfo, Password, ServerParameterProvider, StartupHandler, finish_authentication,
-    protocol_negotiation, save_startup_parameters_to_metadata,
+    AuthSource, LoginInfo, Password, ServerParameterProvider, StartupHandler,
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
 };
 use pgwire::api::{
     ClientInfo, ConnectionHandle, ConnectionManager, PgWireConnectionState, PidSecretKeyGenerator,
@@ -124,7 +124,10 @@ struct CleartextSource(Users);
 #[async_trait]
 impl AuthSource for CleartextSource {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        Ok(Password::new(None, self.0.password(login)?.as_bytes().to_vec()))
+        Ok(Password::new(
+            None,
+            self.0.password(login)?.as_bytes().to_vec(),
+        ))
     }
 }
 
@@ -242,28 +245,42 @@ impl Startup {
     }
 
     /// Checks the startup packet before any authentication exchange.
-    fn admit<C: ClientInfo>(&self, client: &C, parameters: &std::collections::BTreeMap<String, String>) -> PgWireResult<()> {
+    fn admit<C: ClientInfo>(
+        &self,
+        client: &C,
+        parameters: &std::collections::BTreeMap<String, String>,
+    ) -> PgWireResult<()> {
         if self.config.require_tls && !client.is_secure() {
             return Err(fatal(
                 "28000",
                 "connection without encryption rejected: this server requires SSL",
             ));
         }
-        let user = parameters
-            .get("user")
-            .ok_or_else(|| fatal("28000", "no PostgreSQL user name specified in startup packet"))?;
+        let user = parameters.get("user").ok_or_else(|| {
+            fatal(
+                "28000",
+                "no PostgreSQL user name specified in startup packet",
+            )
+        })?;
         if !self.config.users.contains(user) {
             warn!(user, peer = %client.socket_addr(), "login for unknown role");
             let message = match self.config.method {
                 AuthMethod::Trust => format!("role \"{user}\" does not exist"),
                 _ => format!("password authentication failed for user \"{user}\""),
             };
-            let code = if self.config.method == AuthMethod::Trust { "28000" } else { "28P01" };
+            let code = if self.config.method == AuthMethod::Trust {
+                "28000"
+            } else {
+                "28P01"
+            };
             return Err(fatal(code, message));
         }
         let database = parameters.get("database").unwrap_or(user);
         if database != &self.engine.config().database {
-            return Err(fatal("3D000", format!("database \"{database}\" does not exist")));
+            return Err(fatal(
+                "3D000",
+                format!("database \"{database}\" does not exist"),
+            ));
         }
         Ok(())
     }
@@ -285,7 +302,9 @@ impl Startup {
                 }
                 other => other,
             })?;
-        let cancel = self.registry.register(pid, secret_key, session.cancel_handle());
+        let cancel = self
+            .registry
+            .register(pid, secret_key, session.cancel_handle());
         client.session_extensions().insert(cancel);
         client.session_extensions().insert(Arc::new(session));
         info!(user, pid, peer = %client.socket_addr(), tls = client.is_secure(), "session started");
@@ -295,7 +314,11 @@ impl Startup {
 
 #[async_trait]
 impl StartupHandler for Startup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,

@@ -118,7 +118,9 @@ fn columns(schema: &SchemaRef, format: &Format, time_zone: &str) -> PgWireResult
                 _ => Encoding::Arrow,
             };
             let cast = match (field.data_type(), ty.oid()) {
-                (DataType::Timestamp(unit, Some(_)), 1114) => Some(DataType::Timestamp(*unit, None)),
+                (DataType::Timestamp(unit, Some(_)), 1114) => {
+                    Some(DataType::Timestamp(*unit, None))
+                }
                 (DataType::Timestamp(unit, Some(tz)), 1184) if tz.as_ref() != time_zone => {
                     Some(DataType::Timestamp(*unit, Some(time_zone.into())))
                 }
@@ -140,7 +142,11 @@ fn columns(schema: &SchemaRef, format: &Format, time_zone: &str) -> PgWireResult
 ///
 /// # Errors
 /// Column types with no PostgreSQL equivalent.
-pub fn field_infos(schema: &SchemaRef, format: &Format, time_zone: &str) -> PgWireResult<Vec<FieldInfo>> {
+pub fn field_infos(
+    schema: &SchemaRef,
+    format: &Format,
+    time_zone: &str,
+) -> PgWireResult<Vec<FieldInfo>> {
     Ok(columns(schema, format, time_zone)?
         .into_iter()
         .map(|c| c.info)
@@ -156,7 +162,10 @@ pub fn encode(
     batches: SendableRecordBatchStream,
     format: &Format,
     time_zone: &str,
-) -> PgWireResult<(Arc<Vec<FieldInfo>>, impl Stream<Item = PgWireResult<DataRow>> + Send + use<>)> {
+) -> PgWireResult<(
+    Arc<Vec<FieldInfo>>,
+    impl Stream<Item = PgWireResult<DataRow>> + Send + use<>,
+)> {
     let columns = Arc::new(columns(schema, format, time_zone)?);
     let fields = Arc::new(columns.iter().map(|c| c.info.clone()).collect::<Vec<_>>());
     let rows_fields = fields.clone();
@@ -175,7 +184,11 @@ pub fn encode(
     Ok((fields, rows))
 }
 
-fn encode_batch(batch: &RecordBatch, columns: &[Column], fields: &Arc<Vec<FieldInfo>>) -> PgWireResult<Vec<DataRow>> {
+fn encode_batch(
+    batch: &RecordBatch,
+    columns: &[Column],
+    fields: &Arc<Vec<FieldInfo>>,
+) -> PgWireResult<Vec<DataRow>> {
     let arrays: Vec<ArrayRef> = batch
         .columns()
         .iter()
@@ -188,7 +201,9 @@ fn encode_batch(batch: &RecordBatch, columns: &[Column], fields: &Arc<Vec<FieldI
     let arrow_fields: Vec<Field> = arrays
         .iter()
         .zip(batch.schema().fields())
-        .map(|(a, f)| Field::new(f.name(), a.data_type().clone(), true).with_metadata(f.metadata().clone()))
+        .map(|(a, f)| {
+            Field::new(f.name(), a.data_type().clone(), true).with_metadata(f.metadata().clone())
+        })
         .collect();
     let strings: Vec<Option<ArrayRef>> = arrays
         .iter()
@@ -244,14 +259,20 @@ fn timestamp_text(array: &ArrayRef) -> PgWireResult<ArrayRef> {
         DataType::Timestamp(_, tz) => tz.clone(),
         _ => None,
     };
-    let micros = cast(array, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))
-        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    let micros = cast(
+        array,
+        &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+    )
+    .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
     let micros = micros
         .as_any()
         .downcast_ref::<TimestampMicrosecondArray>()
         .ok_or_else(|| PgWireError::ApiError("timestamp array expected".into()))?;
     let zone: Option<Tz> = match &tz {
-        Some(name) => Some(name.parse().map_err(|e| PgWireError::ApiError(Box::new(e)))?),
+        Some(name) => Some(
+            name.parse()
+                .map_err(|e| PgWireError::ApiError(Box::new(e)))?,
+        ),
         None => None,
     };
     let text: StringArray = micros
@@ -311,7 +332,11 @@ fn uuid_bytes(text: &str) -> Option<Vec<u8>> {
 }
 
 impl ToSql for Raw {
-    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         out.put_slice(&self.0);
         Ok(IsNull::No)
     }

@@ -14,19 +14,19 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast::{DiscardObject, Statement};
 use futures::{Sink, SinkExt};
-use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::query::send_describe_response;
-use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
-use pgwire::api::store::Entry;
 use pgwire::api::DEFAULT_NAME;
-use pgwire::messages::data::{NoData, ParameterDescription};
-use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::send_describe_response;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::{NoData, ParameterDescription};
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::response::NoticeResponse;
 use pgwire::messages::startup::ParameterStatus;
 
@@ -41,7 +41,9 @@ fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
         .session_extensions()
         .get::<Arc<Session>>()
         .map(|s| s.as_ref().clone())
-        .ok_or_else(|| super::sqlstate::fatal("08P01", "no session: authentication did not complete"))
+        .ok_or_else(|| {
+            super::sqlstate::fatal("08P01", "no session: authentication did not complete")
+        })
 }
 
 fn reported(session: &Session) -> HashMap<&'static str, String> {
@@ -53,7 +55,11 @@ fn reported(session: &Session) -> HashMap<&'static str, String> {
 }
 
 /// Sends notices raised by the statement and `ParameterStatus` for changed parameters.
-async fn send_side_messages<C>(client: &mut C, session: &Session, before: &HashMap<&'static str, String>) -> PgWireResult<()>
+async fn send_side_messages<C>(
+    client: &mut C,
+    session: &Session,
+    before: &HashMap<&'static str, String>,
+) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
@@ -61,7 +67,9 @@ where
     for notice in session.take_notices() {
         let info = ErrorInfo::new("NOTICE".into(), "00000".into(), notice);
         client
-            .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info)))
+            .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+                info,
+            )))
             .await?;
     }
     for (name, value) in reported(session) {
@@ -79,7 +87,11 @@ where
 
 fn response(session: &Session, outcome: Outcome, format: &Format) -> PgWireResult<Response> {
     Ok(match outcome {
-        Outcome::Rows { schema, stream, tag } => {
+        Outcome::Rows {
+            schema,
+            stream,
+            tag,
+        } => {
             let tz = session.settings().time_zone();
             let (fields, rows) = encode::encode(&schema, stream, format, &tz)?;
             let mut response = QueryResponse::new(fields, rows);
@@ -143,7 +155,10 @@ impl SimpleQueryHandler for QueryHandler {
         send_side_messages(client, &session, &before).await?;
         let mut responses = Vec::with_capacity(results.len());
         for result in results {
-            match result.and_then(|o| response(&session, o, &Format::UnifiedText).map_err(|e| SqlError::Internal(e.to_string()))) {
+            match result.and_then(|o| {
+                response(&session, o, &Format::UnifiedText)
+                    .map_err(|e| SqlError::Internal(e.to_string()))
+            }) {
                 Ok(r) => responses.push(r),
                 Err(e) => {
                     responses.push(Response::Error(Box::new(to_error_info(&e))));
@@ -182,9 +197,13 @@ impl ExtendedQueryHandler for QueryHandler {
             Some(Entry::Value(stored)) => stored,
             Some(Entry::Empty) => {
                 client
-                    .feed(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(vec![])))
+                    .feed(PgWireBackendMessage::ParameterDescription(
+                        ParameterDescription::new(vec![]),
+                    ))
                     .await?;
-                client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
+                client
+                    .send(PgWireBackendMessage::NoData(NoData::new()))
+                    .await?;
                 return Ok(());
             }
             None => return Err(PgWireError::StatementNotFound(name.to_owned())),
@@ -204,10 +223,14 @@ impl ExtendedQueryHandler for QueryHandler {
             })
             .collect();
         client
-            .feed(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(types)))
+            .feed(PgWireBackendMessage::ParameterDescription(
+                ParameterDescription::new(types),
+            ))
             .await?;
         if stored.statement.fields.is_none() {
-            client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
+            client
+                .send(PgWireBackendMessage::NoData(NoData::new()))
+                .await?;
             return Ok(());
         }
         let fields = self.parser.get_result_schema(&stored.statement, None)?;
@@ -216,7 +239,12 @@ impl ExtendedQueryHandler for QueryHandler {
         send_describe_response(client, &row).await
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -243,12 +271,17 @@ impl ExtendedQueryHandler for QueryHandler {
         let params = if portal.parameter_len() == 0 {
             None
         } else {
-            Some(arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
-                portal, &inferred, &declared,
-            )?)
+            Some(
+                arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
+                    portal, &inferred, &declared,
+                )?,
+            )
         };
         forget_prepared(client, statement);
-        let outcome = session.execute(statement, params).await.map_err(|e| to_pgwire(&e));
+        let outcome = session
+            .execute(statement, params)
+            .await
+            .map_err(|e| to_pgwire(&e));
         send_side_messages(client, &session, &before).await?;
         response(&session, outcome?, &portal.result_column_format)
     }
@@ -262,7 +295,12 @@ pub struct StatementParser;
 impl QueryParser for StatementParser {
     type Statement = PreparedStatement;
 
-    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<PreparedStatement>>
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<PreparedStatement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -276,7 +314,10 @@ impl QueryParser for StatementParser {
         let Some(statement) = statements.pop() else {
             return Ok(None);
         };
-        let mut prepared = session.describe(Some(statement)).await.map_err(|e| to_pgwire(&e))?;
+        let mut prepared = session
+            .describe(Some(statement))
+            .await
+            .map_err(|e| to_pgwire(&e))?;
         if prepared.param_types.len() < types.len() {
             prepared.param_types.resize(types.len(), None);
         }
@@ -291,9 +332,15 @@ impl QueryParser for StatementParser {
             .collect())
     }
 
-    fn get_result_schema(&self, stmt: &PreparedStatement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &PreparedStatement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.fields {
-            Some(schema) => encode::field_infos(schema, format.unwrap_or(&Format::UnifiedText), "UTC"),
+            Some(schema) => {
+                encode::field_infos(schema, format.unwrap_or(&Format::UnifiedText), "UTC")
+            }
             None => Ok(Vec::new()),
         }
     }

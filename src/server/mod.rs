@@ -111,7 +111,10 @@ impl CancelHandler for Canceller {
                 handle.cancel();
                 self.pgwire.on_cancel_request(request).await;
             }
-            None => warn!(pid = request.pid, "cancel request for unknown backend ignored"),
+            None => warn!(
+                pid = request.pid,
+                "cancel request for unknown backend ignored"
+            ),
         }
     }
 }
@@ -148,7 +151,11 @@ struct TooManyConnections {
 
 #[async_trait]
 impl StartupHandler for TooManyConnections {
-    async fn on_startup<C>(&self, _client: &mut C, _message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        _client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,

@@ -78,7 +78,9 @@ fn internal(detail: &str) -> Coded {
 fn storage(e: &StorageError) -> Coded {
     let message = e.to_string();
     match e {
-        StorageError::UndefinedTable(_) | StorageError::UndefinedSequence(_) => coded("42P01", message),
+        StorageError::UndefinedTable(_) | StorageError::UndefinedSequence(_) => {
+            coded("42P01", message)
+        }
         StorageError::DuplicateTable(_) => coded("42P07", message),
         StorageError::UndefinedSchema(_) => coded("3F000", message),
         StorageError::DuplicateSchema(_) => coded("42P06", message),
@@ -109,10 +111,16 @@ fn arrow(message: &str) -> Coded {
     let lower = message.to_lowercase();
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         coded("22012", "division by zero")
-    } else if lower.contains("overflow") || lower.contains("out of range") || lower.contains("too large") {
+    } else if lower.contains("overflow")
+        || lower.contains("out of range")
+        || lower.contains("too large")
+    {
         coded("22003", message)
-    } else if lower.contains("cannot cast") || lower.contains("cast error") || lower.contains("parser error")
-        || lower.contains("invalid") || lower.contains("parse")
+    } else if lower.contains("cannot cast")
+        || lower.contains("cast error")
+        || lower.contains("parser error")
+        || lower.contains("invalid")
+        || lower.contains("parse")
     {
         coded("22P02", message)
     } else {
@@ -140,13 +148,12 @@ pub fn datafusion(e: &DataFusionError) -> Coded {
             SchemaError::FieldNotFound { field, .. } => {
                 coded("42703", format!("column \"{}\" does not exist", field.name))
             }
-            SchemaError::AmbiguousReference { field } => {
-                coded("42702", format!("column reference \"{}\" is ambiguous", field.name))
-            }
-            SchemaError::DuplicateQualifiedField { .. } | SchemaError::DuplicateUnqualifiedField { .. } => {
-                coded("42701", root.to_string())
-            }
-            other => coded("42P10", other.to_string()),
+            SchemaError::AmbiguousReference { field } => coded(
+                "42702",
+                format!("column reference \"{}\" is ambiguous", field.name),
+            ),
+            SchemaError::DuplicateQualifiedField { .. }
+            | SchemaError::DuplicateUnqualifiedField { .. } => coded("42701", root.to_string()),
         },
         DataFusionError::SQL(parse, _) => coded("42601", parse.to_string()),
         DataFusionError::NotImplemented(m) => coded("0A000", m.clone()),
@@ -183,13 +190,18 @@ fn plan(m: &str) -> Coded {
         coded("42883", m)
     } else if lower.contains("does not support") && lower.contains("argument") {
         coded("42883", m)
-    } else if lower.contains("cannot be cast") || lower.contains("cannot cast") || lower.contains("coercion") {
+    } else if lower.contains("cannot be cast")
+        || lower.contains("cannot cast")
+        || lower.contains("coercion")
+    {
         coded("42804", m)
     } else if lower.contains("placeholder") {
         coded("42P18", m)
     } else if lower.contains("column count") || lower.contains("doesn't match") {
         coded("42601", m)
-    } else if lower.contains("must appear in the group by") || lower.contains("projection references non-aggregate") {
+    } else if lower.contains("must appear in the group by")
+        || lower.contains("projection references non-aggregate")
+    {
         coded("42803", m)
     } else if lower.contains("ambiguous") {
         coded("42702", m)
@@ -255,24 +267,55 @@ mod tests {
     fn each_client_visible_error_has_its_code() {
         let cases: Vec<(SqlError, &str)> = vec![
             (SqlError::UndefinedTable("t".into()), "42P01"),
-            (SqlError::UndefinedColumn { table: "t".into(), column: "c".into() }, "42703"),
+            (
+                SqlError::UndefinedColumn {
+                    table: "t".into(),
+                    column: "c".into(),
+                },
+                "42703",
+            ),
             (StorageError::DuplicateTable("t".into()).into(), "42P07"),
             (SqlError::Syntax("x".into()), "42601"),
-            (SqlError::StringTooLong("character varying(3)".into()), "22001"),
-            (SqlError::NotNullViolation { table: "t".into(), column: "c".into() }, "23502"),
-            (SqlError::UniqueViolation { constraint: "t_pkey".into(), detail: "d".into() }, "23505"),
+            (
+                SqlError::StringTooLong("character varying(3)".into()),
+                "22001",
+            ),
+            (
+                SqlError::NotNullViolation {
+                    table: "t".into(),
+                    column: "c".into(),
+                },
+                "23502",
+            ),
+            (
+                SqlError::UniqueViolation {
+                    constraint: "t_pkey".into(),
+                    detail: "d".into(),
+                },
+                "23505",
+            ),
             (SqlError::InFailedTransaction, "25P02"),
             (SqlError::Unsupported("x".into()), "0A000"),
             (SqlError::InvalidTextRepresentation("x".into()), "22P02"),
-            (DataFusionError::Plan("table 'db.public.nosuch' not found".into()).into(), "42P01"),
-            (DataFusionError::Plan("Invalid function 'nosuch'.".into()).into(), "42883"),
-            (DataFusionError::ResourcesExhausted("mem".into()).into(), "53200"),
+            (
+                DataFusionError::Plan("table 'db.public.nosuch' not found".into()).into(),
+                "42P01",
+            ),
+            (
+                DataFusionError::Plan("Invalid function 'nosuch'.".into()).into(),
+                "42883",
+            ),
+            (
+                DataFusionError::ResourcesExhausted("mem".into()).into(),
+                "53200",
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(classify(&error).code, code, "{error}");
         }
         assert_eq!(
-            classify(&DataFusionError::Plan("table 'db.public.nosuch' not found".into()).into()).message,
+            classify(&DataFusionError::Plan("table 'db.public.nosuch' not found".into()).into())
+                .message,
             "relation \"nosuch\" does not exist"
         );
     }

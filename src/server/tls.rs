@@ -30,10 +30,12 @@ pub enum TlsError {
 }
 
 fn open(path: &Path) -> Result<BufReader<File>, TlsError> {
-    File::open(path).map(BufReader::new).map_err(|source| TlsError::Read {
-        path: path.display().to_string(),
-        source,
-    })
+    File::open(path)
+        .map(BufReader::new)
+        .map_err(|source| TlsError::Read {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// Builds the acceptor from PEM files.

@@ -118,6 +118,10 @@ impl SchemaProvider for UserSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.shared.engine.storage().table(&self.name, name).is_some()
+        self.shared
+            .engine
+            .storage()
+            .table(&self.name, name)
+            .is_some()
     }
 }

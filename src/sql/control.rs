@@ -27,7 +27,10 @@ pub fn is_transaction_control(statement: &Statement) -> bool {
 
 /// Statements a failed transaction block still accepts.
 pub fn allowed_in_failed_transaction(statement: &Statement) -> bool {
-    matches!(statement, Statement::Commit { .. } | Statement::Rollback { .. })
+    matches!(
+        statement,
+        Statement::Commit { .. } | Statement::Rollback { .. }
+    )
 }
 
 /// Executes a session or transaction statement; `None` if the statement is not one.
@@ -48,9 +51,7 @@ pub async fn execute(session: &Session, statement: &Statement) -> Result<Option<
         Statement::Rollback { .. } => {
             let had = session.shared.txn.lock().take().is_some_and(|t| t.explicit);
             if !had {
-                session
-                    .shared
-                    .notice("there is no transaction in progress");
+                session.shared.notice("there is no transaction in progress");
             }
             Outcome::End {
                 tag: "ROLLBACK".into(),
@@ -82,7 +83,9 @@ pub async fn execute(session: &Session, statement: &Statement) -> Result<Option<
             let mut settings = session.shared.settings.lock();
             match &reset.reset {
                 Reset::ALL => settings.reset_all(),
-                Reset::ConfigurationParameter(name) => settings.reset(&name_parts(name).join("."))?,
+                Reset::ConfigurationParameter(name) => {
+                    settings.reset(&name_parts(name).join("."))?
+                }
             }
             command("RESET")
         }
@@ -136,9 +139,12 @@ fn with_block(
 }
 
 fn begin(session: &Session, modes: &[TransactionMode]) -> Outcome {
-    let read_only = modes
-        .iter()
-        .any(|m| matches!(m, TransactionMode::AccessMode(TransactionAccessMode::ReadOnly)));
+    let read_only = modes.iter().any(|m| {
+        matches!(
+            m,
+            TransactionMode::AccessMode(TransactionAccessMode::ReadOnly)
+        )
+    });
     let mut txn = session.shared.txn.lock();
     match txn.as_mut() {
         Some(t) if t.explicit => {
@@ -161,9 +167,7 @@ async fn commit(session: &Session) -> Result<Outcome> {
     let txn = session.shared.txn.lock().take();
     match txn {
         None => {
-            session
-                .shared
-                .notice("there is no transaction in progress");
+            session.shared.notice("there is no transaction in progress");
             Ok(Outcome::End {
                 tag: "COMMIT".into(),
             })
@@ -226,7 +230,10 @@ fn set_statement(session: &Session, set: &Set) -> Result<()> {
     let mut settings = session.shared.settings.lock();
     match set {
         Set::SingleAssignment {
-            variable, values, scope, ..
+            variable,
+            values,
+            scope,
+            ..
         } => {
             let name = name_parts(variable).join(".");
             if is_default(values) {
@@ -236,7 +243,9 @@ fn set_statement(session: &Session, set: &Set) -> Result<()> {
             if matches!(scope, Some(ContextModifier::Local)) {
                 // Transaction-scoped values are kept for the session; deltagate has no
                 // per-transaction settings yet.
-                session.shared.notice(format!("SET LOCAL {name} applies to the session"));
+                session
+                    .shared
+                    .notice(format!("SET LOCAL {name} applies to the session"));
             }
             settings.set(&name, &value)
         }
@@ -250,7 +259,11 @@ fn set_statement(session: &Session, set: &Set) -> Result<()> {
         Set::SetTimeZone { value, .. } => settings.set("TimeZone", &value_text(value)),
         Set::SetNames { charset_name, .. } => settings.set("client_encoding", &charset_name.value),
         Set::SetNamesDefault {} => settings.reset("client_encoding"),
-        Set::SetTransaction { modes, session: characteristics, .. } => {
+        Set::SetTransaction {
+            modes,
+            session: characteristics,
+            ..
+        } => {
             for mode in modes {
                 match mode {
                     TransactionMode::IsolationLevel(level) => {
@@ -281,8 +294,14 @@ fn set_statement(session: &Session, set: &Set) -> Result<()> {
             Ok(())
         }
         Set::SetRole { role_name, .. } => match role_name {
-            Some(role) if role.value != session.shared.user && !role.value.eq_ignore_ascii_case("none") => {
-                Err(SqlError::Unsupported(format!("role \"{}\" does not exist", role.value)))
+            Some(role)
+                if role.value != session.shared.user
+                    && !role.value.eq_ignore_ascii_case("none") =>
+            {
+                Err(SqlError::Unsupported(format!(
+                    "role \"{}\" does not exist",
+                    role.value
+                )))
             }
             _ => Ok(()),
         },
@@ -325,9 +344,15 @@ fn show(session: &Session, name: &str) -> Result<Outcome> {
         RecordBatch::try_new(
             show_schema(name),
             vec![
-                Arc::new(StringArray::from_iter_values(all.iter().map(|r| r.0.as_str()))),
-                Arc::new(StringArray::from_iter_values(all.iter().map(|r| r.1.as_str()))),
-                Arc::new(StringArray::from_iter_values(all.iter().map(|r| r.2.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    all.iter().map(|r| r.0.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    all.iter().map(|r| r.1.as_str()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    all.iter().map(|r| r.2.as_str()),
+                )),
             ],
         )?
     } else {

@@ -141,7 +141,9 @@ pub async fn execute(session: &Session, statement: &Statement) -> Result<Option<
             command("TRUNCATE TABLE")
         }
         Statement::CreateView { .. } => {
-            return Err(SqlError::Unsupported("CREATE VIEW is not supported yet".into()));
+            return Err(SqlError::Unsupported(
+                "CREATE VIEW is not supported yet".into(),
+            ));
         }
         _ => return Ok(None),
     };
@@ -255,7 +257,9 @@ fn column_definition(schema: &str, table: &str, def: &ColumnDef) -> Result<Colum
 
 async fn create_table(session: &Session, create: &CreateTable) -> Result<Outcome> {
     if create.temporary {
-        return Err(SqlError::Unsupported("temporary tables are not supported".into()));
+        return Err(SqlError::Unsupported(
+            "temporary tables are not supported".into(),
+        ));
     }
     let (schema, table) = creation_target(session, &create.name)?;
     let storage = session.engine().storage().clone();
@@ -318,12 +322,13 @@ async fn create_table(session: &Session, create: &CreateTable) -> Result<Outcome
     let primary_key = match pk_columns {
         Some(pk) => {
             for name in &pk {
-                let column = columns.iter_mut().find(|c| &c.name == name).ok_or_else(|| {
-                    SqlError::UndefinedColumn {
+                let column = columns
+                    .iter_mut()
+                    .find(|c| &c.name == name)
+                    .ok_or_else(|| SqlError::UndefinedColumn {
                         table: table.clone(),
                         column: name.clone(),
-                    }
-                })?;
+                    })?;
                 column.not_null = true;
             }
             let name = pk_name.unwrap_or_else(|| format!("{table}_pkey"));
@@ -383,7 +388,9 @@ async fn create_index(session: &Session, create: &CreateIndex) -> Result<Outcome
         }
     }
     if create.predicate.is_some() {
-        return Err(SqlError::Unsupported("partial indexes are not supported".into()));
+        return Err(SqlError::Unsupported(
+            "partial indexes are not supported".into(),
+        ));
     }
     let is_pk = meta
         .primary_key
@@ -483,7 +490,12 @@ async fn drop(
                         handle.name
                     )));
                 }
-                let indexes = meta.indexes.iter().filter(|i| i.name != index).cloned().collect();
+                let indexes = meta
+                    .indexes
+                    .iter()
+                    .filter(|i| i.name != index)
+                    .cloned()
+                    .collect();
                 let storage = storage.clone();
                 detached(async move {
                     let mut guard = storage.lock_for_commit(vec![handle.clone()]).await;
@@ -510,7 +522,9 @@ async fn drop(
             }
             Ok(command("DROP SCHEMA"))
         }
-        other => Err(SqlError::Unsupported(format!("DROP {other} is not supported"))),
+        other => Err(SqlError::Unsupported(format!(
+            "DROP {other} is not supported"
+        ))),
     }
 }
 

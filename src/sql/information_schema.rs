@@ -129,10 +129,13 @@ impl InformationSchema {
                     (if column.not_null { "NO" } else { "YES" }).into(),
                     t.sql_standard_name().into(),
                     length.into(),
-                    length.map(|n| n.saturating_mul(4)).or(match t {
-                        PgType::Text | PgType::Varchar(None) => Some(1_073_741_824),
-                        _ => None,
-                    }).into(),
+                    length
+                        .map(|n| n.saturating_mul(4))
+                        .or(match t {
+                            PgType::Text | PgType::Varchar(None) => Some(1_073_741_824),
+                            _ => None,
+                        })
+                        .into(),
                     precision.into(),
                     radix.into(),
                     scale.into(),
@@ -169,7 +172,14 @@ impl InformationSchema {
         let db = self.database();
         let owner = self.shared.engine.config().superuser.clone();
         let mut names: Vec<String> = vec![PG_CATALOG.into(), INFORMATION_SCHEMA.into()];
-        names.extend(self.shared.engine.storage().schemas().into_iter().map(|(n, _)| n));
+        names.extend(
+            self.shared
+                .engine
+                .storage()
+                .schemas()
+                .into_iter()
+                .map(|(n, _)| n),
+        );
         for name in names {
             rows.push(vec![
                 db.clone().into(),

@@ -35,8 +35,8 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use crate::pgtypes::TypeError;
 use crate::storage::{Storage, StorageError};
 
-pub use session::{CancelHandle, PreparedStatement, Session, TxnStatus};
 pub use rewrite::NAME_MARK;
+pub use session::{CancelHandle, PreparedStatement, Session, TxnStatus};
 pub use settings::{REPORTED_PARAMETERS, Settings};
 
 /// Errors of the SQL layer. `server::sqlstate` maps each to its SQLSTATE.
@@ -62,7 +62,9 @@ pub enum SqlError {
     DuplicateColumn(String),
     #[error("multiple primary keys for table \"{0}\" are not allowed")]
     MultiplePrimaryKeys(String),
-    #[error("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint")]
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )]
     NotNullViolation { table: String, column: String },
     #[error("value too long for type {0}")]
     StringTooLong(String),

@@ -13,17 +13,15 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::error::DataFusionError;
-use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
 use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::common::ParamValues;
 use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -31,7 +29,9 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt;
 use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
+use futures::StreamExt;
 use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::catalog::{DatabaseCatalog, PG_CATALOG};
@@ -289,7 +289,10 @@ impl Session {
         let (param_types, fields) = match &statement {
             Statement::Query(_) | Statement::Explain { .. } => {
                 let plan = self.plan(statement.clone()).await?;
-                (parameter_types(&plan)?, Some(Arc::new(plan.schema().as_arrow().clone())))
+                (
+                    parameter_types(&plan)?,
+                    Some(Arc::new(plan.schema().as_arrow().clone())),
+                )
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 dml::describe(self, &statement).await?
@@ -347,7 +350,8 @@ impl Session {
             *self.shared.txn.lock() = Some(Transaction::default());
         }
         let mut results = Vec::with_capacity(statements.len());
-        for statement in &statements {
+        let last = statements.len().saturating_sub(1);
+        for (index, statement) in statements.iter().enumerate() {
             if implicit && control::is_transaction_control(statement) {
                 // An explicit BEGIN/COMMIT inside the string ends the implicit block first.
                 if let Err(e) = self.commit_implicit().await {
@@ -355,7 +359,17 @@ impl Session {
                     return results;
                 }
             }
-            let result = self.execute(statement, None).await;
+            let mut result = self.execute(statement, None).await;
+            if index < last
+                && let Ok(Outcome::Rows {
+                    schema,
+                    stream,
+                    tag,
+                }) = result
+            {
+                // Rows must be read before the next statement runs, or they would see its writes.
+                result = materialize(schema, stream, tag).await;
+            }
             let failed = result.is_err();
             results.push(result);
             if failed {
@@ -391,7 +405,11 @@ impl Session {
         Ok(())
     }
 
-    async fn dispatch(&self, statement: &Statement, params: Option<ParamValues>) -> Result<Outcome> {
+    async fn dispatch(
+        &self,
+        statement: &Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome> {
         let failed = matches!(&*self.shared.txn.lock(), Some(t) if t.failed && t.explicit);
         if failed && !control::allowed_in_failed_transaction(statement) {
             return Err(SqlError::InFailedTransaction);
@@ -444,7 +462,11 @@ impl Session {
         }
     }
 
-    async fn run_query(&self, statement: &Statement, params: Option<ParamValues>) -> Result<Outcome> {
+    async fn run_query(
+        &self,
+        statement: &Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome> {
         let plan = self.plan(statement.clone()).await?;
         let plan = match params {
             Some(params) => plan.with_param_values(params)?,
@@ -460,10 +482,19 @@ impl Session {
             tag: "SELECT".to_string(),
         })
     }
+}
 
-    /// Ends the session: an open transaction is rolled back.
-    pub fn close(&self) {
-        self.shared.txn.lock().take();
+impl Drop for Session {
+    /// The connection ended: an open transaction is rolled back (its writes were never
+    /// visible to anyone else).
+    fn drop(&mut self) {
+        let open = self.shared.txn.lock().take().is_some();
+        tracing::info!(
+            pid = self.shared.pid,
+            user = self.shared.user,
+            rolled_back = open,
+            "session ended"
+        );
     }
 }
 
@@ -509,6 +540,20 @@ fn cancellable(
         }
     });
     Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+}
+
+async fn materialize(
+    schema: SchemaRef,
+    stream: SendableRecordBatchStream,
+    tag: String,
+) -> Result<Outcome> {
+    let batches: Vec<RecordBatch> = futures::TryStreamExt::try_collect(stream).await?;
+    let stream = MemoryStream::try_new(batches, schema.clone(), None)?;
+    Ok(Outcome::Rows {
+        schema,
+        stream: Box::pin(stream),
+        tag,
+    })
 }
 
 /// Rows built in memory (SHOW and friends) as an outcome.

@@ -52,45 +52,212 @@ const fn def(
 }
 
 const DEFINITIONS: &[Definition] = &[
-    def("application_name", "", true, "Sets the application name to be reported in statistics and logs."),
-    def("bytea_output", "hex", true, "Sets the output format for bytea."),
-    def("client_encoding", "UTF8", true, "Sets the client's character set encoding."),
-    def("client_min_messages", "notice", true, "Sets the message levels that are sent to the client."),
-    def("DateStyle", "ISO, MDY", true, "Sets the display format for date and time values."),
-    def("default_transaction_isolation", "read committed", true, "Sets the transaction isolation level of each new transaction."),
-    def("default_transaction_read_only", "off", true, "Sets the default read-only status of new transactions."),
-    def("extra_float_digits", "1", true, "Sets the number of digits displayed for floating-point values."),
-    def("idle_in_transaction_session_timeout", "0", true, "Sets the maximum allowed idle time between queries, when in a transaction."),
-    def("in_hot_standby", "off", false, "Shows whether hot standby is currently active."),
-    def("integer_datetimes", "on", false, "Shows whether datetimes are integer based."),
-    def("IntervalStyle", "postgres", true, "Sets the display format for interval values."),
-    def("is_superuser", "on", false, "Shows whether the current user is a superuser."),
-    def("lc_collate", "C", false, "Shows the collation order locale."),
-    def("lc_ctype", "C", false, "Shows the character classification and case conversion locale."),
-    def("lc_messages", "C", true, "Sets the language in which messages are displayed."),
-    def("lc_monetary", "C", true, "Sets the locale for formatting monetary amounts."),
-    def("lc_numeric", "C", true, "Sets the locale for formatting numbers."),
-    def("lc_time", "C", true, "Sets the locale for formatting date and time values."),
-    def("lock_timeout", "0", true, "Sets the maximum allowed duration of any wait for a lock."),
-    def("max_connections", "100", false, "Sets the maximum number of concurrent connections."),
-    def("max_identifier_length", "63", false, "Shows the maximum identifier length."),
+    def(
+        "application_name",
+        "",
+        true,
+        "Sets the application name to be reported in statistics and logs.",
+    ),
+    def(
+        "bytea_output",
+        "hex",
+        true,
+        "Sets the output format for bytea.",
+    ),
+    def(
+        "client_encoding",
+        "UTF8",
+        true,
+        "Sets the client's character set encoding.",
+    ),
+    def(
+        "client_min_messages",
+        "notice",
+        true,
+        "Sets the message levels that are sent to the client.",
+    ),
+    def(
+        "DateStyle",
+        "ISO, MDY",
+        true,
+        "Sets the display format for date and time values.",
+    ),
+    def(
+        "default_transaction_isolation",
+        "read committed",
+        true,
+        "Sets the transaction isolation level of each new transaction.",
+    ),
+    def(
+        "default_transaction_read_only",
+        "off",
+        true,
+        "Sets the default read-only status of new transactions.",
+    ),
+    def(
+        "extra_float_digits",
+        "1",
+        true,
+        "Sets the number of digits displayed for floating-point values.",
+    ),
+    def(
+        "idle_in_transaction_session_timeout",
+        "0",
+        true,
+        "Sets the maximum allowed idle time between queries, when in a transaction.",
+    ),
+    def(
+        "in_hot_standby",
+        "off",
+        false,
+        "Shows whether hot standby is currently active.",
+    ),
+    def(
+        "integer_datetimes",
+        "on",
+        false,
+        "Shows whether datetimes are integer based.",
+    ),
+    def(
+        "IntervalStyle",
+        "postgres",
+        true,
+        "Sets the display format for interval values.",
+    ),
+    def(
+        "is_superuser",
+        "on",
+        false,
+        "Shows whether the current user is a superuser.",
+    ),
+    def(
+        "lc_collate",
+        "C",
+        false,
+        "Shows the collation order locale.",
+    ),
+    def(
+        "lc_ctype",
+        "C",
+        false,
+        "Shows the character classification and case conversion locale.",
+    ),
+    def(
+        "lc_messages",
+        "C",
+        true,
+        "Sets the language in which messages are displayed.",
+    ),
+    def(
+        "lc_monetary",
+        "C",
+        true,
+        "Sets the locale for formatting monetary amounts.",
+    ),
+    def(
+        "lc_numeric",
+        "C",
+        true,
+        "Sets the locale for formatting numbers.",
+    ),
+    def(
+        "lc_time",
+        "C",
+        true,
+        "Sets the locale for formatting date and time values.",
+    ),
+    def(
+        "lock_timeout",
+        "0",
+        true,
+        "Sets the maximum allowed duration of any wait for a lock.",
+    ),
+    def(
+        "max_connections",
+        "100",
+        false,
+        "Sets the maximum number of concurrent connections.",
+    ),
+    def(
+        "max_identifier_length",
+        "63",
+        false,
+        "Shows the maximum identifier length.",
+    ),
     def("row_security", "on", true, "Enable row security."),
-    def("search_path", "\"$user\", public", true, "Sets the schema search order for names that are not schema-qualified."),
-    def("server_encoding", "UTF8", false, "Shows the server (database) character set encoding."),
+    def(
+        "search_path",
+        "\"$user\", public",
+        true,
+        "Sets the schema search order for names that are not schema-qualified.",
+    ),
+    def(
+        "server_encoding",
+        "UTF8",
+        false,
+        "Shows the server (database) character set encoding.",
+    ),
     def("server_version", "16.6", false, "Shows the server version."),
-    def("server_version_num", "160006", false, "Shows the server version as an integer."),
-    def("session_authorization", "", false, "Sets the session user name."),
-    def("standard_conforming_strings", "on", true, "Causes '...' strings to treat backslashes literally."),
-    def("statement_timeout", "0", true, "Sets the maximum allowed duration of any statement."),
-    def("synchronous_commit", "on", true, "Sets the current transaction's synchronization level."),
-    def("TimeZone", "UTC", true, "Sets the time zone for displaying and interpreting time stamps."),
-    def("transaction_isolation", "read committed", true, "Sets the current transaction's isolation level."),
-    def("transaction_read_only", "off", true, "Sets the current transaction's read-only status."),
-    def("xmloption", "content", true, "Sets whether XML data in implicit parsing and serialization operations is to be considered as documents or content fragments."),
+    def(
+        "server_version_num",
+        "160006",
+        false,
+        "Shows the server version as an integer.",
+    ),
+    def(
+        "session_authorization",
+        "",
+        false,
+        "Sets the session user name.",
+    ),
+    def(
+        "standard_conforming_strings",
+        "on",
+        true,
+        "Causes '...' strings to treat backslashes literally.",
+    ),
+    def(
+        "statement_timeout",
+        "0",
+        true,
+        "Sets the maximum allowed duration of any statement.",
+    ),
+    def(
+        "synchronous_commit",
+        "on",
+        true,
+        "Sets the current transaction's synchronization level.",
+    ),
+    def(
+        "TimeZone",
+        "UTC",
+        true,
+        "Sets the time zone for displaying and interpreting time stamps.",
+    ),
+    def(
+        "transaction_isolation",
+        "read committed",
+        true,
+        "Sets the current transaction's isolation level.",
+    ),
+    def(
+        "transaction_read_only",
+        "off",
+        true,
+        "Sets the current transaction's read-only status.",
+    ),
+    def(
+        "xmloption",
+        "content",
+        true,
+        "Sets whether XML data in implicit parsing and serialization operations is to be considered as documents or content fragments.",
+    ),
 ];
 
 fn definition(name: &str) -> Option<&'static Definition> {
-    DEFINITIONS.iter().find(|d| d.name.eq_ignore_ascii_case(name))
+    DEFINITIONS
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(name))
 }
 
 /// The parameters of one session.
@@ -296,7 +463,10 @@ fn validate(name: &str, value: &str) -> Result<String> {
         "DateStyle" => {
             let upper = trimmed.to_ascii_uppercase();
             let parts: Vec<&str> = upper.split(',').map(str::trim).collect();
-            if parts.iter().any(|p| matches!(*p, "SQL" | "POSTGRES" | "GERMAN")) {
+            if parts
+                .iter()
+                .any(|p| matches!(*p, "SQL" | "POSTGRES" | "GERMAN"))
+            {
                 Err(SqlError::Unsupported(
                     "deltagate supports only the ISO date style".into(),
                 ))
@@ -395,7 +565,10 @@ mod tests {
         let startup = vec![
             ("DateStyle".to_string(), "ISO".to_string()),
             ("TimeZone".to_string(), "America/Chicago".to_string()),
-            ("options".to_string(), "-c search_path=ignition,public".to_string()),
+            (
+                "options".to_string(),
+                "-c search_path=ignition,public".to_string(),
+            ),
         ];
         let mut s = Settings::new("alice", "16.6", &startup).unwrap();
         assert_eq!(s.get("datestyle").unwrap(), "ISO, MDY");
@@ -411,12 +584,27 @@ mod tests {
     #[test]
     fn rejects_what_it_cannot_honour() {
         let mut s = Settings::new("u", "16.6", &[]).unwrap();
-        assert!(matches!(s.set("DateStyle", "SQL, DMY"), Err(SqlError::Unsupported(_))));
-        assert!(matches!(s.set("client_encoding", "LATIN1"), Err(SqlError::Unsupported(_))));
-        assert!(matches!(s.set("nosuch", "1"), Err(SqlError::UndefinedParameter(_))));
-        assert!(matches!(s.set("TimeZone", "Mars/Base"), Err(SqlError::InvalidParameterValue(_))));
+        assert!(matches!(
+            s.set("DateStyle", "SQL, DMY"),
+            Err(SqlError::Unsupported(_))
+        ));
+        assert!(matches!(
+            s.set("client_encoding", "LATIN1"),
+            Err(SqlError::Unsupported(_))
+        ));
+        assert!(matches!(
+            s.set("nosuch", "1"),
+            Err(SqlError::UndefinedParameter(_))
+        ));
+        assert!(matches!(
+            s.set("TimeZone", "Mars/Base"),
+            Err(SqlError::InvalidParameterValue(_))
+        ));
         assert!(s.set("myapp.flag", "x").is_ok());
-        assert!(matches!(s.set("server_version", "1"), Err(SqlError::InvalidParameterValue(_))));
+        assert!(matches!(
+            s.set("server_version", "1"),
+            Err(SqlError::InvalidParameterValue(_))
+        ));
         assert_eq!(parse_duration_ms("5s"), Some(5000));
     }
 }

@@ -67,11 +67,14 @@ pub async fn rewrite(session: &Session, statement: &Statement) -> Result<Stateme
         let columns = local_columns(session, &query).await;
         let mut outer: Vec<Expr> = Vec::new();
         let mut template = query.clone();
-        let _ = VisitMut::visit(&mut template, &mut Parameterize {
-            local: &local,
-            columns: &columns,
-            outer: &mut outer,
-        });
+        let _ = VisitMut::visit(
+            &mut template,
+            &mut Parameterize {
+                local: &local,
+                columns: &columns,
+                outer: &mut outer,
+            },
+        );
         if !outer.is_empty() {
             found.push(Found {
                 template,
@@ -147,7 +150,11 @@ pub async fn rewrite(session: &Session, statement: &Statement) -> Result<Stateme
 
 /// The SQL types of the outer references, found by planning them against the statement's
 /// own FROM clause; empty when that is not possible.
-async fn outer_types(session: &Session, statement: &Statement, outer: &[Expr]) -> Vec<Option<String>> {
+async fn outer_types(
+    session: &Session,
+    statement: &Statement,
+    outer: &[Expr],
+) -> Vec<Option<String>> {
     let Statement::Query(query) = statement else {
         return Vec::new();
     };
@@ -159,7 +166,11 @@ async fn outer_types(session: &Session, statement: &Statement, outer: &[Expr]) -
     }
     let from: Vec<String> = select.from.iter().map(ToString::to_string).collect();
     let items: Vec<String> = outer.iter().map(ToString::to_string).collect();
-    let sql = format!("SELECT {} FROM {} LIMIT 0", items.join(", "), from.join(", "));
+    let sql = format!(
+        "SELECT {} FROM {} LIMIT 0",
+        items.join(", "),
+        from.join(", ")
+    );
     let Ok(mut statements) = session.parse(&sql) else {
         return Vec::new();
     };
@@ -169,7 +180,11 @@ async fn outer_types(session: &Session, statement: &Statement, outer: &[Expr]) -
     let Ok(plan) = session.plan(probe).await else {
         return Vec::new();
     };
-    plan.schema().fields().iter().map(|f| sql_type(f.data_type())).collect()
+    plan.schema()
+        .fields()
+        .iter()
+        .map(|f| sql_type(f.data_type()))
+        .collect()
 }
 
 /// A SQL spelling of an Arrow type, for the casts that type subquery parameters.
@@ -265,7 +280,9 @@ async fn local_columns(session: &Session, query: &Query) -> HashSet<String> {
         type Break = ();
         fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
             match factor {
-                TableFactor::Table { name, args: None, .. } => {
+                TableFactor::Table {
+                    name, args: None, ..
+                } => {
                     self.0.push(
                         name.0
                             .iter()
@@ -274,15 +291,13 @@ async fn local_columns(session: &Session, query: &Query) -> HashSet<String> {
                             .collect(),
                     );
                 }
-                TableFactor::Derived { alias: Some(alias), .. } => {
+                TableFactor::Derived {
+                    alias: Some(alias), ..
+                } => {
                     self.1.insert(normalize_ident(&alias.name));
                 }
                 _ => {}
             }
-            ControlFlow::Continue(())
-        }
-        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-            let _ = expr;
             ControlFlow::Continue(())
         }
     }
@@ -292,7 +307,11 @@ async fn local_columns(session: &Session, query: &Query) -> HashSet<String> {
         fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
             if let datafusion::sql::sqlparser::ast::SetExpr::Select(select) = query.body.as_ref() {
                 for item in &select.projection {
-                    if let datafusion::sql::sqlparser::ast::SelectItem::ExprWithAlias { alias, .. } = item {
+                    if let datafusion::sql::sqlparser::ast::SelectItem::ExprWithAlias {
+                        alias,
+                        ..
+                    } = item
+                    {
                         self.0.insert(normalize_ident(alias));
                     }
                 }
@@ -312,9 +331,14 @@ async fn local_columns(session: &Session, query: &Query) -> HashSet<String> {
         let candidates: Vec<datafusion::common::TableReference> = match parts.as_slice() {
             [name] => path
                 .iter()
-                .map(|schema| datafusion::common::TableReference::partial(schema.as_str(), name.as_str()))
+                .map(|schema| {
+                    datafusion::common::TableReference::partial(schema.as_str(), name.as_str())
+                })
                 .collect(),
-            [schema, name] => vec![datafusion::common::TableReference::partial(schema.as_str(), name.as_str())],
+            [schema, name] => vec![datafusion::common::TableReference::partial(
+                schema.as_str(),
+                name.as_str(),
+            )],
             _ => continue,
         };
         for reference in candidates {
@@ -342,7 +366,9 @@ fn qualifiers(query: &Query) -> HashSet<String> {
                         self.0.insert(normalize_ident(&alias.name));
                     }
                 }
-                TableFactor::Derived { alias: Some(alias), .. } => {
+                TableFactor::Derived {
+                    alias: Some(alias), ..
+                } => {
                     self.0.insert(normalize_ident(&alias.name));
                 }
                 _ => {}
@@ -367,7 +393,10 @@ impl VisitorMut for Parameterize<'_> {
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         let outer = match expr {
             Expr::CompoundIdentifier(parts) => {
-                parts.len() >= 2 && !self.local.contains(&normalize_ident(&parts[parts.len() - 2]))
+                parts.len() >= 2
+                    && !self
+                        .local
+                        .contains(&normalize_ident(&parts[parts.len() - 2]))
             }
             Expr::Identifier(ident) => !self.columns.contains(&normalize_ident(ident)),
             _ => false,
@@ -440,16 +469,20 @@ impl SubPlan {
         let params = args
             .iter()
             .enumerate()
-            .map(|(i, value)| match self.param_types.get(i).cloned().flatten() {
-                Some(t) if !value.is_null() && value.data_type() != t => value.cast_to(&t),
-                Some(t) if value.is_null() => ScalarValue::try_from(&t),
-                _ => Ok(value.clone()),
-            })
+            .map(
+                |(i, value)| match self.param_types.get(i).cloned().flatten() {
+                    Some(t) if !value.is_null() && value.data_type() != t => value.cast_to(&t),
+                    Some(t) if value.is_null() => ScalarValue::try_from(&t),
+                    _ => Ok(value.clone()),
+                },
+            )
             .collect::<DfResult<Vec<_>>>()?;
         let plan = if self.param_types.is_empty() {
             self.plan.clone()
         } else {
-            self.plan.clone().with_param_values(ParamValues::from(params))?
+            self.plan
+                .clone()
+                .with_param_values(ParamValues::from(params))?
         };
         let state = self.ctx.state();
         let batches = tokio::task::block_in_place(|| {
@@ -509,13 +542,17 @@ impl ScalarUDFImpl for SubPlan {
                 .map(|a| ScalarValue::try_from_array(a, row))
                 .collect::<DfResult<Vec<_>>>()?;
             // The placeholder argument of an uncorrelated call carries no parameter.
-            let key = if self.param_types.is_empty() { Vec::new() } else { key };
+            let key = if self.param_types.is_empty() {
+                Vec::new()
+            } else {
+                key
+            };
             values.push(self.evaluate(key)?);
         }
         if values.is_empty() {
-            return Ok(ColumnarValue::Array(datafusion::arrow::array::new_empty_array(
-                &self.output,
-            )));
+            return Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_empty_array(&self.output),
+            ));
         }
         Ok(ColumnarValue::Array(ScalarValue::iter_to_array(values)?))
     }

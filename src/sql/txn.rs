@@ -86,14 +86,10 @@ impl Transaction {
         }
     }
 
-    /// Whether anything was written.
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
-    }
-
     /// `SAVEPOINT name`.
     pub fn savepoint(&mut self, name: &str) {
-        self.savepoints.push((name.to_string(), self.changes.clone()));
+        self.savepoints
+            .push((name.to_string(), self.changes.clone()));
     }
 
     /// `ROLLBACK TO SAVEPOINT name`; false if there is no such savepoint.
@@ -151,11 +147,17 @@ pub fn overlay(
                     .map(|b| conform(b, &schema))
                     .collect::<DfResult<Vec<RecordBatch>>>()?;
                 let rows = MemTable::try_new(schema.clone(), vec![batches])?;
-                let pending = LogicalPlanBuilder::scan(name.clone(), provider_as_source(Arc::new(rows)), None)?
-                    .build()?;
+                let pending = LogicalPlanBuilder::scan(
+                    name.clone(),
+                    provider_as_source(Arc::new(rows)),
+                    None,
+                )?
+                .build()?;
                 builder.union(pending)?
             }
-            WriteOp::Delete { predicate: None } => builder.filter(datafusion::prelude::lit(false))?,
+            WriteOp::Delete { predicate: None } => {
+                builder.filter(datafusion::prelude::lit(false))?
+            }
             WriteOp::Delete {
                 predicate: Some(predicate),
             } => builder.filter(Expr::IsNotTrue(Box::new(predicate.clone())))?,
@@ -212,7 +214,11 @@ impl TableProvider for OverlayTable {
         if let Some(projection) = projection {
             let columns: Vec<Expr> = projection
                 .iter()
-                .map(|i| Expr::Column(datafusion::common::Column::from(self.plan.schema().qualified_field(*i))))
+                .map(|i| {
+                    Expr::Column(datafusion::common::Column::from(
+                        self.plan.schema().qualified_field(*i),
+                    ))
+                })
                 .collect();
             builder = builder.project(columns)?;
         }
@@ -228,9 +234,9 @@ impl TableProvider for OverlayTable {
 pub fn unqualify(expr: Expr) -> DfResult<Expr> {
     expr.transform(|e| {
         Ok(match e {
-            Expr::Column(c) if c.relation.is_some() => {
-                Transformed::yes(Expr::Column(datafusion::common::Column::new_unqualified(c.name)))
-            }
+            Expr::Column(c) if c.relation.is_some() => Transformed::yes(Expr::Column(
+                datafusion::common::Column::new_unqualified(c.name),
+            )),
             other => Transformed::no(other),
         })
     })
@@ -254,7 +260,11 @@ pub fn coalesce(ops: Vec<WriteOp>) -> Vec<WriteOp> {
 #[async_trait]
 pub trait CommitCheck: Send + Sync {
     /// Verifies the pending changes against the table's current state.
-    async fn check(&self, changes: &TableChanges, current: &crate::storage::TableState) -> Result<()>;
+    async fn check(
+        &self,
+        changes: &TableChanges,
+        current: &crate::storage::TableState,
+    ) -> Result<()>;
 }
 
 /// Commits a transaction's changes: lock, re-check, write, publish.

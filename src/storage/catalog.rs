@@ -120,7 +120,8 @@ impl Storage {
             std::fs::create_dir_all(&path)
                 .map_err(|e| StorageError::Location(format!("{}: {e}", path.display())))?;
         }
-        let store = deltalake::logstore::store_for(&config.warehouse, config.storage_options.iter())?;
+        let store =
+            deltalake::logstore::store_for(&config.warehouse, config.storage_options.iter())?;
         let storage = Storage {
             config,
             store,
@@ -180,7 +181,12 @@ impl Storage {
                 }
                 match self.load_table(&schema, &name).await {
                     Ok(handle) => {
-                        info!(schema, table = name, version = handle.state().version, "loaded table");
+                        info!(
+                            schema,
+                            table = name,
+                            version = handle.state().version,
+                            "loaded table"
+                        );
                         self.insert_table(handle);
                     }
                     Err(e) => warn!(schema, table = name, error = %e, "skipping unreadable table"),
@@ -193,7 +199,11 @@ impl Storage {
     fn table_url(&self, schema: &str, name: &str) -> Result<Url> {
         self.config
             .warehouse
-            .join(&format!("{}/{}/", encode_segment(schema), encode_segment(name)))
+            .join(&format!(
+                "{}/{}/",
+                encode_segment(schema),
+                encode_segment(name)
+            ))
             .map_err(|e| StorageError::Location(e.to_string()))
     }
 
@@ -285,7 +295,11 @@ impl Storage {
         self.tables(schema).into_iter().find(|t| {
             let state = t.state();
             state.meta.indexes.iter().any(|i| i.name == index)
-                || state.meta.primary_key.as_ref().is_some_and(|pk| pk.name == index)
+                || state
+                    .meta
+                    .primary_key
+                    .as_ref()
+                    .is_some_and(|pk| pk.name == index)
         })
     }
 
@@ -419,7 +433,8 @@ impl Storage {
             entry.tables.remove(&table.name);
         }
         drop(_view);
-        let prefix = Path::from(encode_segment(&table.schema)).join(encode_segment(&table.name).as_str());
+        let prefix =
+            Path::from(encode_segment(&table.schema)).join(encode_segment(&table.name).as_str());
         self.delete_prefix(&prefix).await?;
         info!(schema = table.schema, table = table.name, "dropped table");
         Ok(())

@@ -108,9 +108,9 @@ impl TableMeta {
     ) -> Result<TableMeta, StorageError> {
         let mut columns = Vec::new();
         for field in schema.fields() {
-            let arrow_field = arrow.field_with_name(field.name()).map_err(|e| {
-                StorageError::Metadata(format!("column {}: {e}", field.name()))
-            })?;
+            let arrow_field = arrow
+                .field_with_name(field.name())
+                .map_err(|e| StorageError::Metadata(format!("column {}: {e}", field.name())))?;
             let pg_type = match field.metadata().get(COLUMN_TYPE_KEY) {
                 Some(MetadataValue::String(text)) => PgType::parse(text)
                     .map_err(|e| StorageError::Metadata(format!("column {}: {e}", field.name())))?,
@@ -140,8 +140,8 @@ impl TableMeta {
         let primary_key = parse_property::<IndexMeta>(properties, PRIMARY_KEY_PROPERTY)?;
         let indexes =
             parse_property::<Vec<IndexMeta>>(properties, INDEXES_PROPERTY)?.unwrap_or_default();
-        let sequences =
-            parse_property::<Vec<SequenceMeta>>(properties, SEQUENCES_PROPERTY)?.unwrap_or_default();
+        let sequences = parse_property::<Vec<SequenceMeta>>(properties, SEQUENCES_PROPERTY)?
+            .unwrap_or_default();
         let arrow_schema = arrow_schema(&columns, table_oid);
         Ok(TableMeta {
             columns,

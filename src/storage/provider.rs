@@ -14,14 +14,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::EquivalenceProperties;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
@@ -66,7 +66,10 @@ fn with_pg_metadata(scan: &SchemaRef, pg: &SchemaRef) -> SchemaRef {
             if let Ok(pg_field) = pg.field_with_name(f.name()) {
                 metadata.extend(pg_field.metadata().clone());
             }
-            f.as_ref().clone().with_metadata(metadata).with_nullable(true)
+            f.as_ref()
+                .clone()
+                .with_metadata(metadata)
+                .with_nullable(true)
         })
         .collect();
     Arc::new(Schema::new_with_metadata(fields, scan.metadata().clone()))
@@ -160,7 +163,10 @@ impl ExecutionPlan for RelabelExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let input = children.into_iter().next().unwrap_or_else(|| self.input.clone());
+        let input = children
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.input.clone());
         Ok(Arc::new(RelabelExec::new(input, self.schema.clone())))
     }
 

@@ -290,11 +290,7 @@ impl<'a> CommitGuard<'a> {
     ///
     /// # Errors
     /// Delta errors; nothing of this table is published unless all operations succeed.
-    pub async fn apply(
-        &mut self,
-        table: &TableHandle,
-        ops: Vec<WriteOp>,
-    ) -> Result<()> {
+    pub async fn apply(&mut self, table: &TableHandle, ops: Vec<WriteOp>) -> Result<()> {
         self.ensure_locked(table);
         let mut delta = self.current(table).table;
         for op in ops {
@@ -353,7 +349,11 @@ impl<'a> CommitGuard<'a> {
     ///
     /// # Errors
     /// Delta commit errors.
-    pub async fn set_indexes(&mut self, table: &TableHandle, indexes: Vec<IndexMeta>) -> Result<()> {
+    pub async fn set_indexes(
+        &mut self,
+        table: &TableHandle,
+        indexes: Vec<IndexMeta>,
+    ) -> Result<()> {
         let mut meta = (*self.current(table).meta).clone();
         meta.indexes = indexes;
         self.set_properties(table, meta.properties()?).await
@@ -402,7 +402,11 @@ impl<'a> CommitGuard<'a> {
     ///
     /// # Errors
     /// Delta commit errors.
-    pub(super) async fn reserve_sequences(&mut self, table: &TableHandle, headroom: i64) -> Result<()> {
+    pub(super) async fn reserve_sequences(
+        &mut self,
+        table: &TableHandle,
+        headroom: i64,
+    ) -> Result<()> {
         let mut meta = (*self.current(table).meta).clone();
         let runtimes = table.sequences.lock().clone();
         for seq in &mut meta.sequences {

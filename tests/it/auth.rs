@@ -4,9 +4,17 @@ use tokio_postgres::NoTls;
 
 use crate::harness::{PASSWORD, TestServer, USER, sqlstate};
 
-async fn connect(server: &TestServer, user: &str, password: &str, db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+async fn connect(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={} user={user} password={password} dbname={db}", server.port),
+        &format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname={db}",
+            server.port
+        ),
         NoTls,
     )
     .await?;
@@ -20,13 +28,21 @@ async fn connect(server: &TestServer, user: &str, password: &str, db: &str) -> R
 async fn scram_is_the_default_and_checks_passwords() {
     let server = TestServer::start();
     let client = connect(&server, USER, PASSWORD, USER).await.unwrap();
-    let user: String = client.query_one("SELECT current_user", &[]).await.unwrap().get(0);
+    let user: String = client
+        .query_one("SELECT current_user", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(user, USER);
     let err = connect(&server, USER, "wrong", USER).await.unwrap_err();
     assert_eq!(sqlstate(&err), "28P01");
-    let err = connect(&server, "nobody", PASSWORD, USER).await.unwrap_err();
+    let err = connect(&server, "nobody", PASSWORD, USER)
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), "28P01");
-    let err = connect(&server, USER, PASSWORD, "otherdb").await.unwrap_err();
+    let err = connect(&server, USER, PASSWORD, "otherdb")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), "3D000");
     let log = server.log_text();
     assert!(log.contains("auth=ScramSha256"), "{log}");
@@ -36,12 +52,18 @@ async fn scram_is_the_default_and_checks_passwords() {
 async fn md5_and_trust_when_configured() {
     let server = TestServer::start_with(&["--auth", "md5"]);
     connect(&server, USER, PASSWORD, USER).await.unwrap();
-    assert_eq!(sqlstate(&connect(&server, USER, "wrong", USER).await.unwrap_err()), "28P01");
+    assert_eq!(
+        sqlstate(&connect(&server, USER, "wrong", USER).await.unwrap_err()),
+        "28P01"
+    );
     drop(server);
 
     let server = TestServer::start_with(&["--auth", "trust"]);
     connect(&server, USER, "anything", USER).await.unwrap();
-    assert_eq!(sqlstate(&connect(&server, "nobody", "", USER).await.unwrap_err()), "28000");
+    assert_eq!(
+        sqlstate(&connect(&server, "nobody", "", USER).await.unwrap_err()),
+        "28000"
+    );
 }
 
 #[tokio::test]
@@ -61,10 +83,17 @@ async fn malformed_messages_and_disconnects_do_not_hurt_others() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::start();
     let client = server.client().await;
-    client.batch_execute("CREATE TABLE k (id int)").await.unwrap();
+    client
+        .batch_execute("CREATE TABLE k (id int)")
+        .await
+        .unwrap();
     // Garbage instead of a startup packet.
-    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
-    raw.write_all(&[0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef]).await.unwrap();
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    raw.write_all(&[0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef])
+        .await
+        .unwrap();
     let mut buf = [0u8; 256];
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), raw.read(&mut buf)).await;
     drop(raw);
@@ -78,10 +107,21 @@ async fn malformed_messages_and_disconnects_do_not_hurt_others() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     handle.abort();
     // The server and other sessions carry on.
-    client.execute("INSERT INTO k VALUES (1)", &[]).await.unwrap();
-    let n: i64 = client.query_one("SELECT count(*) FROM k", &[]).await.unwrap().get(0);
+    client
+        .execute("INSERT INTO k VALUES (1)", &[])
+        .await
+        .unwrap();
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM k", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
     let other = server.client().await;
-    let n: i64 = other.query_one("SELECT count(*) FROM k", &[]).await.unwrap().get(0);
+    let n: i64 = other
+        .query_one("SELECT count(*) FROM k", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
 }

@@ -83,12 +83,17 @@ fn psql_describes_tables_like_postgres() {
     let server = TestServer::start();
     psql(
         &server,
-        &["CREATE TABLE readings (id serial PRIMARY KEY, tag varchar(255) NOT NULL, v double precision DEFAULT 0, ts timestamp)",
-          "CREATE INDEX readings_tsndx ON readings (ts)",
-          "CREATE SCHEMA ignition"],
+        &[
+            "CREATE TABLE readings (id serial PRIMARY KEY, tag varchar(255) NOT NULL, v double precision DEFAULT 0, ts timestamp)",
+            "CREATE INDEX readings_tsndx ON readings (ts)",
+            "CREATE SCHEMA ignition",
+        ],
     );
     let out = psql(&server, &["\\dt"]);
-    assert!(out.contains(" public | readings | table | deltagate"), "{out}");
+    assert!(
+        out.contains(" public | readings | table | deltagate"),
+        "{out}"
+    );
     let out = psql(&server, &["\\d readings"]);
     for expected in [
         "Table \"public.readings\"",
@@ -102,11 +107,17 @@ fn psql_describes_tables_like_postgres() {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
     let out = psql(&server, &["\\dn"]);
-    assert!(out.contains(" ignition | deltagate") && out.contains(" public   | deltagate"), "{out}");
+    assert!(
+        out.contains(" ignition | deltagate") && out.contains(" public   | deltagate"),
+        "{out}"
+    );
     let out = psql(&server, &["\\l"]);
     assert!(out.contains(" deltagate | deltagate | UTF8"), "{out}");
     let out = psql(&server, &["\\di"]);
-    assert!(out.contains("readings_pkey") && out.contains("readings_tsndx"), "{out}");
+    assert!(
+        out.contains("readings_pkey") && out.contains("readings_tsndx"),
+        "{out}"
+    );
 }
 
 /// A self-signed certificate and key for 127.0.0.1, made with openssl.
@@ -114,7 +125,17 @@ fn certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     let cert = dir.join("server.crt");
     let key = dir.join("server.key");
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -141,32 +162,62 @@ fn tls_is_negotiated_required_and_fails_closed() {
 
     // With a certificate, SSLRequest is accepted and the session is encrypted.
     let server = TestServer::start_with(&["--tls-cert", &cert, "--tls-key", &key]);
-    let out = run_client(&server, "psql", &["-X", &psql_url(&server, "require"), "-c", "\\conninfo"]);
+    let out = run_client(
+        &server,
+        "psql",
+        &["-X", &psql_url(&server, "require"), "-c", "\\conninfo"],
+    );
     assert!(out.contains("SSL connection"), "{out}");
     // Plaintext is still allowed in the default (prefer) mode.
-    let out = run_client(&server, "psql", &["-X", &psql_url(&server, "disable"), "-tAc", "SELECT 1"]);
+    let out = run_client(
+        &server,
+        "psql",
+        &["-X", &psql_url(&server, "disable"), "-tAc", "SELECT 1"],
+    );
     assert_eq!(out.trim(), "1");
     drop(server);
 
     // require: plaintext connections are refused before authentication.
-    let server = TestServer::start_with(&["--tls-cert", &cert, "--tls-key", &key, "--tls-mode", "require"]);
+    let server = TestServer::start_with(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-mode",
+        "require",
+    ]);
     let out = Command::new("psql")
         .args(["-X", &psql_url(&server, "disable"), "-c", "SELECT 1"])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("requires SSL"), "{out:?}");
-    let out = run_client(&server, "psql", &["-X", &psql_url(&server, "require"), "-tAc", "SELECT 2"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("requires SSL"),
+        "{out:?}"
+    );
+    let out = run_client(
+        &server,
+        "psql",
+        &["-X", &psql_url(&server, "require"), "-tAc", "SELECT 2"],
+    );
     assert_eq!(out.trim(), "2");
     drop(server);
 
     // A broken certificate stops the server from starting instead of serving plaintext.
     let broken = dir.path().join("broken.crt");
     std::fs::write(&broken, "not a certificate").unwrap();
-    let (code, output) = TestServer::run_to_exit(&["--tls-cert", broken.to_str().unwrap(), "--tls-key", &key, "--listen", "127.0.0.1:0"]);
+    let (code, output) = TestServer::run_to_exit(&[
+        "--tls-cert",
+        broken.to_str().unwrap(),
+        "--tls-key",
+        &key,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert_ne!(code, Some(0), "{output}");
     assert!(output.contains("TLS configuration"), "{output}");
     // require without a certificate is a configuration error too.
-    let (code, output) = TestServer::run_to_exit(&["--tls-mode", "require", "--listen", "127.0.0.1:0"]);
+    let (code, output) =
+        TestServer::run_to_exit(&["--tls-mode", "require", "--listen", "127.0.0.1:0"]);
     assert_ne!(code, Some(0), "{output}");
 }

@@ -28,13 +28,23 @@ async fn independent_readers_see_every_type() {
     // Enough commits for a checkpoint (delta.checkpointInterval = 10), leaving the data as is.
     for i in 0..10 {
         client
-            .execute(&format!("INSERT INTO all_types (id) VALUES ({})", 100 + i), &[])
+            .execute(
+                &format!("INSERT INTO all_types (id) VALUES ({})", 100 + i),
+                &[],
+            )
             .await
             .unwrap();
     }
-    client.execute("DELETE FROM all_types WHERE id >= 100", &[]).await.unwrap();
+    client
+        .execute("DELETE FROM all_types WHERE id >= 100", &[])
+        .await
+        .unwrap();
     let table = server.warehouse().join("public/all_types");
-    let out = run_client(&server, &python(), &["delta_readers.py", "check", table.to_str().unwrap()]);
+    let out = run_client(
+        &server,
+        &python(),
+        &["delta_readers.py", "check", table.to_str().unwrap()],
+    );
     assert!(out.contains("delta readers: ok"), "{out}");
 }
 
@@ -43,16 +53,30 @@ async fn tables_written_by_other_engines_are_served() {
     let mut server = TestServer::start();
     let client = server.client().await;
     let path = server.warehouse().join("public/external_readings");
-    run_client(&server, &python(), &["delta_readers.py", "write-external", path.to_str().unwrap()]);
+    run_client(
+        &server,
+        &python(),
+        &["delta_readers.py", "write-external", path.to_str().unwrap()],
+    );
     // Found while running: the first statement that names it triggers a rescan.
     let rows = client
-        .query("SELECT sensor, reading, n FROM external_readings ORDER BY sensor", &[])
+        .query(
+            "SELECT sensor, reading, n FROM external_readings ORDER BY sensor",
+            &[],
+        )
         .await
         .unwrap();
-    let got: Vec<(String, Option<f64>, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let got: Vec<(String, Option<f64>, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     assert_eq!(
         got,
-        vec![("a".into(), Some(1.5), 1), ("b".into(), Some(2.5), 2), ("c".into(), None, 3)]
+        vec![
+            ("a".into(), Some(1.5), 1),
+            ("b".into(), Some(2.5), 2),
+            ("c".into(), None, 3)
+        ]
     );
     let types: Vec<String> = client
         .query(
@@ -64,18 +88,37 @@ async fn tables_written_by_other_engines_are_served() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(types, vec!["text", "double precision", "timestamp with time zone", "bigint"]);
+    assert_eq!(
+        types,
+        vec![
+            "text",
+            "double precision",
+            "timestamp with time zone",
+            "bigint"
+        ]
+    );
     // Writable too, as any table.
     client
-        .execute("INSERT INTO external_readings (sensor, n) VALUES ('d', 4)", &[])
+        .execute(
+            "INSERT INTO external_readings (sensor, n) VALUES ('d', 4)",
+            &[],
+        )
         .await
         .unwrap();
-    let n: i64 = client.query_one("SELECT count(*) FROM external_readings", &[]).await.unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM external_readings", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 4);
     // And after a restart, from the warehouse alone.
     drop(client);
     server.restart();
     let client = server.client().await;
-    let n: i64 = client.query_one("SELECT count(*) FROM external_readings", &[]).await.unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM external_readings", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 4);
 }

@@ -77,7 +77,10 @@ impl TestServer {
             .arg(&self.warehouse)
             .args(&self.args)
             .env("DELTAGATE_PASSWORD", PASSWORD)
-            .env("DELTAGATE_LOG", "info,deltagate=debug,buoyant_kernel=warn,deltalake_core=warn")
+            .env(
+                "DELTAGATE_LOG",
+                "info,deltagate=debug,buoyant_kernel=warn,deltalake_core=warn",
+            )
             .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
             .stderr(Stdio::from(log))
             .spawn()
@@ -91,11 +94,17 @@ impl TestServer {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                return Err(format!("deltagate exited with {status}:\n{}", self.log_text()));
+                return Err(format!(
+                    "deltagate exited with {status}:\n{}",
+                    self.log_text()
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(format!("deltagate did not start listening:\n{}", self.log_text()))
+        Err(format!(
+            "deltagate did not start listening:\n{}",
+            self.log_text()
+        ))
     }
 
     /// The server's log so far.
@@ -106,7 +115,10 @@ impl TestServer {
     /// Stops the server with SIGTERM and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {

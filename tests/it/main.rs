@@ -1,8 +1,8 @@
 //! Integration tests: the real server over TCP with real clients.
 
+mod auth;
+mod clients;
+mod delta;
 mod harness;
 mod protocol;
 mod slt;
-mod clients;
-mod auth;
-mod delta;

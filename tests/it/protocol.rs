@@ -92,8 +92,19 @@ async fn extended_protocol_round_trips_every_type_in_binary() {
         .query_one(
             &insert,
             &[
-                &7i16, &-42i32, &9_000_000_000i64, &1.5f32, &-2.25f64, &true, &"héllo",
-                &"abc", &"xy", &date, &ts, &tz, &vec![0u8, 1, 255],
+                &7i16,
+                &-42i32,
+                &9_000_000_000i64,
+                &1.5f32,
+                &-2.25f64,
+                &true,
+                &"héllo",
+                &"abc",
+                &"xy",
+                &date,
+                &ts,
+                &tz,
+                &vec![0u8, 1, 255],
             ],
         )
         .await
@@ -150,10 +161,16 @@ async fn untyped_parameters_are_inferred_and_described() {
         .await
         .unwrap();
     // Parameter types come from the target columns and comparisons, as in PostgreSQL.
-    let stmt = client.prepare("INSERT INTO p (k, v) VALUES ($1, $2)").await.unwrap();
+    let stmt = client
+        .prepare("INSERT INTO p (k, v) VALUES ($1, $2)")
+        .await
+        .unwrap();
     assert_eq!(stmt.params(), &[Type::INT4, Type::TEXT]);
     client.execute(&stmt, &[&5i32, &"five"]).await.unwrap();
-    let stmt = client.prepare("SELECT v FROM p WHERE k = $1").await.unwrap();
+    let stmt = client
+        .prepare("SELECT v FROM p WHERE k = $1")
+        .await
+        .unwrap();
     assert_eq!(stmt.params(), &[Type::INT4]);
     assert_eq!(stmt.columns()[0].type_(), &Type::TEXT);
     let v: String = client.query_one(&stmt, &[&5i32]).await.unwrap().get(0);
@@ -215,11 +232,21 @@ async fn errors_carry_postgres_sqlstates() {
         };
         assert_eq!(sqlstate(&extended), code, "{sql} (extended): {extended:?}");
     }
-    client.execute("INSERT INTO e VALUES (1, 'a')", &[]).await.unwrap();
-    let err = client.execute("INSERT INTO e VALUES (1, 'b')", &[]).await.unwrap_err();
+    client
+        .execute("INSERT INTO e VALUES (1, 'a')", &[])
+        .await
+        .unwrap();
+    let err = client
+        .execute("INSERT INTO e VALUES (1, 'b')", &[])
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), "23505");
     // The session survives every error.
-    let n: i64 = client.query_one("SELECT count(*) FROM e", &[]).await.unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM e", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
 }
 
@@ -235,9 +262,17 @@ async fn transactions_are_atomic_and_isolated() {
         .await
         .unwrap();
     // Own writes are visible inside the transaction, not outside.
-    let inside: i64 = a.query_one("SELECT count(*) FROM x", &[]).await.unwrap().get(0);
+    let inside: i64 = a
+        .query_one("SELECT count(*) FROM x", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(inside, 2);
-    let outside: i64 = b.query_one("SELECT count(*) FROM x", &[]).await.unwrap().get(0);
+    let outside: i64 = b
+        .query_one("SELECT count(*) FROM x", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(outside, 0);
     a.batch_execute("UPDATE x SET v = v + 1 WHERE id = 2; DELETE FROM x WHERE id = 1")
         .await
@@ -245,25 +280,42 @@ async fn transactions_are_atomic_and_isolated() {
     let row = a.query_one("SELECT id, v FROM x", &[]).await.unwrap();
     assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1)), (2, 21));
     // Duplicate keys are caught within the transaction too.
-    let err = a.execute("INSERT INTO x VALUES (2, 0)", &[]).await.unwrap_err();
+    let err = a
+        .execute("INSERT INTO x VALUES (2, 0)", &[])
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), "23505");
     // After an error the block is aborted until ROLLBACK.
     let err = a.execute("SELECT 1", &[]).await.unwrap_err();
     assert_eq!(sqlstate(&err), "25P02");
     a.batch_execute("ROLLBACK").await.unwrap();
-    assert_eq!(b.query_one("SELECT count(*) FROM x", &[]).await.unwrap().get::<_, i64>(0), 0);
+    assert_eq!(
+        b.query_one("SELECT count(*) FROM x", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        0
+    );
 
     a.batch_execute("BEGIN; INSERT INTO x VALUES (3, 30); INSERT INTO y VALUES (3); COMMIT")
         .await
         .unwrap();
     let row = b
-        .query_one("SELECT (SELECT count(*) FROM x), (SELECT count(*) FROM y)", &[])
+        .query_one(
+            "SELECT (SELECT count(*) FROM x), (SELECT count(*) FROM y)",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (1, 1));
     // A key committed by another session conflicts with a later insert.
-    b.execute("INSERT INTO x VALUES (4, 40)", &[]).await.unwrap();
-    let err = a.execute("INSERT INTO x VALUES (4, 41)", &[]).await.unwrap_err();
+    b.execute("INSERT INTO x VALUES (4, 40)", &[])
+        .await
+        .unwrap();
+    let err = a
+        .execute("INSERT INTO x VALUES (4, 41)", &[])
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), "23505");
 }
 
@@ -307,7 +359,10 @@ async fn tables_sequences_and_keys_survive_restart() {
     server.restart();
     let client = server.client().await;
     let id: i32 = client
-        .query_one("INSERT INTO plant.tags (path) VALUES ('c') RETURNING id", &[])
+        .query_one(
+            "INSERT INTO plant.tags (path) VALUES ('c') RETURNING id",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -328,13 +383,34 @@ async fn tables_sequences_and_keys_survive_restart() {
     assert_eq!(
         described,
         vec![
-            ("id".into(), "integer".into(), None, "NO".into(), Some("nextval('plant.tags_id_seq'::regclass)".into())),
-            ("path".into(), "character varying".into(), Some(255), "NO".into(), None),
-            ("v".into(), "integer".into(), None, "YES".into(), Some("7".into())),
+            (
+                "id".into(),
+                "integer".into(),
+                None,
+                "NO".into(),
+                Some("nextval('plant.tags_id_seq'::regclass)".into())
+            ),
+            (
+                "path".into(),
+                "character varying".into(),
+                Some(255),
+                "NO".into(),
+                None
+            ),
+            (
+                "v".into(),
+                "integer".into(),
+                None,
+                "YES".into(),
+                Some("7".into())
+            ),
         ]
     );
     let indexes: Vec<String> = client
-        .query("SELECT indexname FROM pg_indexes WHERE schemaname = 'plant' ORDER BY 1", &[])
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'plant' ORDER BY 1",
+            &[],
+        )
         .await
         .unwrap()
         .iter()

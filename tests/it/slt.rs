@@ -59,7 +59,9 @@ fn text_of(row: &Row, i: usize) -> String {
     use chrono::Timelike;
     let ty = row.columns()[i].type_().clone();
     let value: Option<String> = match ty {
-        Type::BOOL => row.get::<_, Option<bool>>(i).map(|b| if b { "t" } else { "f" }.to_string()),
+        Type::BOOL => row
+            .get::<_, Option<bool>>(i)
+            .map(|b| if b { "t" } else { "f" }.to_string()),
         Type::INT2 => row.get::<_, Option<i16>>(i).map(|v| v.to_string()),
         Type::INT4 => row.get::<_, Option<i32>>(i).map(|v| v.to_string()),
         Type::INT8 => row.get::<_, Option<i64>>(i).map(|v| v.to_string()),
@@ -67,18 +69,33 @@ fn text_of(row: &Row, i: usize) -> String {
         Type::FLOAT4 => row.get::<_, Option<f32>>(i).map(|v| v.to_string()),
         Type::FLOAT8 => row.get::<_, Option<f64>>(i).map(|v| v.to_string()),
         Type::NUMERIC => row.get::<_, Option<Decimal>>(i).map(|v| v.to_string()),
-        Type::DATE => row.get::<_, Option<NaiveDate>>(i).map(|d| d.format("%Y-%m-%d").to_string()),
+        Type::DATE => row
+            .get::<_, Option<NaiveDate>>(i)
+            .map(|d| d.format("%Y-%m-%d").to_string()),
         Type::TIMESTAMP => row.get::<_, Option<NaiveDateTime>>(i).map(|t| {
-            format!("{}{}", t.format("%Y-%m-%d %H:%M:%S"), fraction(t.nanosecond() / 1000))
+            format!(
+                "{}{}",
+                t.format("%Y-%m-%d %H:%M:%S"),
+                fraction(t.nanosecond() / 1000)
+            )
         }),
         Type::TIMESTAMPTZ => row.get::<_, Option<DateTime<Utc>>>(i).map(|t| {
-            format!("{}{}+00", t.format("%Y-%m-%d %H:%M:%S"), fraction(t.nanosecond() / 1000))
+            format!(
+                "{}{}+00",
+                t.format("%Y-%m-%d %H:%M:%S"),
+                fraction(t.nanosecond() / 1000)
+            )
         }),
         Type::BYTEA => row.get::<_, Option<Vec<u8>>>(i).map(|b| {
-            format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+            format!(
+                "\\x{}",
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            )
         }),
         Type::JSON | Type::JSONB => row.get::<_, Option<JsonText>>(i).map(|j| j.0),
-        Type::CHAR => row.get::<_, Option<i8>>(i).map(|c| (c as u8 as char).to_string()),
+        Type::CHAR => row
+            .get::<_, Option<i8>>(i)
+            .map(|c| (c as u8 as char).to_string()),
         Type::UUID => row.get::<_, Option<uuid::Uuid>>(i).map(|u| u.to_string()),
         _ => row.get::<_, Option<String>>(i),
     };
@@ -89,7 +106,10 @@ fn text_of(row: &Row, i: usize) -> String {
 struct JsonText(String);
 
 impl<'a> tokio_postgres::types::FromSql<'a> for JsonText {
-    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         let text = if *ty == Type::JSONB { &raw[1..] } else { raw };
         Ok(JsonText(std::str::from_utf8(text)?.to_string()))
     }
@@ -126,7 +146,11 @@ impl sqllogictest::AsyncDB for Db {
                 return Ok(DBOutput::StatementComplete(n));
             }
             let rows = self.client.query(&stmt, &[]).await?;
-            let types = stmt.columns().iter().map(|c| column_type(c.type_())).collect();
+            let types = stmt
+                .columns()
+                .iter()
+                .map(|c| column_type(c.type_()))
+                .collect();
             let rows = rows
                 .iter()
                 .map(|row| (0..row.len()).map(|i| text_of(row, i)).collect())
@@ -203,7 +227,11 @@ async fn run_all(extended: bool) {
             failures.push(format!("{}: {e}", file.display()));
         }
     }
-    assert!(failures.is_empty(), "slt failures:\n{}", failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "slt failures:\n{}",
+        failures.join("\n\n")
+    );
 }
 
 #[tokio::test]

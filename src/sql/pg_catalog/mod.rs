@@ -10,14 +10,15 @@
 
 pub(crate) mod relations;
 mod system;
+mod views;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
-    Int64Builder, ListBuilder, RecordBatch, StringBuilder,
+    Array, ArrayRef, BooleanBuilder, Float32Builder, Int16Builder, Int32Builder, Int64Builder,
+    ListBuilder, RecordBatch, StringBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::SchemaProvider;
@@ -38,7 +39,10 @@ pub const SUPERUSER_OID: u32 = 10;
 
 /// The built-in catalog rows, loaded once per server.
 pub struct StaticTables {
-    provider: PgCatalogSchemaProvider<Arc<dyn datafusion::catalog::CatalogProviderList>, EmptyContextProvider>,
+    provider: PgCatalogSchemaProvider<
+        Arc<dyn datafusion::catalog::CatalogProviderList>,
+        EmptyContextProvider,
+    >,
     /// `pg_type.oid` by `typname`, for `to_regtype`.
     type_oids: HashMap<String, u32>,
 }
@@ -55,8 +59,9 @@ impl StaticTables {
             Arc::new(datafusion::catalog::MemoryCatalogProviderList::new());
         let type_oids = type_oids(&tables.pg_type.data())
             .map_err(|e| SqlError::Internal(format!("built-in pg_type: {e}")))?;
-        let provider = PgCatalogSchemaProvider::try_new(empty, Arc::new(tables), EmptyContextProvider)
-            .map_err(|e| SqlError::Internal(format!("built-in catalog: {e}")))?;
+        let provider =
+            PgCatalogSchemaProvider::try_new(empty, Arc::new(tables), EmptyContextProvider)
+                .map_err(|e| SqlError::Internal(format!("built-in catalog: {e}")))?;
         Ok(StaticTables {
             provider,
             type_oids,
@@ -65,7 +70,10 @@ impl StaticTables {
 
     /// The OID of a built-in type by name (`int4`, `integer`, `pg_catalog.text`).
     pub fn type_oid(&self, name: &str) -> Option<u32> {
-        let name = name.trim().trim_start_matches("pg_catalog.").to_ascii_lowercase();
+        let name = name
+            .trim()
+            .trim_start_matches("pg_catalog.")
+            .to_ascii_lowercase();
         self.type_oids.get(&name).copied().or_else(|| {
             crate::pgtypes::PgType::parse(&name)
                 .ok()
@@ -88,13 +96,19 @@ impl StaticTables {
 fn type_oids(batches: &[RecordBatch]) -> DfResult<HashMap<String, u32>> {
     let mut out = HashMap::new();
     for batch in batches {
-        let (Some(oid), Some(name)) = (batch.column_by_name("oid"), batch.column_by_name("typname")) else {
+        let (Some(oid), Some(name)) =
+            (batch.column_by_name("oid"), batch.column_by_name("typname"))
+        else {
             continue;
         };
         let oid = datafusion::arrow::compute::cast(oid, &DataType::Int64)?;
         let name = datafusion::arrow::compute::cast(name, &DataType::Utf8)?;
-        let oid = oid.as_any().downcast_ref::<datafusion::arrow::array::Int64Array>();
-        let name = name.as_any().downcast_ref::<datafusion::arrow::array::StringArray>();
+        let oid = oid
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>();
+        let name = name
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>();
         if let (Some(oid), Some(name)) = (oid, name) {
             for i in 0..batch.num_rows() {
                 if !oid.is_null(i) && !name.is_null(i) {
@@ -177,21 +191,21 @@ impl SchemaProvider for PgCatalogSchema {
             "pg_index" => relations::pg_index(&self.shared),
             "pg_constraint" => relations::pg_constraint(&self.shared),
             "pg_attrdef" => relations::pg_attrdef(&self.shared),
-            "pg_sequence" => relations::pg_sequence(&self.shared),
-            "pg_sequences" => relations::pg_sequences(&self.shared),
-            "pg_tables" => relations::pg_tables(&self.shared),
-            "pg_indexes" => relations::pg_indexes(&self.shared),
-            "pg_views" => relations::pg_views(),
-            "pg_matviews" => relations::pg_matviews(),
+            "pg_sequence" => views::pg_sequence(&self.shared),
+            "pg_sequences" => views::pg_sequences(&self.shared),
+            "pg_tables" => views::pg_tables(&self.shared),
+            "pg_indexes" => views::pg_indexes(&self.shared),
+            "pg_views" => views::pg_views(),
+            "pg_matviews" => views::pg_matviews(),
             "pg_database" => system::pg_database(&self.shared),
             "pg_settings" => system::pg_settings(&self.shared),
             "pg_roles" | "pg_authid" => system::pg_roles(&self.shared),
             "pg_user" => system::pg_user(&self.shared),
             "pg_stat_activity" => system::pg_stat_activity(&self.shared),
             "pg_stat_user_tables" | "pg_statio_user_tables" => {
-                relations::pg_stat_user_tables(&self.shared)
+                views::pg_stat_user_tables(&self.shared)
             }
-            other => match relations::empty(other) {
+            other => match views::empty(other) {
                 Some(batch) => batch,
                 None => return self.shared.engine.pg_static.table(other),
             },
@@ -219,7 +233,6 @@ pub(crate) enum Kind {
     I32,
     I64,
     F32,
-    F64,
     /// `int2vector`/`int2[]`.
     I16Array,
     /// `oidvector`/`oid[]`.
@@ -238,7 +251,6 @@ pub(crate) enum V {
     S(String),
     I16s(Vec<i16>),
     Oids(Vec<u32>),
-    Strs(Vec<String>),
 }
 
 impl From<&str> for V {
@@ -315,9 +327,8 @@ fn build_column<'a>(
     kind: Kind,
     values: impl Iterator<Item = &'a V>,
 ) -> DfResult<(Field, ArrayRef)> {
-    let mismatch = |v: &V| {
-        DataFusionError::Internal(format!("catalog column {name}: unexpected value {v:?}"))
-    };
+    let mismatch =
+        |v: &V| DataFusionError::Internal(format!("catalog column {name}: unexpected value {v:?}"));
     let tagged = |field: Field, key: &str, value: &str| {
         field.with_metadata(HashMap::from([(key.to_string(), value.to_string())]))
     };
@@ -348,7 +359,10 @@ fn build_column<'a>(
                     other => return Err(mismatch(other)),
                 }
             }
-            (Field::new(name, DataType::Int16, true), Arc::new(b.finish()))
+            (
+                Field::new(name, DataType::Int16, true),
+                Arc::new(b.finish()),
+            )
         }
         Kind::I64 => {
             let mut b = Int64Builder::new();
@@ -359,7 +373,10 @@ fn build_column<'a>(
                     other => return Err(mismatch(other)),
                 }
             }
-            (Field::new(name, DataType::Int64, true), Arc::new(b.finish()))
+            (
+                Field::new(name, DataType::Int64, true),
+                Arc::new(b.finish()),
+            )
         }
         Kind::F32 => {
             let mut b = Float32Builder::new();
@@ -371,19 +388,10 @@ fn build_column<'a>(
                     other => return Err(mismatch(other)),
                 }
             }
-            (Field::new(name, DataType::Float32, true), Arc::new(b.finish()))
-        }
-        Kind::F64 => {
-            let mut b = Float64Builder::new();
-            for v in values {
-                match v {
-                    V::Null => b.append_null(),
-                    V::F(f) => b.append_value(*f),
-                    V::I(i) => b.append_value(*i as f64),
-                    other => return Err(mismatch(other)),
-                }
-            }
-            (Field::new(name, DataType::Float64, true), Arc::new(b.finish()))
+            (
+                Field::new(name, DataType::Float32, true),
+                Arc::new(b.finish()),
+            )
         }
         Kind::Bool => {
             let mut b = BooleanBuilder::new();
@@ -394,7 +402,10 @@ fn build_column<'a>(
                     other => return Err(mismatch(other)),
                 }
             }
-            (Field::new(name, DataType::Boolean, true), Arc::new(b.finish()))
+            (
+                Field::new(name, DataType::Boolean, true),
+                Arc::new(b.finish()),
+            )
         }
         Kind::Text | Kind::Char => {
             let mut b = StringBuilder::new();
@@ -428,7 +439,10 @@ fn build_column<'a>(
                 }
             }
             let array = b.finish();
-            (Field::new(name, array.data_type().clone(), true), Arc::new(array))
+            (
+                Field::new(name, array.data_type().clone(), true),
+                Arc::new(array),
+            )
         }
         Kind::OidArray => {
             let mut b = ListBuilder::new(Int32Builder::new());
@@ -445,24 +459,25 @@ fn build_column<'a>(
                 }
             }
             let array = b.finish();
-            (Field::new(name, array.data_type().clone(), true), Arc::new(array))
+            (
+                Field::new(name, array.data_type().clone(), true),
+                Arc::new(array),
+            )
         }
         Kind::TextArray => {
+            // No catalog row carries privileges or options yet: these columns are NULL.
             let mut b = ListBuilder::new(StringBuilder::new());
             for v in values {
                 match v {
                     V::Null => b.append_null(),
-                    V::Strs(xs) => {
-                        for x in xs {
-                            b.values().append_value(x);
-                        }
-                        b.append(true);
-                    }
                     other => return Err(mismatch(other)),
                 }
             }
             let array = b.finish();
-            (Field::new(name, array.data_type().clone(), true), Arc::new(array))
+            (
+                Field::new(name, array.data_type().clone(), true),
+                Arc::new(array),
+            )
         }
     })
 }

@@ -1,0 +1,200 @@
+//! Benchmark fixtures: a throwaway PostgreSQL 15 cluster and a deltagate server, side by side
+//! on this machine, reached over TCP with the same client.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const USER: &str = "bench";
+pub const PASSWORD: &str = "bench-password";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_for(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start on port {port}");
+}
+
+/// PostgreSQL 15 from Debian's `postgresql` package, in a temporary cluster.
+pub struct Postgres {
+    pub port: u16,
+    data: PathBuf,
+    bin: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = PathBuf::from(
+            std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
+        );
+        assert!(
+            bin.join("initdb").exists(),
+            "PostgreSQL 15 not found in {} (apt-get install postgresql-15)",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("pgdata");
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, PASSWORD).expect("password file");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                USER,
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .stdout(Stdio::null());
+        // initdb refuses to run as root; run it as the owner of the directory when we are root.
+        let as_root = unsafe_is_root();
+        if as_root {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
+            let status = Command::new("su")
+                .args(["postgres", "-c"])
+                .arg(format!(
+                    "{} -D {} -U {USER} --auth=scram-sha-256 -E UTF8 --locale=C --pwfile={} >/dev/null",
+                    bin.join("initdb").display(),
+                    data.display(),
+                    pwfile.display()
+                ))
+                .status()
+                .expect("initdb");
+            assert!(status.success(), "initdb failed");
+        } else {
+            assert!(initdb.status().expect("initdb").success(), "initdb failed");
+        }
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            dir.path().display()
+        );
+        let log = dir.path().join("pg.log");
+        let start = format!(
+            "{} -D {} -o '{opts}' -l {} -w start >/dev/null",
+            bin.join("pg_ctl").display(),
+            data.display(),
+            log.display()
+        );
+        let status = if as_root {
+            Command::new("su").args(["postgres", "-c", &start]).status()
+        } else {
+            Command::new("sh").args(["-c", &start]).status()
+        }
+        .expect("pg_ctl");
+        assert!(
+            status.success(),
+            "pg_ctl start failed: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        wait_for(port, "PostgreSQL");
+        Postgres {
+            port,
+            data,
+            bin,
+            _dir: dir,
+        }
+    }
+
+    pub fn conn_string(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname=postgres",
+            self.port
+        )
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let stop = format!(
+            "{} -D {} -m fast stop >/dev/null",
+            self.bin.join("pg_ctl").display(),
+            self.data.display()
+        );
+        if unsafe_is_root() {
+            let _ = Command::new("su").args(["postgres", "-c", &stop]).status();
+        } else {
+            let _ = Command::new("sh").args(["-c", &stop]).status();
+        }
+    }
+}
+
+/// The deltagate binary of this build, on a temporary warehouse.
+pub struct Deltagate {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Deltagate {
+    pub fn start() -> Deltagate {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_deltagate"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--warehouse")
+            .arg(dir.path().join("warehouse"))
+            .args(["--user", USER, "--database", USER])
+            .env("DELTAGATE_PASSWORD", PASSWORD)
+            .env("DELTAGATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start deltagate");
+        wait_for(port, "deltagate");
+        Deltagate {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn conn_string(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname={USER}",
+            self.port
+        )
+    }
+}
+
+impl Drop for Deltagate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Median of a set of durations.
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}

@@ -1,0 +1,306 @@
+//! Constraint checks on the rows a statement produces: NOT NULL (23502), character lengths
+//! (22001, with `character(n)` padding), and primary keys (23505) within the new rows and
+//! against the table as the transaction would leave it; plus the re-check at commit.
+
+use super::*;
+
+/// Checks NOT NULL and character lengths, pads `character(n)`, and gives the rows the table's
+/// schema.
+pub(super) fn validate_rows(
+    meta: &TableMeta,
+    table: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    let schema = delta_schema(meta);
+    batches
+        .into_iter()
+        .map(|batch| {
+            let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+            for (i, column) in meta.columns.iter().enumerate() {
+                let array = batch.column(i).clone();
+                if column.not_null && array.null_count() > 0 {
+                    return Err(SqlError::NotNullViolation {
+                        table: table.to_string(),
+                        column: column.name.clone(),
+                    });
+                }
+                let array = check_length(column, array)?;
+                let target = schema.field(i).data_type();
+                columns.push(if array.data_type() == target {
+                    array
+                } else {
+                    datafusion::arrow::compute::cast(&array, target)?
+                });
+            }
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        })
+        .collect()
+}
+
+/// The schema rows are stored with: the table's types, every column nullable (NOT NULL is
+/// checked by [`validate_rows`]).
+pub(super) fn delta_schema(meta: &TableMeta) -> SchemaRef {
+    let fields: Vec<Field> = meta
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Field::new(
+                &c.name,
+                meta.arrow_schema.field(i).data_type().clone(),
+                true,
+            )
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// PostgreSQL's rule: too-long strings are an error unless only trailing spaces are cut.
+fn check_length(column: &ColumnMeta, array: ArrayRef) -> Result<ArrayRef> {
+    let Some(limit) = column.pg_type.char_length() else {
+        return Ok(array);
+    };
+    let limit = limit as usize;
+    let pad = matches!(column.pg_type, PgType::Bpchar(_));
+    let strings = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
+    let Some(strings) = strings.as_any().downcast_ref::<StringArray>() else {
+        return Ok(array);
+    };
+    let needs_change = strings.iter().flatten().any(|s| {
+        let n = s.chars().count();
+        n > limit || (pad && n < limit)
+    });
+    if !needs_change {
+        return Ok(array);
+    }
+    let mut out = StringBuilder::new();
+    for value in strings.iter() {
+        match value {
+            None => out.append_null(),
+            Some(s) => {
+                let n = s.chars().count();
+                if n > limit {
+                    let kept: String = s.chars().take(limit).collect();
+                    if s.chars().skip(limit).any(|c| c != ' ') {
+                        return Err(SqlError::StringTooLong(column.pg_type.to_string()));
+                    }
+                    out.append_value(kept);
+                } else if pad && n < limit {
+                    out.append_value(format!("{s}{}", " ".repeat(limit - n)));
+                } else {
+                    out.append_value(s);
+                }
+            }
+        }
+    }
+    let built: ArrayRef = Arc::new(out.finish());
+    Ok(datafusion::arrow::compute::cast(&built, array.data_type())?)
+}
+
+/// Checks that the keys inserted by `ops` are unique in the table as `ops` would leave it.
+pub(super) async fn check_unique(
+    session: &Session,
+    target: &Target,
+    ops: &[WriteOp],
+) -> Result<()> {
+    let pending = session
+        .shared
+        .txn
+        .lock()
+        .as_ref()
+        .and_then(|t| t.ops_for(target.handle.oid).map(<[_]>::to_vec))
+        .unwrap_or_default();
+    let mut prior = pending;
+    for op in ops {
+        if let WriteOp::Insert(batches) = op {
+            unique_against(&session.ctx, target, &target.state, &prior, batches).await?;
+        }
+        prior.push(op.clone());
+    }
+    Ok(())
+}
+
+/// Fails with 23505 if `batches` repeat a key among themselves or with the table as `prior`
+/// operations leave it on top of `state`.
+async fn unique_against(
+    ctx: &datafusion::prelude::SessionContext,
+    target: &Target,
+    state: &TableState,
+    prior: &[WriteOp],
+    batches: &[RecordBatch],
+) -> Result<()> {
+    let meta = &state.meta;
+    let Some(pk) = &meta.primary_key else {
+        return Ok(());
+    };
+    let key_indices = meta.primary_key_indices();
+    if batches.is_empty() || key_indices.is_empty() || count(batches) == 0 {
+        return Ok(());
+    }
+    let schema = batches[0].schema();
+    let keys = concat_batches(&schema, batches)?.project(&key_indices)?;
+    let violation = |row: usize| -> Result<SqlError> {
+        Ok(SqlError::UniqueViolation {
+            constraint: pk.name.clone(),
+            detail: format!(
+                "Key ({})=({}) already exists.",
+                pk.columns.join(", "),
+                describe_key(&keys, row)?
+            ),
+        })
+    };
+    // Within the new rows.
+    let converter = RowConverter::new(
+        keys.schema()
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect(),
+    )?;
+    let rows = converter.convert_columns(keys.columns())?;
+    let mut seen = HashMap::with_capacity(rows.num_rows());
+    for (i, row) in rows.iter().enumerate() {
+        if seen.insert(row.owned(), i).is_some() {
+            return Err(violation(i)?);
+        }
+    }
+    // Against the table: a semi join of the stored keys with the new ones, pruned by range.
+    let base: Arc<dyn TableProvider> = Arc::new(PgTableProvider::try_new(state).await?);
+    let table = txn::overlay(target.reference.clone(), base, prior)?;
+    let key_names: Vec<String> = key_indices
+        .iter()
+        .map(|i| meta.columns[*i].name.clone())
+        .collect();
+    let new_names: Vec<String> = (0..key_names.len())
+        .map(|i| format!("__deltagate_key{i}"))
+        .collect();
+    let renamed = Schema::new(
+        keys.schema()
+            .fields()
+            .iter()
+            .zip(&new_names)
+            .map(|(f, n)| Field::new(n, f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    );
+    let renamed = RecordBatch::try_new(Arc::new(renamed), keys.columns().to_vec())?;
+    let mut stored = ctx.read_table(table)?;
+    for (i, name) in key_names.iter().enumerate() {
+        let array = keys.column(i);
+        if let (Some(low), Some(high)) = (min_value(array)?, max_value(array)?) {
+            stored =
+                stored.filter(col(Column::new_unqualified(name)).between(lit(low), lit(high)))?;
+        }
+    }
+    let stored = stored.select(
+        key_names
+            .iter()
+            .map(|n| col(Column::new_unqualified(n)))
+            .collect::<Vec<_>>(),
+    )?;
+    let new_keys = ctx.read_batch(renamed)?;
+    let clash = stored
+        .join(
+            new_keys,
+            JoinType::LeftSemi,
+            &key_names.iter().map(String::as_str).collect::<Vec<_>>(),
+            &new_names.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+        )?
+        .limit(0, Some(1))?
+        .collect()
+        .await?;
+    if let Some(batch) = clash.iter().find(|b| b.num_rows() > 0) {
+        return Err(SqlError::UniqueViolation {
+            constraint: pk.name.clone(),
+            detail: format!(
+                "Key ({})=({}) already exists.",
+                pk.columns.join(", "),
+                describe_key(batch, 0)?
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn min_value(array: &ArrayRef) -> Result<Option<ScalarValue>> {
+    extreme(array, true)
+}
+
+fn max_value(array: &ArrayRef) -> Result<Option<ScalarValue>> {
+    extreme(array, false)
+}
+
+/// Min or max of a key column, for integer keys (the common case); others are not pruned.
+fn extreme(array: &ArrayRef, lowest: bool) -> Result<Option<ScalarValue>> {
+    use datafusion::arrow::array::{Int16Array, Int32Array, Int64Array};
+    use datafusion::arrow::datatypes::DataType as T;
+    Ok(match array.data_type() {
+        T::Int16 => array
+            .as_any()
+            .downcast_ref::<Int16Array>()
+            .and_then(|a| if lowest { min(a) } else { max(a) })
+            .map(|v| ScalarValue::Int16(Some(v))),
+        T::Int32 => array
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .and_then(|a| if lowest { min(a) } else { max(a) })
+            .map(|v| ScalarValue::Int32(Some(v))),
+        T::Int64 => array
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .and_then(|a| if lowest { min(a) } else { max(a) })
+            .map(|v| ScalarValue::Int64(Some(v))),
+        _ => None,
+    })
+}
+
+fn describe_key(batch: &RecordBatch, row: usize) -> Result<String> {
+    let options = FormatOptions::default();
+    let mut parts = Vec::new();
+    for column in batch.columns() {
+        let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
+        parts.push(formatter.value(row).to_string());
+    }
+    Ok(parts.join(", "))
+}
+
+/// Re-checks primary keys at commit for tables another session changed meanwhile.
+pub struct UniqueCheck {
+    ctx: datafusion::prelude::SessionContext,
+    database: String,
+}
+
+impl UniqueCheck {
+    pub fn new(session: &Session) -> UniqueCheck {
+        UniqueCheck {
+            ctx: session.ctx.clone(),
+            database: session.engine().config().database.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl CommitCheck for UniqueCheck {
+    async fn check(&self, changes: &TableChanges, current: &TableState) -> Result<()> {
+        if current.meta.primary_key.is_none() {
+            return Ok(());
+        }
+        let target = Target {
+            handle: changes.table.clone(),
+            state: current.clone(),
+            reference: TableReference::full(
+                self.database.clone(),
+                changes.table.schema.clone(),
+                changes.table.name.clone(),
+            ),
+        };
+        let mut prior = Vec::new();
+        for op in &changes.ops {
+            if let WriteOp::Insert(batches) = op {
+                unique_against(&self.ctx, &target, current, &prior, batches).await?;
+            }
+            prior.push(op.clone());
+        }
+        Ok(())
+    }
+}

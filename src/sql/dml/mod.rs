@@ -1,0 +1,498 @@
+//! Data manipulation: `INSERT`, `UPDATE`, `DELETE` (with `RETURNING`), `CREATE TABLE AS`.
+//!
+//! DataFusion plans each statement against the table as this session sees it (snapshot plus
+//! pending writes), which gives PostgreSQL's parameter typing and casts. deltagate then
+//! computes the resulting rows itself, enforces NOT NULL (23502), character lengths (22001)
+//! and the primary key (23505) on them, and records the change as [`WriteOp`]s in the
+//! session's transaction — or commits it at once outside a transaction block.
+//!
+//! An `UPDATE` becomes "delete the matched rows, insert their new versions", both computed when
+//! the statement runs, so what commits is exactly what the statement saw.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
+use datafusion::arrow::compute::{concat_batches, max, min};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::{Column, DFSchema, ParamValues, TableReference};
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::{MemTable, TableProvider, provider_as_source};
+use datafusion::logical_expr::{
+    DmlStatement, Expr, JoinType, LogicalPlan, LogicalPlanBuilder, WriteOp as DfWriteOp, col, lit,
+};
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    CastKind, DataType as SqlType, Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, Query,
+    SelectItem, SetExpr, Statement, TableFactor, TableObject, Value,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::pgtypes::PgType;
+use crate::storage::{ColumnMeta, PgTableProvider, TableHandle, TableMeta, TableState, WriteOp};
+
+use super::rewrite::{name_parts, normalize_ident, quoted};
+use super::session::{Session, parameter_types};
+use super::txn::{self, CommitCheck, TableChanges, Transaction};
+use super::{Outcome, Result, SqlError, control, ddl};
+
+mod checks;
+mod defaults;
+
+pub use checks::UniqueCheck;
+use checks::{check_unique, delta_schema, validate_rows};
+use defaults::{fill_defaults, parse_default, strip_regclass};
+
+/// The target table of a DML statement.
+struct Target {
+    handle: Arc<TableHandle>,
+    state: TableState,
+    reference: TableReference,
+}
+
+fn target(session: &Session, name: &ObjectName) -> Result<Target> {
+    let (schema, table) = ddl::resolve_table(session, name)
+        .ok_or_else(|| SqlError::UndefinedTable(name_parts(name).join(".")))?;
+    let handle = session
+        .engine()
+        .storage()
+        .table(&schema, &table)
+        .ok_or_else(|| SqlError::UndefinedTable(table.clone()))?;
+    let state = handle.state();
+    let reference = TableReference::full(session.engine().config().database.clone(), schema, table);
+    Ok(Target {
+        handle,
+        state,
+        reference,
+    })
+}
+
+fn table_name(statement: &Statement) -> Result<ObjectName> {
+    match statement {
+        Statement::Insert(insert) => match &insert.table {
+            TableObject::TableName(name) => Ok(name.clone()),
+            other => Err(SqlError::Unsupported(format!(
+                "INSERT INTO {other} is not supported"
+            ))),
+        },
+        Statement::Update(update) => match &update.table.relation {
+            TableFactor::Table { name, .. } => Ok(name.clone()),
+            other => Err(SqlError::Unsupported(format!(
+                "UPDATE of {other} is not supported"
+            ))),
+        },
+        Statement::Delete(delete) => {
+            let tables = match &delete.from {
+                datafusion::sql::sqlparser::ast::FromTable::WithFromKeyword(t)
+                | datafusion::sql::sqlparser::ast::FromTable::WithoutKeyword(t) => t,
+            };
+            match tables.first().map(|t| &t.relation) {
+                Some(TableFactor::Table { name, .. }) => Ok(name.clone()),
+                _ => Err(SqlError::Unsupported(
+                    "DELETE of this relation is not supported".into(),
+                )),
+            }
+        }
+        _ => Err(SqlError::Internal("not a DML statement".into())),
+    }
+}
+
+/// Splits `RETURNING` off a statement and prepares it for DataFusion.
+fn prepare(
+    statement: &Statement,
+    meta: &TableMeta,
+) -> Result<(Statement, Option<Vec<SelectItem>>)> {
+    let mut statement = statement.clone();
+    let returning = match &mut statement {
+        Statement::Insert(insert) => {
+            if insert.on.is_some() {
+                return Err(SqlError::Unsupported(
+                    "INSERT ... ON CONFLICT is not supported yet".into(),
+                ));
+            }
+            fill_defaults(insert, meta)?;
+            insert.returning.take()
+        }
+        Statement::Update(update) => {
+            if update.from.is_some() || !update.table.joins.is_empty() {
+                return Err(SqlError::Unsupported(
+                    "UPDATE ... FROM is not supported".into(),
+                ));
+            }
+            update.returning.take()
+        }
+        Statement::Delete(delete) => {
+            if delete.using.is_some() {
+                return Err(SqlError::Unsupported(
+                    "DELETE ... USING is not supported".into(),
+                ));
+            }
+            delete.returning.take()
+        }
+        _ => None,
+    };
+    Ok((statement, returning))
+}
+
+/// Parameter types and `RETURNING` columns of a DML statement.
+pub async fn describe(
+    session: &Session,
+    statement: &Statement,
+) -> Result<(Vec<Option<Field>>, Option<SchemaRef>)> {
+    let target = target(session, &table_name(statement)?)?;
+    let (prepared, returning) = prepare(statement, &target.state.meta)?;
+    let plan = session.plan(prepared).await?;
+    let params = parameter_types(&plan)?;
+    let fields = match returning {
+        Some(items) => Some(
+            returning_rows(session, &target, &items, Vec::new())
+                .await?
+                .0,
+        ),
+        None => None,
+    };
+    Ok((params, fields))
+}
+
+/// Executes `INSERT`, `UPDATE` or `DELETE`.
+///
+/// # Errors
+/// Planning errors, constraint violations, storage errors.
+pub async fn execute(
+    session: &Session,
+    statement: &Statement,
+    params: Option<ParamValues>,
+) -> Result<Outcome> {
+    let target = target(session, &table_name(statement)?)?;
+    let (prepared, returning) = prepare(statement, &target.state.meta)?;
+    let plan = session.plan(prepared).await?;
+    let plan = match params {
+        Some(params) => plan.with_param_values(params)?,
+        None => plan,
+    };
+    let LogicalPlan::Dml(DmlStatement { op, input, .. }) = plan else {
+        return Err(SqlError::Internal(
+            "DML statement did not plan to DML".into(),
+        ));
+    };
+    let meta = target.state.meta.clone();
+    let (tag, rows, ops) = match op {
+        DfWriteOp::Insert(_) => {
+            let batches = collect(session, input.as_ref().clone()).await?;
+            let batches = validate_rows(&meta, &target.handle.name, batches)?;
+            let ops = vec![WriteOp::Insert(batches.clone())];
+            ("INSERT 0", batches, ops)
+        }
+        DfWriteOp::Update => {
+            let predicate = filter_predicate(input.as_ref());
+            let batches = collect(session, input.as_ref().clone()).await?;
+            let batches = validate_rows(&meta, &target.handle.name, batches)?;
+            let mut ops = Vec::new();
+            if count(&batches) > 0 {
+                let predicate =
+                    storable_predicate(session, &target, input.as_ref(), predicate).await?;
+                ops.push(WriteOp::Delete { predicate });
+                ops.push(WriteOp::Insert(batches.clone()));
+            }
+            ("UPDATE", batches, ops)
+        }
+        DfWriteOp::Delete => {
+            let predicate = match input.as_ref() {
+                LogicalPlan::Filter(filter) => Some(filter.predicate.clone()),
+                _ => None,
+            };
+            let batches = collect(session, input.as_ref().clone()).await?;
+            let mut ops = Vec::new();
+            if count(&batches) > 0 {
+                let predicate =
+                    storable_predicate(session, &target, input.as_ref(), predicate).await?;
+                ops.push(WriteOp::Delete { predicate });
+            }
+            ("DELETE", batches, ops)
+        }
+        other => return Err(SqlError::Unsupported(format!("{other} is not supported"))),
+    };
+    check_unique(session, &target, &ops).await?;
+    write(session, &target.handle, target.state.version, ops).await?;
+    match returning {
+        Some(items) => {
+            let (schema, batches) = returning_rows(session, &target, &items, rows).await?;
+            let stream = MemoryStream::try_new(batches, schema.clone(), None)?;
+            Ok(Outcome::Rows {
+                schema,
+                stream: Box::pin(stream),
+                tag: tag.to_string(),
+            })
+        }
+        None => Ok(Outcome::Command {
+            tag: tag.to_string(),
+            rows: Some(count(&rows)),
+        }),
+    }
+}
+
+/// Records writes in the open transaction, or commits them at once.
+///
+/// # Errors
+/// Commit errors in autocommit mode.
+pub(crate) async fn write(
+    session: &Session,
+    handle: &Arc<TableHandle>,
+    base_version: i64,
+    ops: Vec<WriteOp>,
+) -> Result<()> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    {
+        let mut txn = session.shared.txn.lock();
+        if let Some(t) = txn.as_mut() {
+            t.push(handle, base_version, ops);
+            return Ok(());
+        }
+    }
+    let mut txn = Transaction::default();
+    txn.push(handle, base_version, ops);
+    control::commit_changes(session, txn).await
+}
+
+fn count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+async fn collect(session: &Session, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
+    Ok(DataFrame::new(session.ctx.state(), plan).collect().await?)
+}
+
+/// The WHERE of an UPDATE plan (`Projection(Filter(...))`).
+fn filter_predicate(plan: &LogicalPlan) -> Option<Expr> {
+    match plan {
+        LogicalPlan::Projection(p) => match p.input.as_ref() {
+            LogicalPlan::Filter(f) => Some(f.predicate.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A predicate delta-rs can evaluate at commit. Subqueries and volatile functions would be
+/// evaluated again there, so such predicates are replaced by the primary keys they matched.
+async fn storable_predicate(
+    session: &Session,
+    target: &Target,
+    input: &LogicalPlan,
+    predicate: Option<Expr>,
+) -> Result<Option<Expr>> {
+    let Some(predicate) = predicate else {
+        return Ok(None);
+    };
+    let unstable = datafusion::common::tree_node::TreeNode::exists(&predicate, |e| {
+        Ok(matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
+        ) || e.is_volatile_node())
+    })?;
+    if !unstable {
+        return Ok(Some(txn::unqualify(predicate)?));
+    }
+    let meta = &target.state.meta;
+    let keys = meta.primary_key_indices();
+    if keys.is_empty() {
+        return Err(SqlError::Unsupported(
+            "UPDATE/DELETE with subqueries or volatile functions needs a primary key".into(),
+        ));
+    }
+    // The filter node under the statement's projection, projected to the key columns.
+    let filter = match input {
+        LogicalPlan::Projection(p) => p.input.as_ref().clone(),
+        other => other.clone(),
+    };
+    let key_exprs: Vec<Expr> = keys
+        .iter()
+        .map(|i| Expr::Column(Column::from(filter.schema().qualified_field(*i))))
+        .collect();
+    let plan = LogicalPlanBuilder::from(filter)
+        .project(key_exprs)?
+        .build()?;
+    let batches = collect(session, plan).await?;
+    let mut disjuncts = Vec::new();
+    for batch in &batches {
+        for row in 0..batch.num_rows() {
+            let mut conjuncts = Vec::new();
+            for (k, index) in keys.iter().enumerate() {
+                let value = ScalarValue::try_from_array(batch.column(k), row)?;
+                conjuncts.push(col(meta.columns[*index].name.as_str()).eq(lit(value)));
+            }
+            disjuncts.extend(conjuncts.into_iter().reduce(Expr::and));
+        }
+    }
+    Ok(Some(
+        disjuncts.into_iter().reduce(Expr::or).unwrap_or(lit(false)),
+    ))
+}
+
+/// Evaluates `RETURNING` items over the affected rows.
+async fn returning_rows(
+    session: &Session,
+    target: &Target,
+    items: &[SelectItem],
+    rows: Vec<RecordBatch>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let schema = target.state.meta.arrow_schema.clone();
+    let df_schema = DFSchema::try_from_qualified_schema(target.handle.name.as_str(), &schema)?;
+    let state = session.ctx.state();
+    let mut exprs = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                for field in schema.fields() {
+                    exprs.push(col(Column::new(
+                        Some(target.handle.name.as_str()),
+                        field.name(),
+                    )));
+                }
+            }
+            SelectItem::UnnamedExpr(e) => {
+                let name = match e {
+                    SqlExpr::Identifier(i) => normalize_ident(i),
+                    SqlExpr::CompoundIdentifier(parts) => {
+                        parts.last().map(normalize_ident).unwrap_or_default()
+                    }
+                    SqlExpr::Function(f) => name_parts(&f.name).pop().unwrap_or_default(),
+                    _ => "?column?".to_string(),
+                };
+                exprs.push(
+                    state
+                        .create_logical_expr(&e.to_string(), &df_schema)?
+                        .alias(name),
+                );
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                exprs.push(
+                    state
+                        .create_logical_expr(&expr.to_string(), &df_schema)?
+                        .alias(normalize_ident(alias)),
+                );
+            }
+            SelectItem::ExprWithAliases { .. } => {
+                return Err(SqlError::Unsupported(
+                    "RETURNING with multiple aliases".into(),
+                ));
+            }
+        }
+    }
+    let rows: Vec<RecordBatch> = rows
+        .iter()
+        .map(|b| txn::conform(b, &schema))
+        .collect::<Result<_, _>>()?;
+    let table = MemTable::try_new(schema.clone(), vec![rows])?;
+    let plan = LogicalPlanBuilder::scan(
+        target.handle.name.as_str(),
+        provider_as_source(Arc::new(table)),
+        None,
+    )?
+    .project(exprs)?
+    .build()?;
+    let out_schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+    let batches = DataFrame::new(state, plan).collect().await?;
+    Ok((out_schema, batches))
+}
+
+/// `CREATE TABLE name AS query`.
+pub async fn create_table_as(
+    session: &Session,
+    schema: &str,
+    table: &str,
+    query: &Query,
+) -> Result<Outcome> {
+    let plan = session
+        .plan(Statement::Query(Box::new(query.clone())))
+        .await?;
+    let batches = collect(session, plan.clone()).await?;
+    let mut columns = Vec::new();
+    for field in plan.schema().fields() {
+        let pg_type = PgType::of_field(field).ok_or_else(|| {
+            SqlError::Unsupported(format!(
+                "column \"{}\" has type {} which cannot be stored",
+                field.name(),
+                field.data_type()
+            ))
+        })?;
+        columns.push(ColumnMeta {
+            name: field.name().clone(),
+            pg_type,
+            not_null: false,
+            default: None,
+        });
+    }
+    let storage = session.engine().storage().clone();
+    let handle = ddl::detached({
+        let (schema, table) = (schema.to_string(), table.to_string());
+        async move {
+            Ok(storage
+                .create_table(&schema, &table, columns, None, Vec::new())
+                .await?)
+        }
+    })
+    .await?;
+    let state = handle.state();
+    let target_schema = delta_schema(&state.meta);
+    let rows = count(&batches);
+    let batches = batches
+        .into_iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(target_schema.fields())
+                .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+                .collect::<Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(target_schema.clone(), columns)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    write(
+        session,
+        &handle,
+        state.version,
+        vec![WriteOp::Insert(batches)],
+    )
+    .await?;
+    Ok(Outcome::Command {
+        tag: "SELECT".into(),
+        rows: Some(rows),
+    })
+}
+
+/// Whether a table has any row (as this session sees it).
+pub async fn has_rows(session: &Session, schema: &str, table: &str) -> Result<bool> {
+    let sql = format!("SELECT 1 FROM {}.{} LIMIT 1", quoted(schema), quoted(table));
+    let statement = session.parse(&sql)?.remove(0);
+    let plan = session.plan(statement).await?;
+    Ok(count(&collect(session, plan).await?) > 0)
+}
+
+/// Sets a new column to its default in every existing row.
+pub async fn fill_column(
+    session: &Session,
+    schema: &str,
+    table: &str,
+    column: &str,
+    default: &str,
+) -> Result<()> {
+    let mut expr = parse_default(default)?;
+    strip_regclass(&mut expr);
+    let sql = format!(
+        "UPDATE {}.{} SET {} = {expr}",
+        quoted(schema),
+        quoted(table),
+        quoted(column)
+    );
+    let statement = session.parse(&sql)?.remove(0);
+    execute(session, &statement, None).await?;
+    Ok(())
+}
