@@ -10,12 +10,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use clap::Parser;
 use url::Url;
 
 use crate::server::{AuthMethod, ServerConfig, StartupConfig, Users, tls};
 use crate::sql::EngineConfig;
-use crate::storage::StorageConfig;
+use crate::storage::{BufferConfig, StorageConfig};
+use crate::wal::Durability;
 
 /// TLS policy for client connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -95,6 +97,36 @@ pub struct Config {
     #[arg(long, env = "DELTAGATE_RESCAN_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub rescan_interval: Duration,
 
+    /// Directory of the write-ahead log (must be local disk). Defaults to `.deltagate/wal` inside
+    /// a local warehouse; required for a remote one.
+    #[arg(long, env = "DELTAGATE_WAL_DIR")]
+    pub wal_dir: Option<PathBuf>,
+
+    /// When a write is acknowledged: `fsync` (after fdatasync of the log; survives power loss)
+    /// or `os` (after the write reaches the OS; survives a crash of deltagate only).
+    #[arg(long, env = "DELTAGATE_DURABILITY", value_enum, default_value = "fsync")]
+    pub durability: Durability,
+
+    /// Flush a table's buffer to Delta once it holds this many rows.
+    #[arg(long, env = "DELTAGATE_FLUSH_ROWS", default_value_t = 2_000_000)]
+    pub flush_rows: usize,
+
+    /// Flush a table's buffer to Delta once it holds this much data (Arrow bytes).
+    #[arg(long, env = "DELTAGATE_FLUSH_BYTES", default_value = "128MiB")]
+    pub flush_bytes: ByteSize,
+
+    /// Flush a table's buffer to Delta once its oldest row is this old.
+    #[arg(long, env = "DELTAGATE_FLUSH_AGE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub flush_age: Duration,
+
+    /// Memory all write buffers may hold together; writers wait while it is exceeded.
+    #[arg(long, env = "DELTAGATE_BUFFER_MEMORY", default_value = "1GiB")]
+    pub buffer_memory: ByteSize,
+
+    /// How long a writer waits for buffer space before failing with SQLSTATE 53000.
+    #[arg(long, env = "DELTAGATE_BACKPRESSURE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub backpressure_timeout: Duration,
+
     /// Log filter (tracing EnvFilter syntax).
     #[arg(
         long,
@@ -134,16 +166,20 @@ impl Config {
     /// [`ConfigError`] for invalid values, and a TLS setup that cannot be loaded.
     pub fn build(&self) -> Result<Built, ConfigError> {
         let mut storage = match Url::parse(&self.warehouse) {
-            Ok(url) if url.scheme().len() > 1 => StorageConfig {
-                warehouse: url,
-                storage_options: HashMap::new(),
-                checkpoint_interval: self.checkpoint_interval,
-                sequence_reserve: 32,
-            },
+            Ok(url) if url.scheme().len() > 1 => StorageConfig::new(url),
             _ => StorageConfig::local(std::path::Path::new(&self.warehouse))
                 .map_err(|e| ConfigError::Warehouse(self.warehouse.clone(), e.to_string()))?,
         };
         storage.checkpoint_interval = self.checkpoint_interval;
+        storage.wal_dir.clone_from(&self.wal_dir);
+        storage.durability = self.durability;
+        storage.buffer = BufferConfig {
+            flush_rows: self.flush_rows,
+            flush_bytes: byte_count(self.flush_bytes),
+            flush_age: self.flush_age,
+            memory_budget: byte_count(self.buffer_memory),
+            backpressure_timeout: self.backpressure_timeout,
+        };
         for option in &self.storage_options {
             let (k, v) = option
                 .split_once('=')
@@ -192,4 +228,8 @@ impl Config {
             generated_password: generated_password.filter(|_| self.auth != AuthMethod::Trust),
         })
     }
+}
+
+fn byte_count(size: ByteSize) -> usize {
+    usize::try_from(size.as_u64()).unwrap_or(usize::MAX)
 }

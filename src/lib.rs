@@ -19,3 +19,4 @@ pub mod pgtypes;
 pub mod server;
 pub mod sql;
 pub mod storage;
+pub mod wal;

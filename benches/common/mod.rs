@@ -1,6 +1,8 @@
 //! Benchmark fixtures: a throwaway PostgreSQL 15 cluster and a deltagate server, side by side
 //! on this machine, reached over TCP with the same client.
 
+#![allow(dead_code)] // each benchmark uses part of the fixtures
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -122,6 +124,10 @@ impl Postgres {
             self.port
         )
     }
+
+    pub fn jdbc_url(&self) -> String {
+        format!("jdbc:postgresql://127.0.0.1:{}/postgres", self.port)
+    }
 }
 
 fn unsafe_is_root() -> bool {
@@ -150,6 +156,7 @@ impl Drop for Postgres {
 /// The deltagate binary of this build, on a temporary warehouse.
 pub struct Deltagate {
     pub port: u16,
+    pub warehouse: PathBuf,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -157,12 +164,13 @@ pub struct Deltagate {
 impl Deltagate {
     pub fn start() -> Deltagate {
         let dir = tempfile::tempdir().expect("tempdir");
+        let warehouse = dir.path().join("warehouse");
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_deltagate"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--warehouse")
-            .arg(dir.path().join("warehouse"))
+            .arg(&warehouse)
             .args(["--user", USER, "--database", USER])
             .env("DELTAGATE_PASSWORD", PASSWORD)
             .env("DELTAGATE_LOG", "warn")
@@ -173,9 +181,30 @@ impl Deltagate {
         wait_for(port, "deltagate");
         Deltagate {
             port,
+            warehouse,
             child,
             _dir: dir,
         }
+    }
+
+    /// Peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// Stops the server with SIGTERM (which flushes every buffer to Delta) and waits.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
     }
 
     pub fn conn_string(&self) -> String {
@@ -183,6 +212,10 @@ impl Deltagate {
             "host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname={USER}",
             self.port
         )
+    }
+
+    pub fn jdbc_url(&self) -> String {
+        format!("jdbc:postgresql://127.0.0.1:{}/{USER}", self.port)
     }
 }
 

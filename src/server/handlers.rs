@@ -36,7 +36,7 @@ use super::encode;
 use super::sqlstate::{to_error_info, to_pgwire};
 
 /// The session of a connection, created at the end of authentication.
-fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
+pub(super) fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
     client
         .session_extensions()
         .get::<Arc<Session>>()
@@ -108,6 +108,17 @@ fn response(session: &Session, outcome: Outcome, format: &Format) -> PgWireResul
         Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::End { tag } => Response::TransactionEnd(Tag::new(&tag)),
         Outcome::Empty => Response::EmptyQuery,
+        Outcome::CopyIn { columns, binary } => {
+            Response::CopyIn(super::copy::copy_in_response(columns, binary))
+        }
+        Outcome::CopyOut {
+            format,
+            schema,
+            stream,
+        } => {
+            let tz = session.settings().time_zone();
+            Response::CopyOut(super::copy::copy_out_response(format, &schema, stream, &tz)?)
+        }
     })
 }
 

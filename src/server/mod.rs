@@ -8,6 +8,7 @@
 //! knows pgwire.
 
 mod auth;
+mod copy;
 mod encode;
 mod handlers;
 pub mod sqlstate;
@@ -141,6 +142,10 @@ impl PgWireServerHandlers for Connection {
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        self.queries.clone()
     }
 }
 

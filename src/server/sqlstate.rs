@@ -66,6 +66,7 @@ pub fn classify(error: &SqlError) -> Coded {
         SqlError::UndefinedPreparedStatement(_) => coded("26000", error.to_string()),
         SqlError::ParameterCount { .. } => coded("08P01", error.to_string()),
         SqlError::Canceled => coded("57014", error.to_string()),
+        SqlError::Copy { code, message, .. } => coded(code, message),
         SqlError::Internal(m) => internal(m),
     }
 }
@@ -100,6 +101,12 @@ fn storage(e: &StorageError) -> Coded {
         }
         StorageError::ObjectStore(_) | StorageError::Location(_) => {
             error!(error = %e, "storage unavailable");
+            coded("58030", message)
+        }
+        // insufficient_resources: the client may retry later; nothing of the write is stored.
+        StorageError::BufferFull { .. } => coded("53000", message),
+        StorageError::Wal(_) => {
+            error!(error = %e, "write-ahead log failed");
             coded("58030", message)
         }
         StorageError::DataFusion(inner) => datafusion(inner),
@@ -238,6 +245,9 @@ pub fn to_pgwire(error: &SqlError) -> PgWireError {
     } = classify(error);
     let mut info = ErrorInfo::new("ERROR".to_string(), code.to_string(), message);
     info.detail = detail;
+    if let SqlError::Copy { context, .. } = error {
+        info.where_context = Some(context.clone());
+    }
     PgWireError::UserError(Box::new(info))
 }
 

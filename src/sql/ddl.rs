@@ -135,7 +135,7 @@ pub async fn execute(session: &Session, statement: &Statement) -> Result<Option<
                 }
             }
             for (handle, ops) in writes {
-                let base = handle.state().version;
+                let base = handle.state().stamp();
                 dml::write(session, &handle, base, ops).await?;
             }
             command("TRUNCATE TABLE")
@@ -573,7 +573,7 @@ async fn add_column(
     detached({
         let handle = handle.clone();
         async move {
-            let mut guard = storage.lock_for_commit(vec![handle.clone()]).await;
+            let mut guard = storage.lock_for_change(vec![handle.clone()]).await?;
             guard.add_column(&handle, column).await?;
             guard.publish().await;
             Ok(())

@@ -14,6 +14,7 @@
 
 mod catalog;
 mod control;
+mod copy;
 mod ddl;
 mod dml;
 mod functions;
@@ -35,6 +36,7 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use crate::pgtypes::TypeError;
 use crate::storage::{Storage, StorageError};
 
+pub use copy::{CopyIn, Format as CopyFormat};
 pub use rewrite::NAME_MARK;
 pub use session::{CancelHandle, PreparedStatement, Session, TxnStatus};
 pub use settings::{REPORTED_PARAMETERS, Settings};
@@ -92,6 +94,13 @@ pub enum SqlError {
     UndefinedPreparedStatement(String),
     #[error("bind message supplies {given} parameters, but prepared statement requires {expected}")]
     ParameterCount { given: usize, expected: usize },
+    /// A COPY data error: its SQLSTATE, and where in the input it was found.
+    #[error("{message}")]
+    Copy {
+        code: &'static str,
+        message: String,
+        context: String,
+    },
     #[error("canceling statement due to user request")]
     Canceled,
     #[error("{0}")]
@@ -118,6 +127,14 @@ pub enum Outcome {
     End { tag: String },
     /// An empty query string.
     Empty,
+    /// `COPY ... FROM STDIN` is waiting for CopyData (see [`Session::copy_data`]).
+    CopyIn { columns: usize, binary: bool },
+    /// `COPY ... TO STDOUT`: rows to send as CopyData.
+    CopyOut {
+        format: CopyFormat,
+        schema: SchemaRef,
+        stream: SendableRecordBatchStream,
+    },
 }
 
 impl std::fmt::Debug for Outcome {
@@ -130,6 +147,8 @@ impl std::fmt::Debug for Outcome {
             Outcome::Begin => write!(f, "Begin"),
             Outcome::End { tag } => write!(f, "End({tag})"),
             Outcome::Empty => write!(f, "Empty"),
+            Outcome::CopyIn { columns, .. } => write!(f, "CopyIn({columns} columns)"),
+            Outcome::CopyOut { format, .. } => write!(f, "CopyOut({format:?})"),
         }
     }
 }

@@ -62,6 +62,8 @@ pub struct SessionShared {
     pub notices: Mutex<Vec<String>>,
     /// Cancellation of the statement running now; replaced at each statement.
     pub cancel: Arc<Mutex<CancellationToken>>,
+    /// The `COPY ... FROM STDIN` in progress.
+    pub copy_in: Mutex<Option<super::CopyIn>>,
 }
 
 impl std::fmt::Debug for SessionShared {
@@ -167,6 +169,7 @@ impl Session {
             sequences: Mutex::new(SequenceState::default()),
             notices: Mutex::new(Vec::new()),
             cancel: Arc::new(Mutex::new(CancellationToken::new())),
+            copy_in: Mutex::new(None),
         });
         let database = engine.config().database.clone();
         let config = SessionConfig::new()
@@ -332,14 +335,20 @@ impl Session {
         };
         if let Err(e) = &result {
             debug!(error = %e, "statement failed");
-            let mut txn = self.shared.txn.lock();
-            match txn.as_mut() {
-                Some(t) if t.explicit => t.failed = true,
-                Some(_) => *txn = None,
-                None => {}
-            }
+            self.statement_failed();
         }
         result
+    }
+
+    /// A statement failed: an explicit transaction now only accepts ROLLBACK, an implicit one
+    /// is abandoned.
+    pub(crate) fn statement_failed(&self) {
+        let mut txn = self.shared.txn.lock();
+        match txn.as_mut() {
+            Some(t) if t.explicit => t.failed = true,
+            Some(_) => *txn = None,
+            None => {}
+        }
     }
 
     /// Executes the statements of one simple-protocol query string, stopping at the first
@@ -423,6 +432,7 @@ impl Session {
                 self.check_writable("INSERT/UPDATE/DELETE")?;
                 dml::execute(self, statement, params).await
             }
+            Statement::Copy { .. } => super::copy::execute(self, statement).await,
             other => {
                 if let Some(outcome) = ddl::execute(self, other).await? {
                     Ok(outcome)
@@ -452,7 +462,11 @@ impl Session {
         }
     }
 
-    async fn query(&self, statement: &Statement, params: Option<ParamValues>) -> Result<Outcome> {
+    pub(crate) async fn query(
+        &self,
+        statement: &Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome> {
         match self.run_query(statement, params.clone()).await {
             Err(e) if subplan::is_decorrelation_failure(&e) => {
                 let rewritten = subplan::rewrite(self, statement).await?;

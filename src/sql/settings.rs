@@ -452,10 +452,18 @@ fn validate(name: &str, value: &str) -> Result<String> {
         _ => Err(invalid(name, value)),
     };
     match name {
-        "client_encoding" => match trimmed.to_ascii_uppercase().replace('-', "").as_str() {
+        // Like PostgreSQL, compare names with everything but letters and digits removed
+        // (asyncpg sends `'utf-8'`, quotes included).
+        "client_encoding" => match trimmed
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_uppercase()
+            .as_str()
+        {
             "UTF8" | "UNICODE" => Ok("UTF8".into()),
             // SQL_ASCII clients receive UTF-8 bytes unchanged, as PostgreSQL would send them.
-            "SQL_ASCII" => Ok("SQL_ASCII".into()),
+            "SQLASCII" => Ok("SQL_ASCII".into()),
             _ => Err(SqlError::Unsupported(format!(
                 "conversion between {trimmed} and UTF8 is not supported"
             ))),

@@ -5,11 +5,11 @@
 //! plan (`snapshot ∪ inserted rows`, filtered by pending deletes), so reads, constraint checks
 //! and further `UPDATE`/`DELETE`s all act on what the transaction would leave behind.
 //!
-//! [`commit`] locks every touched table (in OID order), re-checks primary keys where another
-//! session committed meanwhile, writes each table's operations to Delta and publishes all new
-//! snapshots at once. It runs on its own task so a client that disconnects or cancels cannot
-//! stop a commit half way. Atomicity across a crash between two tables' Delta commits comes
-//! with the write-ahead log (issue 3); until then each table's part commits separately.
+//! [`commit`] sends insert-only transactions through the write-ahead log (one record for all
+//! tables, so they survive a crash together) and applies other changes straight to Delta after
+//! flushing the tables' buffers. It runs on its own task so a client that disconnects or cancels
+//! cannot stop a commit half way. An UPDATE or DELETE touching several tables commits each
+//! table's part to Delta separately; a crash between them can leave one part applied.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use tracing::debug;
 
-use crate::storage::{Storage, TableHandle, WriteOp};
+use crate::storage::{Stamp, Storage, TableHandle, WriteOp};
 
 use super::{Result, SqlError};
 
@@ -34,8 +34,8 @@ use super::{Result, SqlError};
 #[derive(Debug, Clone)]
 pub struct TableChanges {
     pub table: Arc<TableHandle>,
-    /// Delta version the first statement of the transaction read.
-    pub base_version: i64,
+    /// What the first statement of the transaction read (Delta version, buffered rows).
+    pub base: Stamp,
     pub ops: Vec<WriteOp>,
 }
 
@@ -71,16 +71,21 @@ impl Transaction {
             .map(|c| c.ops.as_slice())
     }
 
-    /// Records operations on a table.
-    pub fn push(&mut self, table: &Arc<TableHandle>, base_version: i64, ops: Vec<WriteOp>) {
+    /// Records operations on a table. Consecutive inserts are kept as one operation, so a
+    /// transaction of many single-row INSERTs reads and re-checks as one set of rows.
+    pub fn push(&mut self, table: &Arc<TableHandle>, base: Stamp, ops: Vec<WriteOp>) {
         if ops.is_empty() {
             return;
         }
         match self.changes.iter_mut().find(|c| c.table.oid == table.oid) {
-            Some(changes) => changes.ops.extend(ops),
+            Some(changes) => {
+                let mut all = std::mem::take(&mut changes.ops);
+                all.extend(ops);
+                changes.ops = coalesce(all);
+            }
             None => self.changes.push(TableChanges {
                 table: table.clone(),
-                base_version,
+                base,
                 ops,
             }),
         }
@@ -267,10 +272,16 @@ pub trait CommitCheck: Send + Sync {
     ) -> Result<()>;
 }
 
-/// Commits a transaction's changes: lock, re-check, write, publish.
+/// Commits a transaction's changes.
+///
+/// Inserts only (the ingest path): admit the tables, re-check keys against rows other sessions
+/// added meanwhile (stored, buffered or in flight), and append to the write-ahead log; the
+/// rows are durable and visible when this returns. Anything else (UPDATE, DELETE, TRUNCATE):
+/// lock the tables, flush their buffers, re-check, write each table's operations to Delta and
+/// publish all new snapshots at once.
 ///
 /// # Errors
-/// Constraint violations found by `check`, or storage errors; nothing is published then.
+/// Constraint violations found by `check`, or storage errors; nothing is stored then.
 pub async fn commit(
     storage: Arc<Storage>,
     changes: Vec<TableChanges>,
@@ -281,22 +292,68 @@ pub async fn commit(
     }
     // Spawned so that dropping the caller (cancel, disconnect) cannot interrupt a commit.
     let task = tokio::spawn(async move {
-        let tables: Vec<Arc<TableHandle>> = changes.iter().map(|c| c.table.clone()).collect();
-        let mut guard = storage.lock_for_commit(tables).await;
-        for change in &changes {
-            let current = guard.current(&change.table);
-            if current.version != change.base_version {
-                check.check(change, &current).await?;
-            }
+        let inserts_only = changes
+            .iter()
+            .all(|c| c.ops.iter().all(|op| matches!(op, WriteOp::Insert(_))));
+        if inserts_only {
+            append(&storage, changes, check.as_ref()).await
+        } else {
+            apply(&storage, changes, check.as_ref()).await
         }
-        for change in changes {
-            let ops = coalesce(change.ops);
-            debug!(table = change.table.name, ops = ops.len(), "committing");
-            guard.apply(&change.table, ops).await?;
-        }
-        guard.publish().await;
-        Ok::<(), SqlError>(())
     });
     task.await
         .map_err(|e| SqlError::Internal(format!("commit task failed: {e}")))?
+}
+
+async fn append(
+    storage: &Storage,
+    changes: Vec<TableChanges>,
+    check: &dyn CommitCheck,
+) -> Result<()> {
+    let admission = storage
+        .admit(changes.iter().map(|c| c.table.clone()).collect())
+        .await?;
+    for change in &changes {
+        let current = change.table.state_for_check();
+        if current.stamp() != change.base {
+            check.check(change, &current).await?;
+        }
+    }
+    let rows = changes
+        .into_iter()
+        .map(|change| {
+            let batches = change
+                .ops
+                .into_iter()
+                .flat_map(|op| match op {
+                    WriteOp::Insert(batches) => batches,
+                    WriteOp::Delete { .. } => Vec::new(),
+                })
+                .collect();
+            (change.table, batches)
+        })
+        .collect();
+    admission.append(rows).await?;
+    Ok(())
+}
+
+async fn apply(storage: &Storage, changes: Vec<TableChanges>, check: &dyn CommitCheck) -> Result<()> {
+    let tables: Vec<Arc<TableHandle>> = changes.iter().map(|c| c.table.clone()).collect();
+    // Admission first (as every path that takes both), so no insert slips in between the
+    // checks below and the publish.
+    let _admission = storage.admit(tables.clone()).await?;
+    let mut guard = storage.lock_for_change(tables).await?;
+    for change in &changes {
+        let current = guard.current(&change.table);
+        if current.stamp() != change.base {
+            check.check(change, &current).await?;
+        }
+    }
+    for change in changes {
+        let ops = coalesce(change.ops);
+        debug!(table = change.table.name, ops = ops.len(), "committing");
+        guard.apply(&change.table, ops).await?;
+    }
+    guard.publish().await;
+    Ok(())
 }

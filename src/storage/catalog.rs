@@ -22,7 +22,11 @@ use tokio::sync::{RwLock as AsyncRwLock, RwLockReadGuard};
 use tracing::{info, warn};
 use url::Url;
 
+use tokio_util::sync::CancellationToken;
+
+use super::buffer::{BufferConfig, Ingest};
 use super::meta::{self, ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
+use crate::wal::{Durability, Wal, WalConfig};
 use super::table::{CommitGuard, TableHandle};
 use super::{Result, StorageError, StorageOptions, stable_oid};
 
@@ -44,6 +48,11 @@ pub struct StorageConfig {
     pub checkpoint_interval: u32,
     /// Values a sequence reserves durably at a time (like PostgreSQL's sequence WAL batching).
     pub sequence_reserve: i64,
+    /// Directory of the write-ahead log; by default `.deltagate/wal` inside a local warehouse.
+    /// Required for a remote warehouse: the log must be on local disk.
+    pub wal_dir: Option<std::path::PathBuf>,
+    pub durability: Durability,
+    pub buffer: BufferConfig,
 }
 
 impl StorageConfig {
@@ -58,16 +67,20 @@ impl StorageConfig {
             .map_err(|()| StorageError::Location(absolute.display().to_string()))?;
         Ok(StorageConfig {
             warehouse: url,
-            ..StorageConfig::default_for(Url::parse("file:///").expect("static URL"))
+            ..StorageConfig::new(Url::parse("file:///").expect("static URL"))
         })
     }
 
-    fn default_for(warehouse: Url) -> StorageConfig {
+    /// A configuration with defaults for everything but the warehouse location.
+    pub fn new(warehouse: Url) -> StorageConfig {
         StorageConfig {
             warehouse,
             storage_options: StorageOptions::new(),
             checkpoint_interval: 10,
             sequence_reserve: 32,
+            wal_dir: None,
+            durability: Durability::default(),
+            buffer: BufferConfig::default(),
         }
     }
 }
@@ -85,7 +98,14 @@ pub struct Storage {
     schemas: RwLock<BTreeMap<String, SchemaEntry>>,
     /// Readers hold it shared while resolving tables; commits hold it exclusively while they
     /// publish new snapshots, so multi-table commits become visible at once.
-    visibility: AsyncRwLock<()>,
+    pub(super) visibility: Arc<AsyncRwLock<()>>,
+    /// The log, buffers and flusher; set once in [`Storage::open`], after discovery (the log's
+    /// first LSN depends on what the tables recorded).
+    ingest: std::sync::OnceLock<Arc<Ingest>>,
+    /// This server's Delta application id (see [`server_id`]).
+    pub(super) app_id: String,
+    /// Stops the flusher at shutdown.
+    stop: CancellationToken,
     /// Serializes discovery with table creation and removal, so a scan never registers a table
     /// that is being created or dropped.
     ddl: tokio::sync::Mutex<()>,
@@ -122,11 +142,16 @@ impl Storage {
         }
         let store =
             deltalake::logstore::store_for(&config.warehouse, config.storage_options.iter())?;
+        let wal_dir = wal_dir(&config)?;
+        let app_id = server_id(&wal_dir)?;
         let storage = Storage {
             config,
             store,
             schemas: RwLock::new(BTreeMap::new()),
-            visibility: AsyncRwLock::new(()),
+            visibility: Arc::new(AsyncRwLock::new(())),
+            ingest: std::sync::OnceLock::new(),
+            app_id,
+            stop: CancellationToken::new(),
             ddl: tokio::sync::Mutex::new(()),
             runtime,
         };
@@ -134,7 +159,27 @@ impl Storage {
         if !storage.has_schema(DEFAULT_SCHEMA) {
             storage.create_schema(DEFAULT_SCHEMA, true).await?;
         }
-        Ok(Arc::new(storage))
+        // LSNs must stay above every one a table has recorded, even if the log was lost.
+        let mut floor = 0;
+        for table in storage.all_tables() {
+            floor = floor.max(storage.flushed_lsn(&table.state()).await?);
+        }
+        let wal_config = WalConfig {
+            durability: storage.config.durability,
+            ..WalConfig::new(wal_dir)
+        };
+        let (wal, records) = Wal::open(wal_config, floor)?;
+        let ingest = Ingest::new(wal, storage.config.buffer.clone());
+        let _ = storage.ingest.set(Arc::new(ingest));
+        storage.replay(records).await?;
+        let storage = Arc::new(storage);
+        storage.flush_all().await?;
+        tokio::spawn(storage.clone().run_flusher(storage.stop.clone()));
+        Ok(storage)
+    }
+
+    pub(super) fn ingest(&self) -> &Arc<Ingest> {
+        self.ingest.get().expect("the log is opened in Storage::open before any write")
     }
 
     /// The shared DataFusion runtime (object stores of every table are registered in it).
@@ -165,6 +210,10 @@ impl Storage {
             let Some(schema) = schema_prefix.filename().map(str::to_string) else {
                 continue;
             };
+            // Hidden folders hold deltagate's own state (the write-ahead log), not schemas.
+            if schema.starts_with('.') {
+                continue;
+            }
             self.insert_schema(&schema);
             let tables = self.store.list_with_delimiter(Some(&schema_prefix)).await?;
             for table_prefix in tables.common_prefixes {
@@ -427,8 +476,12 @@ impl Storage {
     /// Object store errors while deleting.
     pub async fn drop_table(&self, table: &Arc<TableHandle>) -> Result<()> {
         let _ddl = self.ddl.lock().await;
+        let _admit = table.clone().lock_admit().await;
         let _commit = table.lock().await;
         let _view = self.visibility.write().await;
+        // Its log records name the Delta table id, so they are never replayed into a new table
+        // of the same name.
+        table.discard_buffered();
         if let Some(entry) = self.schemas.write().get_mut(&table.schema) {
             entry.tables.remove(&table.name);
         }
@@ -462,7 +515,7 @@ impl Storage {
         Ok(())
     }
 
-    /// Locks tables for a commit, in OID order so concurrent commits cannot deadlock.
+    /// Locks tables for a Delta commit, in OID order so concurrent commits cannot deadlock.
     pub async fn lock_for_commit(&self, mut tables: Vec<Arc<TableHandle>>) -> CommitGuard<'_> {
         tables.sort_by_key(|t| t.oid);
         tables.dedup_by_key(|t| t.oid);
@@ -472,6 +525,20 @@ impl Storage {
             guards.push((table, guard));
         }
         CommitGuard::new(guards, &self.visibility)
+    }
+
+    /// Locks tables for a change that is not a plain insert (UPDATE, DELETE, TRUNCATE, DDL):
+    /// their buffered rows are flushed first, so the change applies to them as if they had
+    /// always been in Delta, and a replay can never bring back rows it deleted.
+    ///
+    /// # Errors
+    /// Flush errors.
+    pub async fn lock_for_change(&self, tables: Vec<Arc<TableHandle>>) -> Result<CommitGuard<'_>> {
+        let mut guard = self.lock_for_commit(tables.clone()).await;
+        for table in &tables {
+            guard.flush(table, self).await?;
+        }
+        Ok(guard)
     }
 
     /// Durably records sequence positions that ran past their reservation.
@@ -499,6 +566,9 @@ impl Storage {
     /// # Errors
     /// Delta commit errors.
     pub async fn shutdown(&self) -> Result<()> {
+        self.stop.cancel();
+        self.flush_all().await?;
+        self.report();
         for table in self.all_tables() {
             if table.sequences_dirty() {
                 let mut guard = self.lock_for_commit(vec![table.clone()]).await;
@@ -507,6 +577,43 @@ impl Storage {
             }
         }
         Ok(())
+    }
+}
+
+/// Where the write-ahead log lives.
+fn wal_dir(config: &StorageConfig) -> Result<std::path::PathBuf> {
+    if let Some(dir) = &config.wal_dir {
+        return Ok(dir.clone());
+    }
+    if config.warehouse.scheme() == "file" {
+        let root = config
+            .warehouse
+            .to_file_path()
+            .map_err(|()| StorageError::Location(config.warehouse.to_string()))?;
+        return Ok(root.join(".deltagate").join("wal"));
+    }
+    Err(StorageError::Location(
+        "a remote warehouse needs a local write-ahead log directory (--wal-dir)".into(),
+    ))
+}
+
+/// This server's Delta application id, kept beside its log: replay compares the log's positions
+/// with the `txn` versions committed under this id.
+fn server_id(wal_dir: &std::path::Path) -> Result<String> {
+    let location = |e: std::io::Error| StorageError::Location(format!("{}: {e}", wal_dir.display()));
+    std::fs::create_dir_all(wal_dir).map_err(location)?;
+    let path = wal_dir.join("server-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Ok(_) | Err(_) => {
+            let id = format!("deltagate-{:032x}", rand::random::<u128>());
+            let temp = wal_dir.join("server-id.tmp");
+            std::fs::write(&temp, &id)
+                .and_then(|()| std::fs::File::open(&temp)?.sync_all())
+                .and_then(|()| std::fs::rename(&temp, &path))
+                .map_err(location)?;
+            Ok(id)
+        }
     }
 }
 

@@ -12,9 +12,14 @@
 //! together under the visibility lock, so a statement that plans while holding
 //! [`Storage::read_view`] sees either all or none of a multi-table commit.
 //!
+//! Inserts take another path: [`Storage::admit`] checks and queues them in the write-ahead log,
+//! and once synced they wait in per-table buffers (part of every snapshot readers see) until the
+//! flusher moves them to Delta in large commits (see `buffer`).
+//!
 //! Storage never imports pgwire and knows no SQL text beyond the default expressions it stores.
 //! It is called by the `sql` layer.
 
+mod buffer;
 mod catalog;
 pub mod meta;
 mod provider;
@@ -25,10 +30,11 @@ use std::collections::HashMap;
 use datafusion::error::DataFusionError;
 use deltalake::DeltaTableError;
 
+pub use buffer::{Admission, BufferConfig};
 pub use catalog::{Storage, StorageConfig};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 pub use provider::PgTableProvider;
-pub use table::{CommitGuard, TableHandle, TableState, WriteOp};
+pub use table::{CommitGuard, Stamp, TableHandle, TableState, WriteOp};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,10 @@ pub enum StorageError {
     DataFusion(#[from] DataFusionError),
     #[error("invalid warehouse location: {0}")]
     Location(String),
+    #[error("write buffers are full: waited {waited:?} for the flush to Delta to catch up")]
+    BufferFull { waited: std::time::Duration },
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
 }
 
 /// Result of storage operations.

@@ -6,28 +6,36 @@
 //! described to clients exactly (`varchar(255)` rather than `text`, with `tableOID`/`columnAttr`
 //! set as PostgreSQL sets them). The batches the scan produces are relabelled with that schema;
 //! no data is copied.
+//!
+//! Rows still in the write buffer (durable in the log, not yet in Delta) are part of the table:
+//! the scan unions them, projected the same way, with the Delta scan. While there are any,
+//! filters are declared inexact so DataFusion applies them above both inputs.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::{TableProvider, TableType};
-use datafusion::error::Result as DfResult;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
 use futures::StreamExt;
 
 use super::Result;
+use super::buffer::conform_to;
 use super::table::TableState;
 
 /// A table as DataFusion sees it: a Delta snapshot plus PostgreSQL metadata.
@@ -35,6 +43,7 @@ use super::table::TableState;
 pub struct PgTableProvider {
     inner: Arc<dyn TableProvider>,
     schema: SchemaRef,
+    buffered: Vec<RecordBatch>,
 }
 
 impl PgTableProvider {
@@ -50,7 +59,12 @@ impl PgTableProvider {
             .with_eager_snapshot(snapshot)
             .await?;
         let schema = with_pg_metadata(&inner.schema(), &state.meta.arrow_schema);
-        Ok(PgTableProvider { inner, schema })
+        let buffered = state.buffered.batches().cloned().collect();
+        Ok(PgTableProvider {
+            inner,
+            schema,
+            buffered,
+        })
     }
 }
 
@@ -89,7 +103,17 @@ impl TableProvider for PgTableProvider {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
+        let pushdown = self.inner.supports_filters_pushdown(filters)?;
+        if self.buffered.is_empty() {
+            return Ok(pushdown);
+        }
+        Ok(pushdown
+            .into_iter()
+            .map(|p| match p {
+                TableProviderFilterPushDown::Exact => TableProviderFilterPushDown::Inexact,
+                other => other,
+            })
+            .collect())
     }
 
     async fn scan(
@@ -105,7 +129,21 @@ impl TableProvider for PgTableProvider {
             None => self.schema.clone(),
         };
         let target = with_pg_metadata(&plan.schema(), &target);
-        Ok(Arc::new(RelabelExec::new(plan, target)))
+        if self.buffered.is_empty() {
+            return Ok(Arc::new(RelabelExec::new(plan, target)));
+        }
+        // Buffered rows in the scan's own output types (partition columns may be dictionaries).
+        let scan_schema = plan.schema();
+        let buffered = self
+            .buffered
+            .iter()
+            .map(|b| conform_to(b, &scan_schema))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let memory: Arc<dyn ExecutionPlan> =
+            MemorySourceConfig::try_new_exec(&[buffered], scan_schema, None)?;
+        let union = UnionExec::try_new(vec![plan, memory])?;
+        Ok(Arc::new(RelabelExec::new(union, target)))
     }
 }
 

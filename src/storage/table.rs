@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::Expr;
@@ -28,7 +28,9 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, RwLock as AsyncRwLock};
 use tracing::debug;
 use url::Url;
 
+use super::buffer::{self, BufferedRows};
 use super::meta::{self, ColumnMeta, IndexMeta, TableMeta};
+use crate::wal::Lsn;
 use super::{Result, StorageError};
 
 /// A change to a table, applied at commit.
@@ -50,6 +52,8 @@ pub struct TableState {
     pub meta: Arc<TableMeta>,
     /// The Delta version of this snapshot.
     pub version: i64,
+    /// Rows durable in the write-ahead log but not yet in Delta; part of the table to readers.
+    pub buffered: BufferedRows,
 }
 
 impl TableState {
@@ -66,8 +70,43 @@ impl TableState {
             table,
             meta: Arc::new(meta),
             version,
+            buffered: BufferedRows::default(),
         })
     }
+
+    /// The Delta table's id (`metaData.id`), which survives renames but not re-creation.
+    pub fn table_id(&self) -> String {
+        self.table
+            .snapshot()
+            .map(|s| s.metadata().id().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Changes whenever the table's rows may have changed (a Delta commit or a buffered append).
+    pub fn stamp(&self) -> Stamp {
+        (self.version, self.buffered.last_lsn())
+    }
+}
+
+/// Identifies the contents of a table snapshot: Delta version and newest buffered LSN.
+pub type Stamp = (i64, u64);
+
+/// The Arrow schema rows are written to Delta with: the table's types, no PostgreSQL metadata,
+/// every column nullable (NOT NULL is enforced by deltagate).
+pub(super) fn delta_arrow_schema(state: &TableState) -> Result<SchemaRef> {
+    let fields: Vec<_> = state
+        .meta
+        .arrow_schema
+        .fields()
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_metadata(HashMap::new())
+                .with_nullable(true)
+        })
+        .collect();
+    Ok(Arc::new(Schema::new(fields)))
 }
 
 #[derive(Debug, Clone)]
@@ -95,7 +134,13 @@ pub struct TableHandle {
     pub oid: u32,
     pub location: Url,
     state: RwLock<TableState>,
+    /// Held by writers of Delta commits (flusher, updates, deletes, DDL).
     commit_lock: Arc<AsyncMutex<()>>,
+    /// Held while a write is checked against the table and queued in the log, so two writers
+    /// cannot both find a key free; never held across a log sync.
+    admit_lock: Arc<AsyncMutex<()>>,
+    /// Rows queued in the log but not yet synced: invisible to readers, seen by key checks.
+    inflight: Mutex<Vec<(u64, Vec<RecordBatch>)>>,
     sequences: Mutex<HashMap<String, SequenceRuntime>>,
 }
 
@@ -132,6 +177,8 @@ impl TableHandle {
             location,
             state: RwLock::new(state),
             commit_lock: Arc::new(AsyncMutex::new(())),
+            admit_lock: Arc::new(AsyncMutex::new(())),
+            inflight: Mutex::new(Vec::new()),
             sequences: Mutex::new(sequences),
         }))
     }
@@ -139,6 +186,45 @@ impl TableHandle {
     /// The published snapshot.
     pub fn state(&self) -> TableState {
         self.state.read().clone()
+    }
+
+    /// The snapshot plus rows still in flight to the log, for key checks. In-flight rows are read
+    /// first: a row that becomes durable in between is then seen twice, never missed.
+    pub fn state_for_check(&self) -> TableState {
+        let inflight: Vec<Vec<RecordBatch>> =
+            self.inflight.lock().iter().map(|(_, b)| b.clone()).collect();
+        let mut state = self.state();
+        for batches in inflight {
+            state.buffered.push(buffer::Entry::new(Lsn::MAX, batches));
+        }
+        state
+    }
+
+    /// Serializes admission of writes (see [`Storage::admit`](super::Storage)).
+    pub(super) async fn lock_admit(self: Arc<Self>) -> OwnedMutexGuard<()> {
+        self.admit_lock.clone().lock_owned().await
+    }
+
+    pub(super) fn add_inflight(&self, ticket: u64, batches: Vec<RecordBatch>) {
+        self.inflight.lock().push((ticket, batches));
+    }
+
+    pub(super) fn remove_inflight(&self, ticket: u64) {
+        self.inflight.lock().retain(|(t, _)| *t != ticket);
+    }
+
+    /// Publishes durable rows into the buffer (called by the log in LSN order).
+    pub(super) fn push_buffered(&self, ticket: Option<u64>, entry: buffer::Entry) {
+        let mut state = self.state.write();
+        if let Some(ticket) = ticket {
+            self.remove_inflight(ticket);
+        }
+        state.buffered.push(entry);
+    }
+
+    /// Forgets buffered rows (the table is dropped).
+    pub(super) fn discard_buffered(&self) {
+        self.state.write().buffered = BufferedRows::default();
     }
 
     pub(super) async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
@@ -242,6 +328,8 @@ pub struct CommitGuard<'a> {
     locked: Vec<(Arc<TableHandle>, OwnedMutexGuard<()>)>,
     visibility: &'a AsyncRwLock<()>,
     staged: HashMap<u32, TableState>,
+    /// Per table, the highest LSN this guard flushed to Delta.
+    flushed: HashMap<u32, Lsn>,
 }
 
 impl<'a> CommitGuard<'a> {
@@ -253,6 +341,7 @@ impl<'a> CommitGuard<'a> {
             locked,
             visibility,
             staged: HashMap::new(),
+            flushed: HashMap::new(),
         }
     }
 
@@ -284,6 +373,17 @@ impl<'a> CommitGuard<'a> {
             table: name.clone(),
             source,
         }
+    }
+
+    pub(super) fn stage_flushed(
+        &mut self,
+        table: &TableHandle,
+        delta: DeltaTable,
+        upto: Lsn,
+    ) -> Result<()> {
+        self.stage(table, delta)?;
+        self.flushed.insert(table.oid, upto);
+        Ok(())
     }
 
     /// Applies write operations to a table, one Delta commit each, in order.
@@ -432,7 +532,16 @@ impl<'a> CommitGuard<'a> {
         let _view = self.visibility.write().await;
         for (table, _guard) in &self.locked {
             if let Some(state) = self.staged.get(&table.oid) {
-                *table.state.write() = state.clone();
+                // Rows buffered meanwhile stay; rows this guard flushed leave the buffer.
+                let mut live = table.state.write();
+                let mut buffered = live.buffered.clone();
+                if let Some(upto) = self.flushed.get(&table.oid) {
+                    buffered.release(*upto);
+                }
+                *live = TableState {
+                    buffered,
+                    ..state.clone()
+                };
             }
         }
     }
@@ -446,7 +555,7 @@ pub(super) fn commit_properties() -> CommitProperties {
 }
 
 /// Delta compares schemas strictly; PostgreSQL facts in field metadata are not part of them.
-fn strip_metadata(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+pub(super) fn strip_metadata(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
     batches
         .into_iter()
         .map(|batch| {

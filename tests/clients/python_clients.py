@@ -3,10 +3,12 @@
 Connection settings come from PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE. Every check asserts
 on values; any failure raises and the process exits non-zero.
 """
+import asyncio
 import datetime
 import decimal
 import os
 
+import asyncpg
 import psycopg
 import psycopg2
 import psycopg2.extras
@@ -107,8 +109,52 @@ def sqlalchemy_reflection():
         engine.dispose()
 
 
+def copy_clients():
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pycopy (tagid int4, t_stamp int8, v float8, s varchar(50), ts timestamp, "
+                     "PRIMARY KEY (tagid, t_stamp))")
+        with conn.cursor() as cur:
+            with cur.copy("COPY pycopy (tagid, t_stamp, v, s, ts) FROM STDIN") as copy:
+                for i in range(500):
+                    copy.write_row((i % 5, 1000 + i, i / 2, "row\t%d" % i, datetime.datetime(2026, 11, 1, 0, 0, i % 60)))
+            assert cur.rowcount == 500, cur.rowcount
+        # A bad row aborts the whole COPY.
+        try:
+            with conn.cursor() as cur:
+                with cur.copy("COPY pycopy (tagid, t_stamp) FROM STDIN") as copy:
+                    copy.write_row((1, 5000))
+                    copy.write_row((1, 5000))
+            raise AssertionError("duplicate key accepted")
+        except psycopg.errors.UniqueViolation:
+            pass
+        row = conn.execute("SELECT count(*), sum(t_stamp), max(s) FROM pycopy").fetchone()
+        assert row == (500, sum(1000 + i for i in range(500)), "row\t99"), row
+        with conn.cursor() as cur:
+            with cur.copy("COPY (SELECT tagid, s FROM pycopy WHERE t_stamp < 1003 ORDER BY t_stamp) TO STDOUT") as copy:
+                rows = list(copy.rows())
+        assert rows == [("0", "row\t0"), ("1", "row\t1"), ("2", "row\t2")], rows
+
+    async def with_asyncpg():
+        conn = await asyncpg.connect(host=os.environ["PGHOST"], port=os.environ["PGPORT"], user=os.environ["PGUSER"],
+                                     password=os.environ["PGPASSWORD"], database=os.environ["PGDATABASE"])
+        try:
+            records = [(7, 9000 + i, i * 1.5, "a%d" % i, datetime.datetime(2026, 11, 2, 1, 2, 3, i)) for i in range(300)]
+            result = await conn.copy_records_to_table("pycopy", records=records,
+                                                      columns=["tagid", "t_stamp", "v", "s", "ts"])
+            assert result == "COPY 300", result
+            row = await conn.fetchrow("SELECT count(*), max(v) FROM pycopy WHERE tagid = 7")
+            assert (row[0], row[1]) == (300, 299 * 1.5), row
+            row = await conn.fetchrow("SELECT ts FROM pycopy WHERE tagid = 7 AND t_stamp = 9005")
+            assert row[0] == datetime.datetime(2026, 11, 2, 1, 2, 3, 5), row
+        finally:
+            await conn.close()
+
+    asyncio.run(with_asyncpg())
+
+
 if __name__ == "__main__":
     psycopg3()
+    copy_clients()
     psycopg_two()
     sqlalchemy_reflection()
     print("python clients: ok")

@@ -25,20 +25,19 @@ async fn independent_readers_see_every_type() {
         )
         .await
         .unwrap();
-    // Enough commits for a checkpoint (delta.checkpointInterval = 10), leaving the data as is.
-    for i in 0..10 {
+    // Enough commits for a checkpoint (delta.checkpointInterval = 10), leaving the data as is:
+    // each DELETE flushes the buffered insert (one commit) and deletes it (another).
+    for i in 0..6 {
+        let id = 100 + i;
         client
-            .execute(
-                &format!("INSERT INTO all_types (id) VALUES ({})", 100 + i),
-                &[],
-            )
+            .execute(&format!("INSERT INTO all_types (id) VALUES ({id})"), &[])
+            .await
+            .unwrap();
+        client
+            .execute(&format!("DELETE FROM all_types WHERE id = {id}"), &[])
             .await
             .unwrap();
     }
-    client
-        .execute("DELETE FROM all_types WHERE id >= 100", &[])
-        .await
-        .unwrap();
     let table = server.warehouse().join("public/all_types");
     let out = run_client(
         &server,

@@ -131,6 +131,16 @@ impl TestServer {
         }
     }
 
+    /// Kills the server with SIGKILL (no shutdown at all) and starts it again on the same
+    /// warehouse and port.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Stops and starts the server on the same warehouse and port.
     pub fn restart(&mut self) {
         self.stop();
@@ -154,6 +164,11 @@ impl TestServer {
             let _ = connection.await;
         });
         client
+    }
+
+    /// Process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(std::process::Child::id).expect("server running")
     }
 
     /// Path of the warehouse.

@@ -2,7 +2,9 @@
 
 mod auth;
 mod clients;
+mod copy;
 mod delta;
 mod harness;
+mod ingest;
 mod protocol;
 mod slt;

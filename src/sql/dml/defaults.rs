@@ -111,6 +111,32 @@ pub(super) fn fill_defaults(
     Ok(())
 }
 
+/// Computes the defaults of the columns not `given` for rows decoded outside SQL (COPY); a
+/// volatile default such as `nextval` is evaluated once per row.
+pub(super) async fn with_defaults(
+    session: &Session,
+    meta: &TableMeta,
+    given: &[bool],
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    let frame = session.ctx.read_batches(batches)?;
+    let schema = frame.schema().clone();
+    let mut exprs = Vec::with_capacity(meta.columns.len());
+    for (i, column) in meta.columns.iter().enumerate() {
+        let current = col(Column::new_unqualified(&column.name));
+        exprs.push(match (&column.default, given.get(i).copied().unwrap_or(true)) {
+            (Some(text), false) => {
+                let sql = parse_default(text)?.to_string();
+                let target = meta.arrow_schema.field(i).data_type().clone();
+                datafusion::logical_expr::cast(session.ctx.parse_sql_expr(&sql, &schema)?, target)
+                    .alias(&column.name)
+            }
+            _ => current,
+        });
+    }
+    Ok(frame.select(exprs)?.collect().await?)
+}
+
 /// `'\x00ff'` for a bytea column is hex input, as PostgreSQL reads it.
 fn bytea_literal(value: &mut SqlExpr) -> Result<()> {
     if let SqlExpr::Value(v) = value

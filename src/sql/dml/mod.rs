@@ -34,7 +34,9 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::pgtypes::PgType;
-use crate::storage::{ColumnMeta, PgTableProvider, TableHandle, TableMeta, TableState, WriteOp};
+use crate::storage::{
+    ColumnMeta, PgTableProvider, Stamp, TableHandle, TableMeta, TableState, WriteOp,
+};
 
 use super::rewrite::{name_parts, normalize_ident, quoted};
 use super::session::{Session, parameter_types};
@@ -46,7 +48,7 @@ mod defaults;
 
 pub use checks::UniqueCheck;
 use checks::{check_unique, delta_schema, validate_rows};
-use defaults::{fill_defaults, parse_default, strip_regclass};
+use defaults::{fill_defaults, parse_default, strip_regclass, with_defaults};
 
 /// The target table of a DML statement.
 struct Target {
@@ -218,7 +220,7 @@ pub async fn execute(
         other => return Err(SqlError::Unsupported(format!("{other} is not supported"))),
     };
     check_unique(session, &target, &ops).await?;
-    write(session, &target.handle, target.state.version, ops).await?;
+    write(session, &target.handle, target.state.stamp(), ops).await?;
     match returning {
         Some(items) => {
             let (schema, batches) = returning_rows(session, &target, &items, rows).await?;
@@ -236,6 +238,55 @@ pub async fn execute(
     }
 }
 
+/// Stores rows that arrived outside SQL (COPY), in the table's stored schema: fills the
+/// defaults of the columns not `given`, checks the rows as an INSERT would, and records or
+/// commits them. Returns the row count.
+///
+/// # Errors
+/// Default evaluation, constraint violations, commit errors.
+pub(crate) async fn insert_batches(
+    session: &Session,
+    handle: &Arc<TableHandle>,
+    state: TableState,
+    given: &[bool],
+    batches: Vec<RecordBatch>,
+) -> Result<usize> {
+    if count(&batches) == 0 {
+        return Ok(0);
+    }
+    let meta = state.meta.clone();
+    let needs_defaults = meta
+        .columns
+        .iter()
+        .zip(given)
+        .any(|(c, given)| !given && c.default.is_some());
+    let batches = if needs_defaults {
+        with_defaults(session, &meta, given, batches).await?
+    } else {
+        batches
+    };
+    let batches = validate_rows(&meta, &handle.name, batches)?;
+    let rows = count(&batches);
+    let target = Target {
+        handle: handle.clone(),
+        reference: TableReference::full(
+            session.engine().config().database.clone(),
+            handle.schema.clone(),
+            handle.name.clone(),
+        ),
+        state,
+    };
+    let ops = vec![WriteOp::Insert(batches)];
+    check_unique(session, &target, &ops).await?;
+    write(session, handle, target.state.stamp(), ops).await?;
+    Ok(rows)
+}
+
+/// The schema rows are stored with (see [`checks::delta_schema`]).
+pub(crate) fn stored_schema(meta: &TableMeta) -> SchemaRef {
+    delta_schema(meta)
+}
+
 /// Records writes in the open transaction, or commits them at once.
 ///
 /// # Errors
@@ -243,7 +294,7 @@ pub async fn execute(
 pub(crate) async fn write(
     session: &Session,
     handle: &Arc<TableHandle>,
-    base_version: i64,
+    base: Stamp,
     ops: Vec<WriteOp>,
 ) -> Result<()> {
     if ops.is_empty() {
@@ -252,12 +303,12 @@ pub(crate) async fn write(
     {
         let mut txn = session.shared.txn.lock();
         if let Some(t) = txn.as_mut() {
-            t.push(handle, base_version, ops);
+            t.push(handle, base, ops);
             return Ok(());
         }
     }
     let mut txn = Transaction::default();
-    txn.push(handle, base_version, ops);
+    txn.push(handle, base, ops);
     control::commit_changes(session, txn).await
 }
 
@@ -458,7 +509,7 @@ pub async fn create_table_as(
     write(
         session,
         &handle,
-        state.version,
+        state.stamp(),
         vec![WriteOp::Insert(batches)],
     )
     .await?;

@@ -1,0 +1,578 @@
+//! The write buffer: rows that are durable in the write-ahead log but not yet in Delta.
+//!
+//! Inserts reach a table's [`BufferedRows`] only through the log ([`Storage::append`]): the log
+//! calls back in LSN order once a record is synced, and the callback publishes the rows into the
+//! table's snapshot, where every query sees them next to the Delta rows. The flusher
+//! ([`Storage::flush_table`]) writes a table's buffered rows to Delta in one commit carrying the
+//! Delta application transaction `(app id, highest LSN flushed)`; a restart replays only records
+//! above each table's transaction version, so each row reaches Delta exactly once. The log is
+//! released up to the lowest LSN still buffered anywhere.
+//!
+//! Record payloads name the table by schema, name and Delta table id, so a record of a dropped
+//! table is never replayed into a new table of the same name.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions, new_null_array};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use deltalake::kernel::Transaction;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::SaveMode;
+use tracing::{debug, info, warn};
+
+use crate::wal::{Lsn, Record};
+
+use super::table::{TableHandle, commit_properties, strip_metadata};
+use super::{Result, Storage, StorageError};
+
+const RECORD_INSERT: u8 = 1;
+
+/// Tuning of the buffer and flusher.
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    /// Flush a table once its buffer holds this many rows...
+    pub flush_rows: usize,
+    /// ...or this many bytes...
+    pub flush_bytes: usize,
+    /// ...or its oldest row is this old.
+    pub flush_age: Duration,
+    /// All tables' buffers together; writers wait while it is exceeded.
+    pub memory_budget: usize,
+    /// How long a writer waits for buffer space before failing with SQLSTATE 53000.
+    pub backpressure_timeout: Duration,
+}
+
+impl Default for BufferConfig {
+    fn default() -> BufferConfig {
+        BufferConfig {
+            flush_rows: 2_000_000,
+            flush_bytes: 128 << 20,
+            flush_age: Duration::from_secs(30),
+            memory_budget: 1 << 30,
+            backpressure_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One log record's rows for one table.
+#[derive(Debug)]
+pub struct Entry {
+    pub lsn: Lsn,
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    pub bytes: usize,
+    pub at: Instant,
+}
+
+/// A table's buffered rows, oldest first; cheap to clone into a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct BufferedRows {
+    entries: Arc<Vec<Arc<Entry>>>,
+    pub rows: usize,
+    pub bytes: usize,
+}
+
+impl BufferedRows {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[Arc<Entry>] {
+        &self.entries
+    }
+
+    /// LSN of the newest buffered record (0 when empty).
+    pub fn last_lsn(&self) -> Lsn {
+        self.entries.last().map_or(0, |e| e.lsn)
+    }
+
+    fn first_lsn(&self) -> Option<Lsn> {
+        self.entries.first().map(|e| e.lsn)
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        self.entries.first().map(|e| e.at)
+    }
+
+    pub(super) fn push(&mut self, entry: Entry) {
+        self.rows += entry.rows;
+        self.bytes += entry.bytes;
+        // In place unless a reader's snapshot shares the list.
+        Arc::make_mut(&mut self.entries).push(Arc::new(entry));
+    }
+
+    /// Drops the entries at or below `lsn` (they reached Delta).
+    pub(super) fn release(&mut self, lsn: Lsn) {
+        if self.first_lsn().is_none_or(|first| first > lsn) {
+            return;
+        }
+        let kept: Vec<Arc<Entry>> = self
+            .entries
+            .iter()
+            .filter(|e| e.lsn > lsn)
+            .cloned()
+            .collect();
+        self.rows = kept.iter().map(|e| e.rows).sum();
+        self.bytes = kept.iter().map(|e| e.bytes).sum();
+        self.entries = Arc::new(kept);
+    }
+
+    /// All buffered batches, oldest first.
+    pub fn batches(&self) -> impl Iterator<Item = &RecordBatch> {
+        self.entries.iter().flat_map(|e| e.batches.iter())
+    }
+}
+
+/// Counters of the ingest path, for logs and `pg_stat`-style views.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub rows_appended: AtomicU64,
+    pub flush_commits: AtomicU64,
+    pub rows_flushed: AtomicU64,
+    pub flush_errors: AtomicU64,
+    pub backpressure_waits: AtomicU64,
+}
+
+fn encode_error(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Metadata(format!("cannot encode rows for the log: {e}"))
+}
+
+/// Encodes an insert record: the rows of each table, as Arrow IPC streams.
+pub(super) fn encode_insert(tables: &[(Arc<TableHandle>, String, Vec<RecordBatch>)]) -> Result<Vec<u8>> {
+    let mut out = vec![RECORD_INSERT];
+    out.extend_from_slice(&(tables.len() as u32).to_le_bytes());
+    for (table, table_id, batches) in tables {
+        for text in [&table.schema, &table.name, table_id] {
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        let schema = batches
+            .first()
+            .map(RecordBatch::schema)
+            .ok_or_else(|| encode_error("no rows"))?;
+        let mut ipc = Vec::new();
+        {
+            let mut writer = StreamWriter::try_new(&mut ipc, &schema).map_err(encode_error)?;
+            for batch in batches {
+                writer.write(batch).map_err(encode_error)?;
+            }
+            writer.finish().map_err(encode_error)?;
+        }
+        out.extend_from_slice(&(ipc.len() as u64).to_le_bytes());
+        out.extend_from_slice(&ipc);
+    }
+    Ok(out)
+}
+
+/// A decoded insert record: (schema, table, Delta table id, rows) per table.
+type Decoded = Vec<(String, String, String, Vec<RecordBatch>)>;
+
+fn decode_insert(payload: &[u8]) -> Result<Decoded> {
+    let bad = |what: &str| StorageError::Metadata(format!("malformed log record: {what}"));
+    let mut rest = payload;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        if rest.len() < n {
+            return Err(bad("truncated"));
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    if take(1)? != [RECORD_INSERT] {
+        return Err(bad("unknown record kind"));
+    }
+    let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad("count"))?);
+    let mut tables = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let mut texts = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| bad("length"))?);
+            let text = std::str::from_utf8(take(len as usize)?).map_err(|_| bad("name"))?;
+            texts.push(text.to_string());
+        }
+        let len = u64::from_le_bytes(take(8)?.try_into().map_err(|_| bad("length"))?);
+        let ipc = take(usize::try_from(len).map_err(|_| bad("length"))?)?;
+        let reader = StreamReader::try_new(ipc, None).map_err(|e| bad(&e.to_string()))?;
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e.to_string()))?;
+        let table_id = texts.pop().unwrap_or_default();
+        let name = texts.pop().unwrap_or_default();
+        let schema = texts.pop().unwrap_or_default();
+        tables.push((schema, name, table_id, batches));
+    }
+    Ok(tables)
+}
+
+impl Entry {
+    pub(super) fn new(lsn: Lsn, batches: Vec<RecordBatch>) -> Entry {
+        Entry {
+            lsn,
+            rows: batches.iter().map(RecordBatch::num_rows).sum(),
+            bytes: batches.iter().map(RecordBatch::get_array_memory_size).sum(),
+            batches,
+            at: Instant::now(),
+        }
+    }
+}
+
+/// Gives buffered rows the table's current schema (a column added since they were written is
+/// NULL in them), so a flush never fails on a schema change that raced with an insert.
+pub(super) fn conform_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.schema().index_of(field.name()) {
+            Ok(i) if batch.column(i).data_type() == field.data_type() => {
+                Ok(batch.column(i).clone())
+            }
+            Ok(i) => datafusion::arrow::compute::cast(batch.column(i), field.data_type()),
+            Err(_) => Ok(new_null_array(field.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StorageError::DataFusion(e.into()))?;
+    // The row count matters when no column is asked for (`count(*)`).
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+        .map_err(|e| StorageError::DataFusion(e.into()))
+}
+
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_created_by(format!("deltagate {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+impl Storage {
+    /// Takes the admission locks of tables about to receive rows, after waiting (bounded) while
+    /// the buffers are over their memory budget. Key checks run under the returned
+    /// [`Admission`], which then queues the rows in the log.
+    ///
+    /// # Errors
+    /// [`StorageError::BufferFull`] after the backpressure wait.
+    pub async fn admit(&self, mut tables: Vec<Arc<TableHandle>>) -> Result<Admission<'_>> {
+        self.wait_for_space().await?;
+        tables.sort_by_key(|t| t.oid);
+        tables.dedup_by_key(|t| t.oid);
+        let mut guards = Vec::with_capacity(tables.len());
+        for table in tables {
+            guards.push(table.lock_admit().await);
+        }
+        Ok(Admission {
+            storage: self,
+            _guards: guards,
+        })
+    }
+
+    async fn wait_for_space(&self) -> Result<()> {
+        let budget = self.ingest().config.memory_budget;
+        if self.buffered_bytes() <= budget {
+            return Ok(());
+        }
+        self.ingest().stats.backpressure_waits.fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + self.ingest().config.backpressure_timeout;
+        warn!(buffered = self.buffered_bytes(), budget, "write buffers full; writer waits for a flush");
+        while self.buffered_bytes() > budget {
+            self.ingest().wake.notify_one();
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StorageError::BufferFull {
+                    waited: self.ingest().config.backpressure_timeout,
+                });
+            }
+            let _ = tokio::time::timeout(
+                (deadline - now).min(Duration::from_millis(200)),
+                self.ingest().drained.notified(),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Bytes buffered in all tables.
+    pub fn buffered_bytes(&self) -> usize {
+        self.all_tables().iter().map(|t| t.state().buffered.bytes).sum()
+    }
+
+    /// Puts replayed log records into the buffers of the tables they belong to, skipping what
+    /// each table's Delta log says already arrived. Runs before the server accepts clients.
+    pub(super) async fn replay(&self, records: Vec<Record>) -> Result<()> {
+        let mut replayed = 0usize;
+        let mut skipped = 0usize;
+        for record in records {
+            for (schema, name, table_id, batches) in decode_insert(&record.payload)? {
+                let Some(table) = self.table(&schema, &name) else {
+                    skipped += 1;
+                    continue;
+                };
+                let state = table.state();
+                if state.table_id() != table_id {
+                    skipped += 1;
+                    continue;
+                }
+                let flushed = self.flushed_lsn(&state).await?;
+                if record.lsn <= flushed {
+                    skipped += 1;
+                    continue;
+                }
+                replayed += 1;
+                table.push_buffered(None, Entry::new(record.lsn, batches));
+            }
+        }
+        info!(replayed, skipped, "write-ahead log replayed");
+        Ok(())
+    }
+
+    /// The highest LSN of this server's log that reached a table's Delta log.
+    pub(super) async fn flushed_lsn(&self, state: &super::TableState) -> Result<Lsn> {
+        let version = state
+            .table
+            .snapshot()?
+            .transaction_version(state.table.log_store().as_ref(), &self.app_id)
+            .await?;
+        Ok(version.unwrap_or(0).max(0) as Lsn)
+    }
+
+    /// Writes a table's buffered rows to Delta in one commit and drops them from the buffer.
+    ///
+    /// # Errors
+    /// Delta errors; the rows then stay buffered (and in the log) for the next attempt.
+    pub async fn flush_table(&self, table: &Arc<TableHandle>) -> Result<usize> {
+        let mut guard = self.lock_for_commit(vec![table.clone()]).await;
+        let rows = guard.flush(table, self).await?;
+        guard.publish().await;
+        Ok(rows)
+    }
+
+    /// Flushes every table with buffered rows and releases the log behind them.
+    ///
+    /// # Errors
+    /// The first flush error (other tables are still flushed).
+    pub async fn flush_all(&self) -> Result<()> {
+        let mut first_error = None;
+        for table in self.all_tables() {
+            if !table.state().buffered.is_empty() {
+                if let Err(e) = self.flush_table(&table).await {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.release_log();
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Lets the log delete segments every table has flushed past.
+    fn release_log(&self) {
+        let published = self.ingest().wal.published();
+        let oldest = self
+            .all_tables()
+            .iter()
+            .filter_map(|t| t.state().buffered.first_lsn())
+            .min();
+        let upto = oldest.map_or(published, |o| published.min(o.saturating_sub(1)));
+        self.ingest().wal.release(upto);
+    }
+
+    /// The flusher: flushes tables past a threshold, retrying failed ones after a pause.
+    pub(super) async fn run_flusher(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let config = self.ingest().config.clone();
+        let tick = (config.flush_age / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut last_report = Instant::now();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.ingest().wake.notified() => {}
+                () = tokio::time::sleep(tick) => {}
+            }
+            let over_budget = self.buffered_bytes() > config.memory_budget;
+            for table in self.all_tables() {
+                let buffered = table.state().buffered;
+                let due = !buffered.is_empty()
+                    && (over_budget
+                        || buffered.rows >= config.flush_rows
+                        || buffered.bytes >= config.flush_bytes
+                        || buffered.oldest().is_some_and(|t| t.elapsed() >= config.flush_age));
+                if due {
+                    if let Err(e) = self.flush_table(&table).await {
+                        self.ingest().stats.flush_errors.fetch_add(1, Ordering::Relaxed);
+                        warn!(table = table.name, error = %e, "flush failed; rows stay buffered and logged, retrying");
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+            self.release_log();
+            self.ingest().drained.notify_waiters();
+            if last_report.elapsed() >= Duration::from_secs(60) {
+                last_report = Instant::now();
+                self.report();
+            }
+        }
+    }
+
+    /// Logs the figures an operator watches.
+    pub fn report(&self) {
+        let stats = &self.ingest().stats;
+        let wal = self.ingest().wal.stats();
+        let tables = self.all_tables();
+        let lag = tables
+            .iter()
+            .filter_map(|t| t.state().buffered.oldest())
+            .map(|t| t.elapsed())
+            .max()
+            .unwrap_or_default();
+        info!(
+            rows_buffered = tables.iter().map(|t| t.state().buffered.rows).sum::<usize>(),
+            bytes_buffered = self.buffered_bytes(),
+            log_bytes = wal.bytes_on_disk.load(Ordering::Relaxed),
+            log_syncs = wal.syncs.load(Ordering::Relaxed),
+            rows_appended = stats.rows_appended.load(Ordering::Relaxed),
+            flush_commits = stats.flush_commits.load(Ordering::Relaxed),
+            rows_flushed = stats.rows_flushed.load(Ordering::Relaxed),
+            flush_errors = stats.flush_errors.load(Ordering::Relaxed),
+            backpressure_waits = stats.backpressure_waits.load(Ordering::Relaxed),
+            flush_lag = ?lag,
+            "ingest"
+        );
+    }
+}
+
+impl Ingest {
+    pub(super) fn new(wal: crate::wal::Wal, config: BufferConfig) -> Ingest {
+        Ingest {
+            wal,
+            config,
+            stats: IngestStats::default(),
+            wake: tokio::sync::Notify::new(),
+            drained: tokio::sync::Notify::new(),
+            tickets: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Tables locked for admitting a write; see [`Storage::admit`].
+pub struct Admission<'a> {
+    storage: &'a Storage,
+    _guards: Vec<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Admission<'_> {
+    /// Queues rows for several tables as one log record, releases the admission locks, and
+    /// returns once the record is synced and the rows are visible to every session. Until then
+    /// the rows are "in flight": seen by key checks of later writers, not by readers.
+    ///
+    /// # Errors
+    /// Log I/O errors; the rows are then not stored.
+    pub async fn append(self, tables: Vec<(Arc<TableHandle>, Vec<RecordBatch>)>) -> Result<Lsn> {
+        let mut encoded = Vec::with_capacity(tables.len());
+        for (table, batches) in tables {
+            let batches = strip_metadata(batches)?;
+            if batches.iter().any(|b| b.num_rows() > 0) {
+                let id = table.state().table_id();
+                encoded.push((table, id, batches));
+            }
+        }
+        if encoded.is_empty() {
+            return Ok(0);
+        }
+        let storage = self.storage;
+        let payload = encode_insert(&encoded)?;
+        let ticket = storage.ingest().tickets.fetch_add(1, Ordering::Relaxed);
+        let publish: Vec<(Arc<TableHandle>, Vec<RecordBatch>)> =
+            encoded.into_iter().map(|(t, _, b)| (t, b)).collect();
+        for (table, batches) in &publish {
+            table.add_inflight(ticket, batches.clone());
+        }
+        let tables: Vec<Arc<TableHandle>> = publish.iter().map(|(t, _)| t.clone()).collect();
+        let rows: usize = publish.iter().flat_map(|(_, b)| b).map(RecordBatch::num_rows).sum();
+        let ingest = storage.ingest().clone();
+        let visibility = storage.visibility.clone();
+        let submitted = storage.ingest().wal.submit(payload, move |lsn| {
+            let _view = visibility.blocking_write();
+            for (table, batches) in publish {
+                table.push_buffered(Some(ticket), Entry::new(lsn, batches));
+            }
+            ingest.stats.rows_appended.fetch_add(rows as u64, Ordering::Relaxed);
+        });
+        // Later writers may now check against these rows (in flight) and queue behind them.
+        drop(self);
+        let result = match submitted {
+            Ok(pending) => pending.durable().await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            for table in &tables {
+                table.remove_inflight(ticket);
+            }
+        }
+        storage.ingest().wake.notify_one();
+        Ok(result?)
+    }
+}
+
+/// The ingest machinery a [`Storage`] owns.
+pub(super) struct Ingest {
+    pub wal: crate::wal::Wal,
+    pub config: BufferConfig,
+    pub stats: IngestStats,
+    /// Wakes the flusher early (a buffer grew or a writer is waiting).
+    pub wake: tokio::sync::Notify,
+    /// Signalled after each flush round, for writers waiting on the budget.
+    pub drained: tokio::sync::Notify,
+    /// Identifies in-flight writes.
+    pub tickets: AtomicU64,
+}
+
+impl super::table::CommitGuard<'_> {
+    /// Writes `table`'s buffered rows to Delta with the log position as application transaction;
+    /// the guard's publish then drops them from the buffer.
+    pub(super) async fn flush(&mut self, table: &Arc<TableHandle>, storage: &Storage) -> Result<usize> {
+        let ingest = storage.ingest();
+        let current = self.current(table);
+        let buffered = table.state().buffered;
+        let Some(last) = buffered.entries().last().map(|e| e.lsn) else {
+            return Ok(0);
+        };
+        let started = Instant::now();
+        let schema = super::table::delta_arrow_schema(&current)?;
+        let batches = buffered
+            .batches()
+            .map(|b| conform_to(b, &schema))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = buffered.rows;
+        let properties = commit_properties()
+            .with_application_transaction(Transaction::new(&storage.app_id, last as i64));
+        let delta = current
+            .table
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(writer_properties())
+            .with_commit_properties(properties)
+            .await
+            .map_err(|source| StorageError::Commit {
+                table: table.name.clone(),
+                source,
+            })?;
+        self.stage_flushed(table, delta, last)?;
+        ingest.stats.flush_commits.fetch_add(1, Ordering::Relaxed);
+        ingest.stats.rows_flushed.fetch_add(rows as u64, Ordering::Relaxed);
+        info!(
+            table = table.name,
+            rows,
+            bytes = buffered.bytes,
+            upto_lsn = last,
+            elapsed = ?started.elapsed(),
+            "flushed to Delta"
+        );
+        debug!(table = table.name, "flush staged");
+        Ok(rows)
+    }
+}

@@ -1,0 +1,284 @@
+//! The ingest path: rows acknowledged once in the write-ahead log, read back from the buffer
+//! together with Delta, flushed in large commits carrying the log position, replayed exactly
+//! once after a crash, and held back (not lost) while Delta cannot be written.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::harness::{TestServer, sqlstate};
+
+/// Buffer rows for an hour: everything stays in the log and memory unless shutdown flushes it.
+const HOLD: &[&str] = &["--flush-age", "1h", "--flush-rows", "10000000"];
+
+fn delta_commits(table_dir: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<_> = std::fs::read_dir(table_dir.join("_delta_log"))
+        .expect("delta log")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .expect("read commit")
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn data_files(table_dir: &Path) -> usize {
+    std::fs::read_dir(table_dir)
+        .expect("table dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .count()
+}
+
+#[tokio::test]
+async fn buffered_rows_are_read_updated_and_survive_restart_and_crash() {
+    let mut server = TestServer::start_with(HOLD);
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE m (id int8 PRIMARY KEY, tag text, v float8)")
+        .await
+        .expect("create");
+    let table_dir = server.warehouse().join("public/m");
+    let files_after_create = data_files(&table_dir);
+    for i in 0..20i64 {
+        client
+            .execute("INSERT INTO m VALUES ($1, $2, $3)", &[&i, &format!("t{}", i % 3), &(i as f64 / 2.0)])
+            .await
+            .expect("insert");
+    }
+    // Nothing reached Delta yet, and every query sees the rows anyway.
+    assert_eq!(data_files(&table_dir), files_after_create);
+    let row = client
+        .query_one("SELECT count(*), sum(v) FROM m WHERE tag = 't1'", &[])
+        .await
+        .expect("aggregate");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, f64>(1)), (7, 35.0));
+    let top: Vec<i64> = client
+        .query("SELECT id FROM m WHERE v >= 5 ORDER BY v DESC LIMIT 3", &[])
+        .await
+        .expect("top")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(top, vec![19, 18, 17]);
+    // Keys hold against buffered rows.
+    let error = client.execute("INSERT INTO m VALUES (5, 'dup', 0)", &[]).await.expect_err("dup");
+    assert_eq!(sqlstate(&error), "23505");
+    // UPDATE and DELETE act on buffered rows as if stored.
+    assert_eq!(client.execute("UPDATE m SET v = -1 WHERE id < 5", &[]).await.expect("update"), 5);
+    assert_eq!(client.execute("DELETE FROM m WHERE id >= 15", &[]).await.expect("delete"), 5);
+    let row = client.query_one("SELECT count(*), min(v) FROM m", &[]).await.expect("count");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, f64>(1)), (15, -1.0));
+
+    // More buffered rows, then a crash: the log brings them back exactly once.
+    for i in 100..110i64 {
+        client.execute("INSERT INTO m VALUES ($1, 'late', 1)", &[&i]).await.expect("insert");
+    }
+    drop(client);
+    server.crash_and_restart();
+    let client = server.client().await;
+    let row = client
+        .query_one("SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE tag = 'late') FROM m", &[])
+        .await
+        .expect("after crash");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)), (25, 25, 10));
+    let log = server.log_text();
+    assert!(log.contains("write-ahead log replayed"), "{log}");
+
+    // A clean shutdown flushes: the rows are in Delta with this server's transaction id.
+    drop(client);
+    server.restart();
+    let commits = delta_commits(&table_dir);
+    let txns: Vec<&serde_json::Value> = commits.iter().filter_map(|c| c.get("txn")).collect();
+    assert!(!txns.is_empty(), "flush commits carry a txn action: {commits:?}");
+    assert!(txns.iter().all(|t| t["appId"].as_str().is_some_and(|a| a.starts_with("deltagate-"))));
+    let client = server.client().await;
+    let row = client.query_one("SELECT count(*), count(DISTINCT id) FROM m", &[]).await.expect("count");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (25, 25));
+}
+
+#[tokio::test]
+async fn flushes_make_few_large_commits() {
+    let server = TestServer::start_with(&["--flush-rows", "5000", "--flush-age", "1h"]);
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE f (k int4 PRIMARY KEY, v int8)")
+        .await
+        .expect("create");
+    let table_dir = server.warehouse().join("public/f");
+    let before = delta_commits(&table_dir).iter().filter(|c| c.get("add").is_some()).count();
+    // 100 statements of 100 rows: 10,000 rows, two flushes by row threshold.
+    for batch in 0..100i32 {
+        let values: Vec<String> = (0..100).map(|i| format!("({}, {i})", batch * 100 + i)).collect();
+        client
+            .batch_execute(&format!("INSERT INTO f VALUES {}", values.join(",")))
+            .await
+            .expect("insert");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let adds = loop {
+        let adds = delta_commits(&table_dir).iter().filter(|c| c.get("add").is_some()).count() - before;
+        if adds >= 2 || Instant::now() > deadline {
+            break adds;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!((2..=3).contains(&adds), "10,000 rows in {adds} files");
+    let row = client.query_one("SELECT count(*), sum(v) FROM f", &[]).await.expect("count");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (10_000, 100 * 4950));
+}
+
+/// Writers insert batches of rows tagged with their batch number and record the batches the
+/// server acknowledged, until the server is killed.
+async fn load_until_killed(server: &TestServer, writers: i64, next_batch: Arc<std::sync::atomic::AtomicI64>) -> Vec<i64> {
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (client, connection) = tokio_postgres::connect(&server.conn_string(), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let next_batch = next_batch.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            loop {
+                let batch = next_batch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let values: Vec<String> = (0..50).map(|i| format!("({}, {batch})", batch * 50 + i)).collect();
+                let sql = format!("BEGIN; INSERT INTO load VALUES {}; COMMIT", values.join(","));
+                match client.batch_execute(&sql).await {
+                    Ok(()) => acknowledged.push(batch),
+                    Err(_) => return acknowledged,
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("writer"));
+    }
+    all
+}
+
+#[tokio::test]
+async fn sigkill_during_load_loses_nothing_acknowledged_ten_times() {
+    let mut server = TestServer::start_with(&["--flush-rows", "3000", "--flush-age", "300ms"]);
+    server
+        .client()
+        .await
+        .batch_execute("CREATE TABLE load (k int8 PRIMARY KEY, batch int8 NOT NULL)")
+        .await
+        .expect("create");
+    let next_batch = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let mut acknowledged = Vec::new();
+    for round in 0..10u64 {
+        let killer = {
+            let pid = server.pid();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(700 + (round * 137) % 900));
+                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            })
+        };
+        acknowledged.extend(load_until_killed(&server, 4, next_batch.clone()).await);
+        killer.join().expect("killer");
+        server.crash_and_restart();
+        let client = server.client().await;
+        let rows = client
+            .query("SELECT batch, count(*), count(DISTINCT k) FROM load GROUP BY batch", &[])
+            .await
+            .expect("verify");
+        let present: HashMap<i64, (i64, i64)> =
+            rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect();
+        for batch in &acknowledged {
+            assert_eq!(present.get(batch), Some(&(50, 50)), "round {round}: acknowledged batch {batch}");
+        }
+        for (batch, counts) in &present {
+            assert_eq!(*counts, (50, 50), "round {round}: batch {batch} is whole and once");
+        }
+        let total: i64 = client.query_one("SELECT count(*) FROM load", &[]).await.expect("total").get(0);
+        assert_eq!(total, present.len() as i64 * 50);
+    }
+    assert!(acknowledged.len() > 50, "the load made progress: {} batches", acknowledged.len());
+}
+
+/// Gives a directory made immutable back, even when the test fails.
+struct Immutable<'a>(&'a Path);
+
+impl Drop for Immutable<'_> {
+    fn drop(&mut self) {
+        set_immutable(self.0, false);
+    }
+}
+
+/// Makes a directory unwritable, for root too (`chattr +i`), or gives it back.
+fn set_immutable(dir: &Path, on: bool) {
+    let status = Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(dir)
+        .status()
+        .expect("chattr (e2fsprogs) is needed to make the Delta log unwritable");
+    assert!(status.success(), "chattr failed on {}", dir.display());
+}
+
+#[tokio::test]
+async fn writes_continue_while_delta_is_unwritable_and_land_when_it_recovers() {
+    let server = TestServer::start_with(&["--flush-age", "200ms", "--buffer-memory", "256KiB", "--backpressure-timeout", "2s"]);
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE u (k int4 PRIMARY KEY, pad text)")
+        .await
+        .expect("create");
+    let log_dir = server.warehouse().join("public/u/_delta_log");
+    set_immutable(&log_dir, true);
+    let guard = Immutable(&log_dir);
+    let result = async {
+        // Acknowledged from the log while every flush fails.
+        for k in 0..20i32 {
+            client.execute("INSERT INTO u VALUES ($1, 'x')", &[&k]).await.expect("insert while Delta is down");
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(client.query_one("SELECT count(*) FROM u", &[]).await.expect("count").get::<_, i64>(0), 20);
+        // Past the memory budget writers wait, then get a clear error; nothing is half-stored.
+        let big = "y".repeat(64 * 1024);
+        let mut refused = None;
+        for k in 100..200i32 {
+            if let Err(e) = client.execute("INSERT INTO u VALUES ($1, $2)", &[&k, &big]).await {
+                refused = Some((k, e));
+                break;
+            }
+        }
+        refused
+    }
+    .await;
+    drop(guard);
+    let (k, error) = result.expect("the buffer budget is enforced");
+    assert_eq!(sqlstate(&error), "53000", "{error:?}");
+    // Delta is back: the flusher catches up and every acknowledged row is stored once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let commits = delta_commits(&server.warehouse().join("public/u"));
+        if commits.iter().any(|c| c.get("txn").is_some()) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = client
+        .query_one("SELECT count(*), count(DISTINCT k), max(k) FROM u", &[])
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), row.get::<_, i64>(1));
+    assert_eq!(row.get::<_, i64>(0), 20 + i64::from(k - 100));
+    let log = server.log_text();
+    assert!(log.contains("flush failed"), "flush failures are logged");
+    assert!(log.contains("write buffers full"), "backpressure is logged");
+    client.execute("INSERT INTO u VALUES (1000, 'after')", &[]).await.expect("writes resume");
+}
