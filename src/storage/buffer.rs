@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions, new_null_array};
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
@@ -322,7 +323,7 @@ impl Storage {
                     continue;
                 }
                 replayed += 1;
-                table.push_buffered(None, Entry::new(record.lsn, batches));
+                table.push_buffered(None, Entry::new(record.lsn, batches))?;
             }
         }
         info!(replayed, skipped, "write-ahead log replayed");
@@ -474,7 +475,15 @@ impl Admission<'_> {
     pub async fn append(self, tables: Vec<(Arc<TableHandle>, Vec<RecordBatch>)>) -> Result<Lsn> {
         let mut encoded = Vec::with_capacity(tables.len());
         for (table, batches) in tables {
-            let batches = strip_metadata(batches)?;
+            let mut batches = strip_metadata(batches)?;
+            // One batch per table: many small statements make one record and one buffer entry.
+            if batches.len() > 1 {
+                let schema = batches[0].schema();
+                batches = vec![
+                    concat_batches(&schema, &batches)
+                        .map_err(|e| StorageError::DataFusion(e.into()))?,
+                ];
+            }
             if batches.iter().any(|b| b.num_rows() > 0) {
                 let id = table.state().table_id();
                 encoded.push((table, id, batches));
@@ -488,8 +497,13 @@ impl Admission<'_> {
         let ticket = storage.ingest().tickets.fetch_add(1, Ordering::Relaxed);
         let publish: Vec<(Arc<TableHandle>, Vec<RecordBatch>)> =
             encoded.into_iter().map(|(t, _, b)| (t, b)).collect();
-        for (table, batches) in &publish {
-            table.add_inflight(ticket, batches.clone());
+        for (i, (table, batches)) in publish.iter().enumerate() {
+            if let Err(e) = table.add_inflight(ticket, batches.clone()) {
+                for (table, _) in &publish[..i] {
+                    table.fail_inflight(ticket);
+                }
+                return Err(e);
+            }
         }
         let tables: Vec<Arc<TableHandle>> = publish.iter().map(|(t, _)| t.clone()).collect();
         let rows: usize = publish.iter().flat_map(|(_, b)| b).map(RecordBatch::num_rows).sum();
@@ -498,7 +512,8 @@ impl Admission<'_> {
         let submitted = storage.ingest().wal.submit(payload, move |lsn| {
             let _view = visibility.blocking_write();
             for (table, batches) in publish {
-                table.push_buffered(Some(ticket), Entry::new(lsn, batches));
+                // Only replayed rows can fail here (indexing); these were indexed when queued.
+                let _ = table.push_buffered(Some(ticket), Entry::new(lsn, batches));
             }
             ingest.stats.rows_appended.fetch_add(rows as u64, Ordering::Relaxed);
         });
@@ -510,7 +525,7 @@ impl Admission<'_> {
         };
         if result.is_err() {
             for table in &tables {
-                table.remove_inflight(ticket);
+                table.fail_inflight(ticket);
             }
         }
         storage.ingest().wake.notify_one();

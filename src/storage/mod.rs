@@ -21,6 +21,7 @@
 
 mod buffer;
 mod catalog;
+mod keys;
 pub mod meta;
 mod provider;
 mod table;
@@ -32,6 +33,7 @@ use deltalake::DeltaTableError;
 
 pub use buffer::{Admission, BufferConfig};
 pub use catalog::{Storage, StorageConfig};
+pub use keys::KeyCheck;
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 pub use provider::PgTableProvider;
 pub use table::{CommitGuard, Stamp, TableHandle, TableState, WriteOp};

@@ -29,6 +29,7 @@ use tracing::debug;
 use url::Url;
 
 use super::buffer::{self, BufferedRows};
+use super::keys::{self, FileBoxes, KeyIndex};
 use super::meta::{self, ColumnMeta, IndexMeta, TableMeta};
 use crate::wal::Lsn;
 use super::{Result, StorageError};
@@ -141,6 +142,10 @@ pub struct TableHandle {
     admit_lock: Arc<AsyncMutex<()>>,
     /// Rows queued in the log but not yet synced: invisible to readers, seen by key checks.
     inflight: Mutex<Vec<(u64, Vec<RecordBatch>)>>,
+    /// Primary keys of in-flight and buffered rows; locked after `state` when both are held.
+    keys: Mutex<Option<KeyIndex>>,
+    /// Key-column boxes of the data files, for the Delta version they were read at.
+    file_boxes: Mutex<Option<(i64, Arc<FileBoxes>)>>,
     sequences: Mutex<HashMap<String, SequenceRuntime>>,
 }
 
@@ -170,6 +175,12 @@ impl TableHandle {
         table.update_datafusion_session(&session)?;
         let state = TableState::from_table(table, oid)?;
         let sequences = sequence_runtimes(&state.meta);
+        let key_columns = state.meta.primary_key_indices();
+        let key_types = key_columns
+            .iter()
+            .map(|i| state.meta.arrow_schema.field(*i).data_type().clone())
+            .collect();
+        let keys = KeyIndex::new(key_columns, key_types);
         Ok(Arc::new(TableHandle {
             schema: schema.to_string(),
             name: name.to_string(),
@@ -179,6 +190,8 @@ impl TableHandle {
             commit_lock: Arc::new(AsyncMutex::new(())),
             admit_lock: Arc::new(AsyncMutex::new(())),
             inflight: Mutex::new(Vec::new()),
+            keys: Mutex::new(keys),
+            file_boxes: Mutex::new(None),
             sequences: Mutex::new(sequences),
         }))
     }
@@ -205,26 +218,70 @@ impl TableHandle {
         self.admit_lock.clone().lock_owned().await
     }
 
-    pub(super) fn add_inflight(&self, ticket: u64, batches: Vec<RecordBatch>) {
+    /// Runs `f` on the published snapshot and the key index as of one moment.
+    pub(super) fn with_keys<T>(&self, f: impl FnOnce(&TableState, Option<&KeyIndex>) -> T) -> T {
+        let state = self.state.read();
+        let keys = self.keys.lock();
+        f(&state, keys.as_ref())
+    }
+
+    /// The data files' key boxes of `state`'s version, read once per version.
+    pub(super) fn file_boxes(&self, state: &TableState, columns: &[usize]) -> Result<Arc<FileBoxes>> {
+        if let Some((version, boxes)) = self.file_boxes.lock().as_ref()
+            && *version == state.version
+        {
+            return Ok(boxes.clone());
+        }
+        let boxes = Arc::new(keys::file_boxes(state, columns)?);
+        *self.file_boxes.lock() = Some((state.version, boxes.clone()));
+        Ok(boxes)
+    }
+
+    fn index_keys(&self, batches: &[RecordBatch], add: bool) -> Result<()> {
+        match self.keys.lock().as_mut() {
+            Some(index) if add => index.add(batches),
+            Some(index) => index.remove(batches),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn add_inflight(&self, ticket: u64, batches: Vec<RecordBatch>) -> Result<()> {
+        self.index_keys(&batches, true)?;
         self.inflight.lock().push((ticket, batches));
+        Ok(())
     }
 
-    pub(super) fn remove_inflight(&self, ticket: u64) {
-        self.inflight.lock().retain(|(t, _)| *t != ticket);
+    /// Forgets rows that did not reach the log.
+    pub(super) fn fail_inflight(&self, ticket: u64) {
+        let mut inflight = self.inflight.lock();
+        if let Some(at) = inflight.iter().position(|(t, _)| *t == ticket) {
+            let (_, batches) = inflight.remove(at);
+            drop(inflight);
+            if let Err(e) = self.index_keys(&batches, false) {
+                tracing::warn!(table = self.name, error = %e, "could not unindex failed rows");
+            }
+        }
     }
 
-    /// Publishes durable rows into the buffer (called by the log in LSN order).
-    pub(super) fn push_buffered(&self, ticket: Option<u64>, entry: buffer::Entry) {
+    /// Publishes durable rows into the buffer (called by the log in LSN order, or by replay,
+    /// whose rows are not indexed yet).
+    pub(super) fn push_buffered(&self, ticket: Option<u64>, entry: buffer::Entry) -> Result<()> {
         let mut state = self.state.write();
-        if let Some(ticket) = ticket {
-            self.remove_inflight(ticket);
+        match ticket {
+            Some(ticket) => self.inflight.lock().retain(|(t, _)| *t != ticket),
+            None => self.index_keys(&entry.batches, true)?,
         }
         state.buffered.push(entry);
+        Ok(())
     }
 
     /// Forgets buffered rows (the table is dropped).
     pub(super) fn discard_buffered(&self) {
-        self.state.write().buffered = BufferedRows::default();
+        let mut state = self.state.write();
+        state.buffered = BufferedRows::default();
+        if let Some(index) = self.keys.lock().as_mut() {
+            index.clear();
+        }
     }
 
     pub(super) async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
@@ -536,6 +593,16 @@ impl<'a> CommitGuard<'a> {
                 let mut live = table.state.write();
                 let mut buffered = live.buffered.clone();
                 if let Some(upto) = self.flushed.get(&table.oid) {
+                    // The flushed rows' keys are now screened by the new files' statistics.
+                    let flushed: Vec<RecordBatch> = buffered
+                        .entries()
+                        .iter()
+                        .filter(|e| e.lsn <= *upto)
+                        .flat_map(|e| e.batches.iter().cloned())
+                        .collect();
+                    if let Err(e) = table.index_keys(&flushed, false) {
+                        tracing::warn!(table = table.name, error = %e, "could not unindex flushed rows");
+                    }
                     buffered.release(*upto);
                 }
                 *live = TableState {

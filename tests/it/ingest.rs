@@ -282,3 +282,62 @@ async fn writes_continue_while_delta_is_unwritable_and_land_when_it_recovers() {
     assert!(log.contains("write buffers full"), "backpressure is logged");
     client.execute("INSERT INTO u VALUES (1000, 'after')", &[]).await.expect("writes resume");
 }
+
+#[tokio::test]
+async fn primary_keys_hold_across_buffer_flushed_files_and_open_transactions() {
+    let server = TestServer::start_with(&["--flush-rows", "100", "--flush-age", "1h"]);
+    let a = server.client().await;
+    let b = server.client().await;
+    a.batch_execute("CREATE TABLE k (tagid int4, t_stamp int8, v float8, PRIMARY KEY (tagid, t_stamp))")
+        .await
+        .expect("create");
+    let sql = "INSERT INTO k (tagid, t_stamp, v) VALUES ($1, $2, $3)";
+    let insert = a.prepare(sql).await.expect("prepare");
+    let insert_b = b.prepare(sql).await.expect("prepare");
+    // 150 rows: 100 reach Delta by the row threshold, 50 stay buffered.
+    for i in 0..150i64 {
+        a.execute(&insert, &[&((i % 10) as i32), &i, &1.0f64]).await.expect("insert");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while data_files(&server.warehouse().join("public/k")) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(data_files(&server.warehouse().join("public/k")) > 0, "a flush happened");
+    // Against a stored row and against a buffered row.
+    for (tag, t) in [(0i32, 0i64), (9, 149)] {
+        let error = b.execute(&insert_b, &[&tag, &t, &2.0f64]).await.expect_err("duplicate");
+        assert_eq!(sqlstate(&error), "23505", "({tag}, {t})");
+        let detail = error.as_db_error().and_then(|e| e.detail()).unwrap_or_default().to_string();
+        assert_eq!(detail, format!("Key (tagid, t_stamp)=({tag}, {t}) already exists."));
+    }
+    // Within one statement, and within one transaction.
+    let error = b
+        .batch_execute("INSERT INTO k VALUES (50, 1, 0), (50, 1, 0)")
+        .await
+        .expect_err("duplicate in statement");
+    assert_eq!(sqlstate(&error), "23505");
+    b.batch_execute("BEGIN").await.expect("begin");
+    b.execute(&insert_b, &[&60i32, &1i64, &0.0f64]).await.expect("first");
+    let error = b.execute(&insert_b, &[&60i32, &1i64, &0.0f64]).await.expect_err("second");
+    assert_eq!(sqlstate(&error), "23505");
+    b.batch_execute("ROLLBACK").await.expect("rollback");
+    // Two open transactions insert the same key: the second to commit fails, as a whole.
+    a.batch_execute("BEGIN").await.expect("begin a");
+    b.batch_execute("BEGIN").await.expect("begin b");
+    a.execute(&insert, &[&70i32, &1i64, &0.0f64]).await.expect("a inserts");
+    b.execute(&insert_b, &[&70i32, &1i64, &0.0f64]).await.expect("b inserts");
+    b.execute(&insert_b, &[&71i32, &1i64, &0.0f64]).await.expect("b inserts another");
+    a.batch_execute("COMMIT").await.expect("a commits");
+    let error = b.batch_execute("COMMIT").await.expect_err("b conflicts");
+    assert_eq!(sqlstate(&error), "23505");
+    let row = a
+        .query_one("SELECT count(*), count(*) FILTER (WHERE tagid = 71) FROM k", &[])
+        .await
+        .expect("count");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (151, 0));
+    // A key freed by DELETE can be used again.
+    a.execute("DELETE FROM k WHERE tagid = 0 AND t_stamp = 0", &[]).await.expect("delete");
+    a.execute(&insert, &[&0i32, &0i64, &3.0f64]).await.expect("reinsert");
+    let v: f64 = a.query_one("SELECT v FROM k WHERE tagid = 0 AND t_stamp = 0", &[]).await.expect("v").get(0);
+    assert_eq!(v, 3.0);
+}

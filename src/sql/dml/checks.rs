@@ -113,11 +113,88 @@ pub(super) async fn check_unique(
     let mut prior = pending;
     for op in ops {
         if let WriteOp::Insert(batches) = op {
-            unique_against(&session.ctx, target, &target.state, &prior, batches).await?;
+            if prior.iter().any(|op| matches!(op, WriteOp::Delete { .. })) {
+                unique_against(&session.ctx, target, &target.state, &prior, batches).await?;
+            } else {
+                let earlier: Vec<RecordBatch> = prior
+                    .iter()
+                    .flat_map(|op| match op {
+                        WriteOp::Insert(b) => b.clone(),
+                        WriteOp::Delete { .. } => Vec::new(),
+                    })
+                    .collect();
+                unique_fast(&session.ctx, session.engine().storage(), target, &earlier, batches)
+                    .await?;
+            }
         }
         prior.push(op.clone());
     }
     Ok(())
+}
+
+/// The 23505 error for row `row` of `keys` (key columns only).
+fn key_violation(meta: &TableMeta, keys: &RecordBatch, row: usize) -> Result<SqlError> {
+    let pk = meta
+        .primary_key
+        .as_ref()
+        .ok_or_else(|| SqlError::Internal("key violation without a primary key".into()))?;
+    Ok(SqlError::UniqueViolation {
+        constraint: pk.name.clone(),
+        detail: format!(
+            "Key ({})=({}) already exists.",
+            pk.columns.join(", "),
+            describe_key(keys, row)?
+        ),
+    })
+}
+
+/// The primary-key check of inserts with no pending deletes: new rows against each other and
+/// the transaction's `earlier` inserts by hashing, against the table through the storage's key
+/// index and file statistics, and exactly (by a join) only where statistics cannot rule a
+/// stored clash out.
+async fn unique_fast(
+    ctx: &datafusion::prelude::SessionContext,
+    storage: &crate::storage::Storage,
+    target: &Target,
+    earlier: &[RecordBatch],
+    batches: &[RecordBatch],
+) -> Result<()> {
+    let meta = &target.state.meta;
+    let key_indices = meta.primary_key_indices();
+    if meta.primary_key.is_none() || key_indices.is_empty() || count(batches) == 0 {
+        return Ok(());
+    }
+    let schema = batches[0].schema();
+    let keys = concat_batches(&schema, batches)?.project(&key_indices)?;
+    let converter = RowConverter::new(
+        keys.schema()
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect(),
+    )?;
+    let mut seen = std::collections::HashSet::new();
+    for batch in earlier {
+        let earlier_keys: Vec<ArrayRef> = key_indices.iter().map(|i| batch.column(*i).clone()).collect();
+        let casted = earlier_keys
+            .iter()
+            .zip(keys.columns())
+            .map(|(a, k)| datafusion::arrow::compute::cast(a, k.data_type()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in converter.convert_columns(&casted)?.iter() {
+            seen.insert(row.as_ref().to_vec());
+        }
+    }
+    for (i, row) in converter.convert_columns(keys.columns())?.iter().enumerate() {
+        if !seen.insert(row.as_ref().to_vec()) {
+            return Err(key_violation(meta, &keys, i)?);
+        }
+    }
+    match storage.key_clash(&target.handle, batches)? {
+        KeyCheck::Free => Ok(()),
+        KeyCheck::Taken(row) => Err(key_violation(meta, &keys, row)?),
+        KeyCheck::Unknown => unique_against(ctx, target, &target.state, &[], batches).await,
+    }
 }
 
 /// Fails with 23505 if `batches` repeat a key among themselves or with the table as `prior`
@@ -267,6 +344,7 @@ fn describe_key(batch: &RecordBatch, row: usize) -> Result<String> {
 /// Re-checks primary keys at commit for tables another session changed meanwhile.
 pub struct UniqueCheck {
     ctx: datafusion::prelude::SessionContext,
+    storage: Arc<crate::storage::Storage>,
     database: String,
 }
 
@@ -274,6 +352,7 @@ impl UniqueCheck {
     pub fn new(session: &Session) -> UniqueCheck {
         UniqueCheck {
             ctx: session.ctx.clone(),
+            storage: session.engine().storage().clone(),
             database: session.engine().config().database.clone(),
         }
     }
@@ -294,6 +373,19 @@ impl CommitCheck for UniqueCheck {
                 changes.table.name.clone(),
             ),
         };
+        if changes.ops.iter().all(|op| matches!(op, WriteOp::Insert(_))) {
+            // Rows of the transaction were checked against each other as they were inserted;
+            // here they meet what others stored meanwhile.
+            let batches: Vec<RecordBatch> = changes
+                .ops
+                .iter()
+                .flat_map(|op| match op {
+                    WriteOp::Insert(b) => b.clone(),
+                    WriteOp::Delete { .. } => Vec::new(),
+                })
+                .collect();
+            return unique_fast(&self.ctx, &self.storage, &target, &[], &batches).await;
+        }
         let mut prior = Vec::new();
         for op in &changes.ops {
             if let WriteOp::Insert(batches) = op {

@@ -35,7 +35,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::pgtypes::PgType;
 use crate::storage::{
-    ColumnMeta, PgTableProvider, Stamp, TableHandle, TableMeta, TableState, WriteOp,
+    ColumnMeta, KeyCheck, PgTableProvider, Stamp, TableHandle, TableMeta, TableState, WriteOp,
 };
 
 use super::rewrite::{name_parts, normalize_ident, quoted};
@@ -45,6 +45,7 @@ use super::{Outcome, Result, SqlError, control, ddl};
 
 mod checks;
 mod defaults;
+mod fast;
 
 pub use checks::UniqueCheck;
 use checks::{check_unique, delta_schema, validate_rows};
@@ -170,6 +171,9 @@ pub async fn execute(
     statement: &Statement,
     params: Option<ParamValues>,
 ) -> Result<Outcome> {
+    if let Some(outcome) = fast::try_insert(session, statement, params.as_ref()).await? {
+        return Ok(outcome);
+    }
     let target = target(session, &table_name(statement)?)?;
     let (prepared, returning) = prepare(statement, &target.state.meta)?;
     let plan = session.plan(prepared).await?;

@@ -1,0 +1,207 @@
+//! The planner-free INSERT: `INSERT INTO t [(cols)] VALUES (...)[, ...]` whose values are
+//! parameters, plain literals or NULL, without `RETURNING` or `ON CONFLICT`.
+//!
+//! This is the statement historians send thousands of times a second (PgJDBC `executeBatch`
+//! runs one Bind/Execute per row). Planning it through DataFusion costs far more than storing
+//! the row, so the row is built straight from the parameter values, cast to the column types as
+//! the planner would cast them, and then takes the same checks and write path as every INSERT.
+//! Anything this module does not recognise exactly (expressions, `DEFAULT` markers, computed
+//! defaults, bytea literals, a failing cast) returns `None` and goes through the planner, so
+//! both paths give the same results and the same errors.
+
+use datafusion::arrow::compute::CastOptions;
+use datafusion::sql::sqlparser::ast::{UnaryOperator, ValueWithSpan};
+
+use super::*;
+
+/// A value of the VALUES list.
+enum Source {
+    Parameter(usize),
+    Literal(ScalarValue),
+}
+
+/// Tries the planner-free path; `None` means the statement needs the planner.
+///
+/// # Errors
+/// Constraint violations and storage errors of the write.
+pub(super) async fn try_insert(
+    session: &Session,
+    statement: &Statement,
+    params: Option<&ParamValues>,
+) -> Result<Option<Outcome>> {
+    let Some((target, listed, rows)) = recognise(session, statement)? else {
+        return Ok(None);
+    };
+    let meta = target.state.meta.clone();
+    let schema = delta_schema(&meta);
+    let count = rows.len();
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(meta.columns.len());
+    for (index, column) in meta.columns.iter().enumerate() {
+        let target_type = schema.field(index).data_type();
+        let mut values = Vec::with_capacity(count);
+        match listed.iter().position(|i| *i == index) {
+            Some(position) => {
+                for row in &rows {
+                    let value = match &row[position] {
+                        Source::Parameter(n) => match parameter(params, *n) {
+                            Some(v) => v,
+                            None => return Ok(None),
+                        },
+                        Source::Literal(v) => v.clone(),
+                    };
+                    match cast(value, target_type) {
+                        Some(v) => values.push(v),
+                        None => return Ok(None),
+                    }
+                }
+            }
+            None => {
+                let default = match &column.default {
+                    None => ScalarValue::Null,
+                    Some(text) => match literal(&parse_default(text)?) {
+                        Some(v) => v,
+                        None => return Ok(None),
+                    },
+                };
+                let Some(default) = cast(default, target_type) else {
+                    return Ok(None);
+                };
+                values.resize(count, default);
+            }
+        }
+        arrays.push(ScalarValue::iter_to_array(values)?);
+    }
+    let batch = RecordBatch::try_new(schema, arrays)?;
+    let batches = validate_rows(&meta, &target.handle.name, vec![batch])?;
+    let ops = vec![WriteOp::Insert(batches)];
+    check_unique(session, &target, &ops).await?;
+    write(session, &target.handle, target.state.stamp(), ops).await?;
+    Ok(Some(Outcome::Command {
+        tag: "INSERT 0".into(),
+        rows: Some(count),
+    }))
+}
+
+type Recognised = (Target, Vec<usize>, Vec<Vec<Source>>);
+
+/// The target, the table column of each listed column, and the values, if the statement has
+/// the simple shape.
+fn recognise(session: &Session, statement: &Statement) -> Result<Option<Recognised>> {
+    let Statement::Insert(insert) = statement else {
+        return Ok(None);
+    };
+    if insert.on.is_some()
+        || insert.returning.is_some()
+        || insert.partitioned.is_some()
+        || !insert.assignments.is_empty()
+        || insert.or.is_some()
+        || insert.overwrite
+    {
+        return Ok(None);
+    }
+    let (TableObject::TableName(name), Some(source)) = (&insert.table, &insert.source) else {
+        return Ok(None);
+    };
+    if source.with.is_some()
+        || source.order_by.is_some()
+        || source.limit_clause.is_some()
+        || source.fetch.is_some()
+    {
+        return Ok(None);
+    }
+    let SetExpr::Values(values) = source.body.as_ref() else {
+        return Ok(None);
+    };
+    let target = target(session, name)?;
+    let meta = &target.state.meta;
+    let listed: Vec<usize> = if insert.columns.is_empty() {
+        let width = values.rows.first().map_or(0, |r| r.content.len());
+        (0..width.min(meta.columns.len())).collect()
+    } else {
+        let mut listed = Vec::with_capacity(insert.columns.len());
+        for column in &insert.columns {
+            let name = name_parts(column).pop().unwrap_or_default();
+            match meta.columns.iter().position(|c| c.name == name) {
+                Some(i) if !listed.contains(&i) => listed.push(i),
+                // Unknown or repeated columns: the planner reports them.
+                _ => return Ok(None),
+            }
+        }
+        listed
+    };
+    let mut rows = Vec::with_capacity(values.rows.len());
+    for row in &values.rows {
+        if row.content.len() != listed.len() {
+            return Ok(None);
+        }
+        let mut sources = Vec::with_capacity(listed.len());
+        for (expr, &column) in row.content.iter().zip(&listed) {
+            let source = match expr {
+                SqlExpr::Value(ValueWithSpan {
+                    value: Value::Placeholder(p),
+                    ..
+                }) => match p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                    Some(n) if n >= 1 => Source::Parameter(n - 1),
+                    _ => return Ok(None),
+                },
+                other => match literal(other) {
+                    // '\x..' means hex for bytea; the planner path knows that.
+                    Some(_) if meta.columns[column].pg_type == PgType::Bytea => return Ok(None),
+                    Some(v) => Source::Literal(v),
+                    None => return Ok(None),
+                },
+            };
+            sources.push(source);
+        }
+        rows.push(sources);
+    }
+    Ok(Some((target, listed, rows)))
+}
+
+/// A plain literal: a number, a string, a boolean or NULL (strings and numbers stay text, to
+/// be cast to the column type exactly as the planner would).
+fn literal(expr: &SqlExpr) -> Option<ScalarValue> {
+    match expr {
+        SqlExpr::Value(v) => match &v.value {
+            Value::Number(n, _) => Some(ScalarValue::Utf8(Some(n.clone()))),
+            Value::SingleQuotedString(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
+            Value::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
+            Value::Null => Some(ScalarValue::Null),
+            _ => None,
+        },
+        SqlExpr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            SqlExpr::Value(v) => match &v.value {
+                Value::Number(n, _) => Some(ScalarValue::Utf8(Some(format!("-{n}")))),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn parameter(params: Option<&ParamValues>, index: usize) -> Option<ScalarValue> {
+    match params? {
+        ParamValues::List(list) => list.get(index).map(|p| p.value.clone()),
+        ParamValues::Map(_) => None,
+    }
+}
+
+/// Casts a value to the column type; `None` when the cast fails (the planner then reports it
+/// with PostgreSQL's error).
+fn cast(value: ScalarValue, target: &DataType) -> Option<ScalarValue> {
+    if value.data_type() == *target {
+        return Some(value);
+    }
+    if value.is_null() {
+        return ScalarValue::try_from(target).ok();
+    }
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    value.cast_to_with_options(target, &options).ok()
+}

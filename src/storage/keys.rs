@@ -1,0 +1,242 @@
+//! Primary-key checks at ingest speed.
+//!
+//! Every table with a primary key keeps a [`KeyIndex`]: the keys of its rows that are in flight
+//! to the write-ahead log or waiting in the write buffer, kept in step with both (added when a
+//! write is queued, dropped when it fails or when a flush moves the rows to Delta). Rows in Delta
+//! are screened with the files' column statistics: a new key can only clash with a file whose
+//! min/max box holds it. [`Storage::key_clash`] answers from these two alone in the common case
+//! (new keys past everything stored, as historian data is), and says [`KeyCheck::Unknown`] when
+//! some stored file might hold a new key; the SQL layer then runs its exact check against the
+//! snapshot for those rows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{max, max_string, min, min_string};
+use datafusion::arrow::datatypes::{DataType, Int16Type, Int32Type, Int64Type};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::Column;
+use datafusion::physical_optimizer::pruning::PruningStatistics;
+use datafusion::scalar::ScalarValue;
+
+use super::table::{TableHandle, TableState};
+use super::{Result, Storage, StorageError};
+
+/// What the index and the statistics say about a set of new keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// No stored, buffered or in-flight row has any of the keys.
+    Free,
+    /// Row `n` of the new rows repeats a buffered or in-flight key.
+    Taken(usize),
+    /// A stored file may hold one of the keys: check exactly.
+    Unknown,
+}
+
+/// Keys of a table's in-flight and buffered rows.
+pub(super) struct KeyIndex {
+    columns: Vec<usize>,
+    converter: RowConverter,
+    keys: HashMap<Box<[u8]>, u32>,
+}
+
+fn arrow_error(e: datafusion::arrow::error::ArrowError) -> StorageError {
+    StorageError::DataFusion(e.into())
+}
+
+impl KeyIndex {
+    /// The index for a table whose key columns have these indices and types; `None` without
+    /// a primary key.
+    pub(super) fn new(columns: Vec<usize>, types: Vec<DataType>) -> Option<KeyIndex> {
+        if columns.is_empty() {
+            return None;
+        }
+        let converter = RowConverter::new(types.into_iter().map(SortField::new).collect()).ok()?;
+        Some(KeyIndex {
+            columns,
+            converter,
+            keys: HashMap::new(),
+        })
+    }
+
+    fn encode(&self, batch: &RecordBatch) -> Result<datafusion::arrow::row::Rows> {
+        let columns: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|i| batch.column(*i).clone())
+            .collect();
+        self.converter.convert_columns(&columns).map_err(arrow_error)
+    }
+
+    pub(super) fn add(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        for batch in batches {
+            for row in self.encode(batch)?.iter() {
+                *self.keys.entry(row.as_ref().into()).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn remove(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        for batch in batches {
+            for row in self.encode(batch)?.iter() {
+                if let Some(count) = self.keys.get_mut(row.as_ref()) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.keys.remove(row.as_ref());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.keys.clear();
+    }
+
+    /// The first row of `batches` (counted across them) whose key is indexed.
+    fn first_taken(&self, batches: &[RecordBatch]) -> Result<Option<usize>> {
+        let mut offset = 0;
+        for batch in batches {
+            let rows = self.encode(batch)?;
+            if let Some(i) = rows.iter().position(|r| self.keys.contains_key(r.as_ref())) {
+                return Ok(Some(offset + i));
+            }
+            offset += batch.num_rows();
+        }
+        Ok(None)
+    }
+}
+
+/// Lowest and highest value of a key column, for the types keys usually have.
+fn bounds(arrays: &[ArrayRef]) -> Option<(ScalarValue, ScalarValue)> {
+    let mut low: Option<ScalarValue> = None;
+    let mut high: Option<ScalarValue> = None;
+    for array in arrays {
+        let (lo, hi) = match array.data_type() {
+            DataType::Int16 => {
+                let a = array.as_primitive::<Int16Type>();
+                (ScalarValue::Int16(min(a)), ScalarValue::Int16(max(a)))
+            }
+            DataType::Int32 => {
+                let a = array.as_primitive::<Int32Type>();
+                (ScalarValue::Int32(min(a)), ScalarValue::Int32(max(a)))
+            }
+            DataType::Int64 => {
+                let a = array.as_primitive::<Int64Type>();
+                (ScalarValue::Int64(min(a)), ScalarValue::Int64(max(a)))
+            }
+            DataType::Utf8 => {
+                let a = array.as_string::<i32>();
+                (
+                    ScalarValue::Utf8(min_string(a).map(str::to_string)),
+                    ScalarValue::Utf8(max_string(a).map(str::to_string)),
+                )
+            }
+            _ => return None,
+        };
+        if lo.is_null() {
+            continue;
+        }
+        low = Some(match low {
+            Some(l) if l <= lo => l,
+            _ => lo,
+        });
+        high = Some(match high {
+            Some(h) if h >= hi => h,
+            _ => hi,
+        });
+    }
+    Some((low?, high?))
+}
+
+/// Per data file, the min/max of each key column (`None` where statistics are missing).
+pub(super) type FileBoxes = Vec<Vec<Option<(ScalarValue, ScalarValue)>>>;
+
+/// The key-column boxes of a snapshot's data files, read from the Delta statistics.
+pub(super) fn file_boxes(state: &TableState, columns: &[usize]) -> Result<FileBoxes> {
+    let snapshot = state.table.snapshot()?;
+    let log_data = snapshot.snapshot().log_data();
+    let files = log_data.num_containers();
+    let mut boxes = vec![Vec::with_capacity(columns.len()); files];
+    for &index in columns {
+        let column = Column::new_unqualified(&state.meta.columns[index].name);
+        let (mins, maxs) = (log_data.min_values(&column), log_data.max_values(&column));
+        for (file, bounds) in boxes.iter_mut().enumerate() {
+            let pair = match (&mins, &maxs) {
+                (Some(mins), Some(maxs)) => {
+                    let low = ScalarValue::try_from_array(mins, file)?;
+                    let high = ScalarValue::try_from_array(maxs, file)?;
+                    (!low.is_null() && !high.is_null()).then_some((low, high))
+                }
+                _ => None,
+            };
+            bounds.push(pair);
+        }
+    }
+    Ok(boxes)
+}
+
+/// Whether some data file may hold a key inside the new keys' box.
+fn stored_may_hold(boxes: &FileBoxes, columns: &[usize], batches: &[RecordBatch]) -> bool {
+    if boxes.is_empty() {
+        return false;
+    }
+    let mut new_box = Vec::with_capacity(columns.len());
+    for &index in columns {
+        let arrays: Vec<ArrayRef> = batches.iter().map(|b| b.column(index).clone()).collect();
+        match bounds(&arrays) {
+            Some(b) => new_box.push(b),
+            None => return true,
+        }
+    }
+    boxes.iter().any(|file| {
+        file.iter().zip(&new_box).all(|(bounds, (low, high))| match bounds {
+            // Missing statistics: the file may hold anything.
+            None => true,
+            Some((file_low, file_high)) => {
+                let below = file_high.partial_cmp(low) == Some(std::cmp::Ordering::Less);
+                let above = file_low.partial_cmp(high) == Some(std::cmp::Ordering::Greater);
+                !below && !above
+            }
+        })
+    })
+}
+
+impl Storage {
+    /// Checks new rows' primary keys against the table's in-flight, buffered and stored rows
+    /// (see the module comment). Call under the table's admission lock for a decision that holds
+    /// until the rows are queued.
+    ///
+    /// # Errors
+    /// Arrow errors encoding keys, Delta errors reading statistics.
+    pub fn key_clash(&self, table: &Arc<TableHandle>, batches: &[RecordBatch]) -> Result<KeyCheck> {
+        // The snapshot and the index are read together, so a flush moving rows from the
+        // buffer to Delta is seen entirely on one side.
+        let Some((state, taken, columns)) = table.with_keys(|state, index| {
+            index
+                .map(|index| {
+                    Ok::<_, StorageError>((
+                        state.clone(),
+                        index.first_taken(batches)?,
+                        index.columns.clone(),
+                    ))
+                })
+                .transpose()
+        })?
+        else {
+            return Ok(KeyCheck::Free);
+        };
+        if let Some(row) = taken {
+            return Ok(KeyCheck::Taken(row));
+        }
+        let boxes = table.file_boxes(&state, &columns)?;
+        if stored_may_hold(&boxes, &columns, batches) {
+            Ok(KeyCheck::Unknown)
+        } else {
+            Ok(KeyCheck::Free)
+        }
+    }
+}
