@@ -41,6 +41,8 @@ enum Encoding {
     /// `timestamp`/`timestamptz` in text: PostgreSQL trims zero fractions, which arrow-pg
     /// does not.
     TimestampText,
+    /// `real`/`double precision` in text, as PostgreSQL prints them (`1`, `1e+20`, `Infinity`).
+    FloatText,
 }
 
 /// One result column: what the client is told and how values are produced.
@@ -114,6 +116,11 @@ fn columns(schema: &SchemaRef, format: &Format, time_zone: &str) -> PgWireResult
                 2950 => Encoding::Uuid,
                 1114 | 1184 if text && matches!(field.data_type(), DataType::Timestamp(_, _)) => {
                     Encoding::TimestampText
+                }
+                700 | 701
+                    if text && matches!(field.data_type(), DataType::Float32 | DataType::Float64) =>
+                {
+                    Encoding::FloatText
                 }
                 _ => Encoding::Arrow,
             };
@@ -211,6 +218,7 @@ fn encode_batch(
         .map(|(a, c)| match c.encoding {
             Encoding::Arrow => Ok(None),
             Encoding::TimestampText => timestamp_text(a).map(Some),
+            Encoding::FloatText => Ok(Some(float_text(a))),
             _ => cast(a, &DataType::Utf8)
                 .map(Some)
                 .map_err(|e| PgWireError::ApiError(Box::new(e))),
@@ -247,6 +255,95 @@ fn encode_batch(
         rows.push(encoder.take_row());
     }
     Ok(rows)
+}
+
+/// Floats as PostgreSQL 12+ prints them: the shortest text that reads back exactly, in
+/// positional notation for decimal exponents from -4 up to 15 (6 for `real`), else as
+/// `1.5e+20`; `NaN`, `Infinity`, `-Infinity`.
+fn float_text(array: &ArrayRef) -> ArrayRef {
+    use datafusion::arrow::array::{AsArray, StringBuilder};
+    use datafusion::arrow::datatypes::{Float32Type, Float64Type};
+    let mut out = StringBuilder::with_capacity(array.len(), array.len() * 8);
+    let mut buffer = ryu::Buffer::new();
+    match array.data_type() {
+        DataType::Float32 => {
+            for v in array.as_primitive::<Float32Type>().iter() {
+                match v {
+                    None => out.append_null(),
+                    Some(v) if !v.is_finite() => out.append_value(special_float(f64::from(v))),
+                    Some(v) => out.append_value(pg_float(buffer.format(v), 6)),
+                }
+            }
+        }
+        _ => {
+            for v in array.as_primitive::<Float64Type>().iter() {
+                match v {
+                    None => out.append_null(),
+                    Some(v) if !v.is_finite() => out.append_value(special_float(v)),
+                    Some(v) => out.append_value(pg_float(buffer.format(v), 15)),
+                }
+            }
+        }
+    }
+    Arc::new(out.finish())
+}
+
+fn special_float(v: f64) -> &'static str {
+    if v.is_nan() {
+        "NaN"
+    } else if v > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
+    }
+}
+
+/// Rewrites ryu's shortest representation (`1.0`, `1.5e20`, `1e-7`) in PostgreSQL's notation.
+fn pg_float(shortest: &str, limit: i32) -> String {
+    let (negative, unsigned) = match shortest.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, shortest),
+    };
+    let (mantissa, exponent) = match unsigned.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (unsigned, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // All significant digits and the decimal exponent of the first one.
+    let digits_all = format!("{int_part}{frac_part}");
+    let leading = digits_all.len() - digits_all.trim_start_matches('0').len();
+    let digits = digits_all.trim_matches('0');
+    if digits.is_empty() {
+        return "0".into();
+    }
+    let exp10 = int_part.len() as i32 - 1 - leading as i32 + exponent;
+    let mut text = String::with_capacity(digits.len() + 8);
+    if negative {
+        text.push('-');
+    }
+    if exp10 < -4 || exp10 >= limit {
+        text.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            text.push('.');
+            text.push_str(&digits[1..]);
+        }
+        text.push_str(&format!("e{}{:02}", if exp10 < 0 { '-' } else { '+' }, exp10.abs()));
+    } else if exp10 < 0 {
+        text.push_str("0.");
+        text.push_str(&"0".repeat((-exp10 - 1) as usize));
+        text.push_str(digits);
+    } else {
+        let point = exp10 as usize + 1;
+        if digits.len() <= point {
+            text.push_str(digits);
+            text.push_str(&"0".repeat(point - digits.len()));
+        } else {
+            text.push_str(&digits[..point]);
+            text.push('.');
+            text.push_str(&digits[point..]);
+        }
+    }
+    text
 }
 
 /// Timestamps as PostgreSQL prints them: `2024-01-02 03:04:05.5+01` (zone only when the array
@@ -371,5 +468,25 @@ mod tests {
         assert_eq!(bytes[0], 0xa0);
         assert_eq!(bytes[15], 0x11);
         assert!(uuid_bytes("nope").is_none());
+    }
+
+    #[test]
+    fn floats_print_as_postgres_prints_them() {
+        for (shortest, limit, expected) in [
+            ("1.0", 15, "1"),
+            ("-2.25", 15, "-2.25"),
+            ("1e20", 15, "1e+20"),
+            ("1.5e20", 15, "1.5e+20"),
+            ("100000000000000.0", 15, "100000000000000"),
+            ("1e15", 15, "1e+15"),
+            ("0.0001", 15, "0.0001"),
+            ("1e-5", 15, "1e-05"),
+            ("1.2345679e8", 6, "1.2345679e+08"),
+            ("123456.0", 6, "123456"),
+            ("0.1", 15, "0.1"),
+            ("0.0", 15, "0"),
+        ] {
+            assert_eq!(pg_float(shortest, limit), expected, "{shortest}");
+        }
     }
 }

@@ -67,6 +67,9 @@ pub fn classify(error: &SqlError) -> Coded {
         SqlError::ParameterCount { .. } => coded("08P01", error.to_string()),
         SqlError::Canceled => coded("57014", error.to_string()),
         SqlError::Copy { code, message, .. } => coded(code, message),
+        SqlError::InvalidConflictTarget(m) => coded("42P10", m),
+        SqlError::UndefinedObject(m) => coded("42704", m),
+        SqlError::CardinalityViolation(m) => coded("21000", m),
         SqlError::Internal(m) => internal(m),
     }
 }

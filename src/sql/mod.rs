@@ -101,6 +101,12 @@ pub enum SqlError {
         message: String,
         context: String,
     },
+    #[error("{0}")]
+    InvalidConflictTarget(String),
+    #[error("{0}")]
+    UndefinedObject(String),
+    #[error("{0}")]
+    CardinalityViolation(String),
     #[error("canceling statement due to user request")]
     Canceled,
     #[error("{0}")]

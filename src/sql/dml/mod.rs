@@ -46,6 +46,7 @@ use super::{Outcome, Result, SqlError, control, ddl};
 mod checks;
 mod defaults;
 mod fast;
+mod upsert;
 
 pub use checks::UniqueCheck;
 use checks::{check_unique, delta_schema, validate_rows};
@@ -113,11 +114,10 @@ fn prepare(
     let mut statement = statement.clone();
     let returning = match &mut statement {
         Statement::Insert(insert) => {
-            if insert.on.is_some() {
-                return Err(SqlError::Unsupported(
-                    "INSERT ... ON CONFLICT is not supported yet".into(),
-                ));
-            }
+            // ON CONFLICT is applied to the computed rows (see `upsert`), which is also where
+            // the table alias matters.
+            insert.on = None;
+            insert.table_alias = None;
             fill_defaults(insert, meta)?;
             insert.returning.take()
         }
@@ -175,6 +175,20 @@ pub async fn execute(
         return Ok(outcome);
     }
     let target = target(session, &table_name(statement)?)?;
+    let conflict = match statement {
+        Statement::Insert(insert) => match &insert.on {
+            Some(on) => {
+                let clause = upsert::conflict_clause(on, &target.state.meta, &target.handle.name)?;
+                let alias = insert
+                    .table_alias
+                    .as_ref()
+                    .map_or_else(|| target.handle.name.clone(), |a| normalize_ident(&a.alias));
+                Some((clause, alias))
+            }
+            None => None,
+        },
+        _ => None,
+    };
     let (prepared, returning) = prepare(statement, &target.state.meta)?;
     let plan = session.plan(prepared).await?;
     let plan = match params {
@@ -191,8 +205,17 @@ pub async fn execute(
         DfWriteOp::Insert(_) => {
             let batches = collect(session, input.as_ref().clone()).await?;
             let batches = validate_rows(&meta, &target.handle.name, batches)?;
-            let ops = vec![WriteOp::Insert(batches.clone())];
-            ("INSERT 0", batches, ops)
+            match conflict {
+                Some((clause, alias)) => {
+                    let (ops, affected) =
+                        upsert::resolve(session, &target, &clause, &alias, batches).await?;
+                    ("INSERT 0", affected, ops)
+                }
+                None => {
+                    let ops = vec![WriteOp::Insert(batches.clone())];
+                    ("INSERT 0", batches, ops)
+                }
+            }
         }
         DfWriteOp::Update => {
             let predicate = filter_predicate(input.as_ref());
@@ -375,20 +398,7 @@ async fn storable_predicate(
         .project(key_exprs)?
         .build()?;
     let batches = collect(session, plan).await?;
-    let mut disjuncts = Vec::new();
-    for batch in &batches {
-        for row in 0..batch.num_rows() {
-            let mut conjuncts = Vec::new();
-            for (k, index) in keys.iter().enumerate() {
-                let value = ScalarValue::try_from_array(batch.column(k), row)?;
-                conjuncts.push(col(meta.columns[*index].name.as_str()).eq(lit(value)));
-            }
-            disjuncts.extend(conjuncts.into_iter().reduce(Expr::and));
-        }
-    }
-    Ok(Some(
-        disjuncts.into_iter().reduce(Expr::or).unwrap_or(lit(false)),
-    ))
+    Ok(Some(upsert::key_predicate(meta, &keys, &batches)?))
 }
 
 /// Evaluates `RETURNING` items over the affected rows.
