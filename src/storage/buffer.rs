@@ -298,7 +298,7 @@ impl Storage {
 
     /// Bytes buffered in all tables.
     pub fn buffered_bytes(&self) -> usize {
-        self.all_tables().iter().map(|t| t.state().buffered.bytes).sum()
+        self.all_tables().iter().map(|t| t.buffered().bytes).sum()
     }
 
     /// Puts replayed log records into the buffers of the tables they belong to, skipping what
@@ -358,7 +358,7 @@ impl Storage {
     pub async fn flush_all(&self) -> Result<()> {
         let mut first_error = None;
         for table in self.all_tables() {
-            if !table.state().buffered.is_empty() {
+            if !table.buffered().is_empty() {
                 if let Err(e) = self.flush_table(&table).await {
                     first_error.get_or_insert(e);
                 }
@@ -374,7 +374,7 @@ impl Storage {
         let oldest = self
             .all_tables()
             .iter()
-            .filter_map(|t| t.state().buffered.first_lsn())
+            .filter_map(|t| t.buffered().first_lsn())
             .min();
         let upto = oldest.map_or(published, |o| published.min(o.saturating_sub(1)));
         self.ingest().wal.release(upto);
@@ -393,7 +393,7 @@ impl Storage {
             }
             let over_budget = self.buffered_bytes() > config.memory_budget;
             for table in self.all_tables() {
-                let buffered = table.state().buffered;
+                let buffered = table.buffered();
                 let due = !buffered.is_empty()
                     && (over_budget
                         || buffered.rows >= config.flush_rows
@@ -426,12 +426,12 @@ impl Storage {
         let tables = self.all_tables();
         let lag = tables
             .iter()
-            .filter_map(|t| t.state().buffered.oldest())
+            .filter_map(|t| t.buffered().oldest())
             .map(|t| t.elapsed())
             .max()
             .unwrap_or_default();
         info!(
-            rows_buffered = tables.iter().map(|t| t.state().buffered.rows).sum::<usize>(),
+            rows_buffered = tables.iter().map(|t| t.buffered().rows).sum::<usize>(),
             bytes_buffered = self.buffered_bytes(),
             log_bytes = wal.bytes_on_disk.load(Ordering::Relaxed),
             log_syncs = wal.syncs.load(Ordering::Relaxed),
@@ -552,7 +552,7 @@ impl super::table::CommitGuard<'_> {
     pub(super) async fn flush(&mut self, table: &Arc<TableHandle>, storage: &Storage) -> Result<usize> {
         let ingest = storage.ingest();
         let current = self.current(table);
-        let buffered = table.state().buffered;
+        let buffered = table.buffered();
         let Some(last) = buffered.entries().last().map(|e| e.lsn) else {
             return Ok(0);
         };

@@ -34,11 +34,33 @@ pub enum KeyCheck {
     Unknown,
 }
 
+/// An encoded key (arrow row format), held inline when short (as integer keys are) so that
+/// millions of them cost no allocation each.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PackedKey {
+    Short(u128),
+    Long(Box<[u8]>),
+}
+
+impl PackedKey {
+    pub fn new(row: &[u8]) -> PackedKey {
+        if row.len() < 16 {
+            let mut bytes = [0u8; 16];
+            bytes[..row.len()].copy_from_slice(row);
+            // The length in the last byte keeps keys of different lengths apart.
+            bytes[15] = row.len() as u8;
+            PackedKey::Short(u128::from_le_bytes(bytes))
+        } else {
+            PackedKey::Long(row.into())
+        }
+    }
+}
+
 /// Keys of a table's in-flight and buffered rows.
 pub(super) struct KeyIndex {
     columns: Vec<usize>,
     converter: RowConverter,
-    keys: HashMap<Box<[u8]>, u32>,
+    keys: HashMap<PackedKey, u32>,
 }
 
 fn arrow_error(e: datafusion::arrow::error::ArrowError) -> StorageError {
@@ -72,7 +94,7 @@ impl KeyIndex {
     pub(super) fn add(&mut self, batches: &[RecordBatch]) -> Result<()> {
         for batch in batches {
             for row in self.encode(batch)?.iter() {
-                *self.keys.entry(row.as_ref().into()).or_default() += 1;
+                *self.keys.entry(PackedKey::new(row.as_ref())).or_default() += 1;
             }
         }
         Ok(())
@@ -81,10 +103,11 @@ impl KeyIndex {
     pub(super) fn remove(&mut self, batches: &[RecordBatch]) -> Result<()> {
         for batch in batches {
             for row in self.encode(batch)?.iter() {
-                if let Some(count) = self.keys.get_mut(row.as_ref()) {
+                let key = PackedKey::new(row.as_ref());
+                if let Some(count) = self.keys.get_mut(&key) {
                     *count -= 1;
                     if *count == 0 {
-                        self.keys.remove(row.as_ref());
+                        self.keys.remove(&key);
                     }
                 }
             }
@@ -101,7 +124,10 @@ impl KeyIndex {
         let mut offset = 0;
         for batch in batches {
             let rows = self.encode(batch)?;
-            if let Some(i) = rows.iter().position(|r| self.keys.contains_key(r.as_ref())) {
+            if let Some(i) = rows
+                .iter()
+                .position(|r| self.keys.contains_key(&PackedKey::new(r.as_ref())))
+            {
                 return Ok(Some(offset + i));
             }
             offset += batch.num_rows();

@@ -33,7 +33,7 @@ use deltalake::DeltaTableError;
 
 pub use buffer::{Admission, BufferConfig};
 pub use catalog::{Storage, StorageConfig};
-pub use keys::KeyCheck;
+pub use keys::{KeyCheck, PackedKey};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 pub use provider::PgTableProvider;
 pub use table::{CommitGuard, Stamp, TableHandle, TableState, WriteOp};

@@ -201,6 +201,11 @@ impl TableHandle {
         self.state.read().clone()
     }
 
+    /// The buffered rows of the published snapshot (cheap: no snapshot clone).
+    pub fn buffered(&self) -> BufferedRows {
+        self.state.read().buffered.clone()
+    }
+
     /// The snapshot plus rows still in flight to the log, for key checks. In-flight rows are read
     /// first: a row that becomes durable in between is then seen twice, never missed.
     pub fn state_for_check(&self) -> TableState {

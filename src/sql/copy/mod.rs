@@ -29,9 +29,9 @@ use tracing::debug;
 use crate::pgtypes::PgType;
 use crate::storage::{TableHandle, TableState};
 
-use super::rewrite::{name_parts, normalize_ident, quoted};
+use super::rewrite::{normalize_ident, quoted};
 use super::session::Session;
-use super::{Outcome, Result, SqlError, ddl, dml};
+use super::{Outcome, Result, SqlError, dml};
 
 pub use decode::Format;
 use decode::{DataError, Decoder};
@@ -136,14 +136,8 @@ fn start_copy_in(
     columns: &[Ident],
     format: Format,
 ) -> Result<Outcome> {
-    let (schema, table) = ddl::resolve_table(session, table_name)
-        .ok_or_else(|| SqlError::UndefinedTable(name_parts(table_name).join(".")))?;
-    let handle = session
-        .engine()
-        .storage()
-        .table(&schema, &table)
-        .ok_or_else(|| SqlError::UndefinedTable(table.clone()))?;
-    let state = handle.state();
+    let (handle, state) = dml::resolve_target(session, table_name)?;
+    let table = handle.name.clone();
     let meta = &state.meta;
     let indices: Vec<usize> = if columns.is_empty() {
         (0..meta.columns.len()).collect()

@@ -103,14 +103,7 @@ pub(super) async fn check_unique(
     target: &Target,
     ops: &[WriteOp],
 ) -> Result<()> {
-    let pending = session
-        .shared
-        .txn
-        .lock()
-        .as_ref()
-        .and_then(|t| t.ops_for(target.handle.oid).map(<[_]>::to_vec))
-        .unwrap_or_default();
-    let mut prior = pending;
+    let mut prior = pending_ops(session, target.handle.oid);
     for op in ops {
         if let WriteOp::Insert(batches) = op {
             if prior.iter().any(|op| matches!(op, WriteOp::Delete { .. })) {
@@ -166,14 +159,8 @@ async fn unique_fast(
     }
     let schema = batches[0].schema();
     let keys = concat_batches(&schema, batches)?.project(&key_indices)?;
-    let converter = RowConverter::new(
-        keys.schema()
-            .fields()
-            .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect(),
-    )?;
-    let mut seen = std::collections::HashSet::new();
+    let converter = key_converter(&keys.schema())?;
+    let mut seen = std::collections::HashSet::with_capacity(keys.num_rows());
     for batch in earlier {
         let earlier_keys: Vec<ArrayRef> = key_indices.iter().map(|i| batch.column(*i).clone()).collect();
         let casted = earlier_keys
@@ -182,11 +169,11 @@ async fn unique_fast(
             .map(|(a, k)| datafusion::arrow::compute::cast(a, k.data_type()))
             .collect::<Result<Vec<_>, _>>()?;
         for row in converter.convert_columns(&casted)?.iter() {
-            seen.insert(row.as_ref().to_vec());
+            seen.insert(PackedKey::new(row.as_ref()));
         }
     }
     for (i, row) in converter.convert_columns(keys.columns())?.iter().enumerate() {
-        if !seen.insert(row.as_ref().to_vec()) {
+        if !seen.insert(PackedKey::new(row.as_ref())) {
             return Err(key_violation(meta, &keys, i)?);
         }
     }
@@ -227,13 +214,7 @@ async fn unique_against(
         })
     };
     // Within the new rows.
-    let converter = RowConverter::new(
-        keys.schema()
-            .fields()
-            .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
-            .collect(),
-    )?;
+    let converter = key_converter(&keys.schema())?;
     let rows = converter.convert_columns(keys.columns())?;
     let mut seen = HashMap::with_capacity(rows.num_rows());
     for (i, row) in rows.iter().enumerate() {

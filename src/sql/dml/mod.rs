@@ -35,7 +35,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::pgtypes::PgType;
 use crate::storage::{
-    ColumnMeta, KeyCheck, PgTableProvider, Stamp, TableHandle, TableMeta, TableState, WriteOp,
+    ColumnMeta, KeyCheck, PackedKey, PgTableProvider, Stamp, TableHandle, TableMeta, TableState, WriteOp,
 };
 
 use super::rewrite::{name_parts, normalize_ident, quoted};
@@ -59,7 +59,14 @@ struct Target {
     reference: TableReference,
 }
 
-fn target(session: &Session, name: &ObjectName) -> Result<Target> {
+/// The table a statement names, resolved through the search path, with its current snapshot.
+///
+/// # Errors
+/// [`SqlError::UndefinedTable`].
+pub(crate) fn resolve_target(
+    session: &Session,
+    name: &ObjectName,
+) -> Result<(Arc<TableHandle>, TableState)> {
     let (schema, table) = ddl::resolve_table(session, name)
         .ok_or_else(|| SqlError::UndefinedTable(name_parts(name).join(".")))?;
     let handle = session
@@ -68,7 +75,38 @@ fn target(session: &Session, name: &ObjectName) -> Result<Target> {
         .table(&schema, &table)
         .ok_or_else(|| SqlError::UndefinedTable(table.clone()))?;
     let state = handle.state();
-    let reference = TableReference::full(session.engine().config().database.clone(), schema, table);
+    Ok((handle, state))
+}
+
+/// This session's uncommitted operations on a table.
+fn pending_ops(session: &Session, oid: u32) -> Vec<WriteOp> {
+    session
+        .shared
+        .txn
+        .lock()
+        .as_ref()
+        .and_then(|t| t.ops_for(oid).map(<[_]>::to_vec))
+        .unwrap_or_default()
+}
+
+/// Encodes primary-key columns of `schema`'s types for hashing.
+fn key_converter(schema: &Schema) -> Result<RowConverter> {
+    Ok(RowConverter::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect(),
+    )?)
+}
+
+fn target(session: &Session, name: &ObjectName) -> Result<Target> {
+    let (handle, state) = resolve_target(session, name)?;
+    let reference = TableReference::full(
+        session.engine().config().database.clone(),
+        handle.schema.clone(),
+        handle.name.clone(),
+    );
     Ok(Target {
         handle,
         state,

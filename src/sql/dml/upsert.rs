@@ -90,12 +90,7 @@ pub(super) async fn resolve(
     let new = concat_batches(&schema, &new)?;
     let key_indices = meta.primary_key_indices();
     let existing = existing_rows(session, target, &new, &key_indices).await?;
-    let converter = RowConverter::new(
-        key_indices
-            .iter()
-            .map(|i| SortField::new(schema.field(*i).data_type().clone()))
-            .collect(),
-    )?;
+    let converter = key_converter(&schema.project(&key_indices)?)?;
     let key_columns = |batch: &RecordBatch| -> Vec<ArrayRef> {
         key_indices.iter().map(|i| batch.column(*i).clone()).collect()
     };
@@ -172,13 +167,7 @@ async fn existing_rows(
     key_indices: &[usize],
 ) -> Result<RecordBatch> {
     let schema = delta_schema(&target.state.meta);
-    let pending = session
-        .shared
-        .txn
-        .lock()
-        .as_ref()
-        .and_then(|t| t.ops_for(target.handle.oid).map(<[_]>::to_vec))
-        .unwrap_or_default();
+    let pending = pending_ops(session, target.handle.oid);
     let storage = session.engine().storage();
     if pending.is_empty()
         && storage.key_clash(&target.handle, std::slice::from_ref(new))? == KeyCheck::Free
