@@ -26,7 +26,9 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use tracing::debug;
 
-use crate::storage::{Stamp, Storage, TableHandle, WriteOp};
+use std::collections::{HashMap, HashSet};
+
+use crate::storage::{PackedKey, Stamp, Storage, TableHandle, WriteOp};
 
 use super::{Result, SqlError};
 
@@ -51,6 +53,10 @@ pub struct Transaction {
     changes: Vec<TableChanges>,
     /// Savepoints, innermost last, with the changes as they were when each was set.
     savepoints: Vec<(String, Vec<TableChanges>)>,
+    /// Per table, the primary keys of the rows this transaction inserted, kept by the key
+    /// checks so that each INSERT is checked against the earlier ones without re-reading them.
+    /// Valid only while the table's pending operations are all inserts.
+    pub inserted_keys: HashMap<u32, HashSet<PackedKey>>,
 }
 
 impl Transaction {
@@ -103,6 +109,7 @@ impl Transaction {
             Some(pos) => {
                 self.changes = self.savepoints[pos].1.clone();
                 self.savepoints.truncate(pos + 1);
+                self.inserted_keys.clear();
                 true
             }
             None => false,

@@ -103,26 +103,66 @@ pub(super) async fn check_unique(
     target: &Target,
     ops: &[WriteOp],
 ) -> Result<()> {
-    let mut prior = pending_ops(session, target.handle.oid);
+    let oid = target.handle.oid;
+    let mut prior = pending_ops(session, oid);
     for op in ops {
         if let WriteOp::Insert(batches) = op {
             if prior.iter().any(|op| matches!(op, WriteOp::Delete { .. })) {
                 unique_against(&session.ctx, target, &target.state, &prior, batches).await?;
             } else {
-                let earlier: Vec<RecordBatch> = prior
-                    .iter()
-                    .flat_map(|op| match op {
-                        WriteOp::Insert(b) => b.clone(),
-                        WriteOp::Delete { .. } => Vec::new(),
-                    })
-                    .collect();
-                unique_fast(&session.ctx, session.engine().storage(), target, &earlier, batches)
+                // The transaction's keys so far, kept between statements (see
+                // `Transaction::inserted_keys`), rebuilt from its rows when missing.
+                let cached = session
+                    .shared
+                    .txn
+                    .lock()
+                    .as_mut()
+                    .and_then(|t| t.inserted_keys.remove(&oid));
+                let mut earlier = match cached {
+                    Some(keys) => keys,
+                    None => inserted_keys(&target.state.meta, &prior)?,
+                };
+                unique_fast(&session.ctx, session.engine().storage(), target, &mut earlier, batches)
                     .await?;
+                if let Some(t) = session.shared.txn.lock().as_mut() {
+                    t.inserted_keys.insert(oid, earlier);
+                }
             }
+        }
+        if matches!(op, WriteOp::Delete { .. })
+            && let Some(t) = session.shared.txn.lock().as_mut()
+        {
+            t.inserted_keys.remove(&oid);
         }
         prior.push(op.clone());
     }
     Ok(())
+}
+
+/// The primary keys of the rows `ops` insert.
+fn inserted_keys(meta: &TableMeta, ops: &[WriteOp]) -> Result<std::collections::HashSet<PackedKey>> {
+    let key_indices = meta.primary_key_indices();
+    let mut keys = std::collections::HashSet::new();
+    if key_indices.is_empty() {
+        return Ok(keys);
+    }
+    let schema = delta_schema(meta).project(&key_indices)?;
+    let converter = key_converter(&schema)?;
+    for op in ops {
+        if let WriteOp::Insert(batches) = op {
+            for batch in batches {
+                let columns = key_indices
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(i, f)| datafusion::arrow::compute::cast(batch.column(*i), f.data_type()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for row in converter.convert_columns(&columns)?.iter() {
+                    keys.insert(PackedKey::new(row.as_ref()));
+                }
+            }
+        }
+    }
+    Ok(keys)
 }
 
 /// The 23505 error for row `row` of `keys` (key columns only).
@@ -149,7 +189,7 @@ async fn unique_fast(
     ctx: &datafusion::prelude::SessionContext,
     storage: &crate::storage::Storage,
     target: &Target,
-    earlier: &[RecordBatch],
+    earlier: &mut std::collections::HashSet<PackedKey>,
     batches: &[RecordBatch],
 ) -> Result<()> {
     let meta = &target.state.meta;
@@ -160,28 +200,29 @@ async fn unique_fast(
     let schema = batches[0].schema();
     let keys = concat_batches(&schema, batches)?.project(&key_indices)?;
     let converter = key_converter(&keys.schema())?;
-    let mut seen = std::collections::HashSet::with_capacity(keys.num_rows());
-    for batch in earlier {
-        let earlier_keys: Vec<ArrayRef> = key_indices.iter().map(|i| batch.column(*i).clone()).collect();
-        let casted = earlier_keys
-            .iter()
-            .zip(keys.columns())
-            .map(|(a, k)| datafusion::arrow::compute::cast(a, k.data_type()))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in converter.convert_columns(&casted)?.iter() {
-            seen.insert(PackedKey::new(row.as_ref()));
-        }
-    }
+    let mut added = Vec::with_capacity(keys.num_rows());
     for (i, row) in converter.convert_columns(keys.columns())?.iter().enumerate() {
-        if !seen.insert(PackedKey::new(row.as_ref())) {
+        let key = PackedKey::new(row.as_ref());
+        if !earlier.insert(key.clone()) {
+            // Leave the set as it was: the statement fails and stores nothing.
+            for key in &added {
+                earlier.remove(key);
+            }
             return Err(key_violation(meta, &keys, i)?);
         }
+        added.push(key);
     }
-    match storage.key_clash(&target.handle, batches)? {
+    let clash = match storage.key_clash(&target.handle, batches)? {
         KeyCheck::Free => Ok(()),
         KeyCheck::Taken(row) => Err(key_violation(meta, &keys, row)?),
         KeyCheck::Unknown => unique_against(ctx, target, &target.state, &[], batches).await,
+    };
+    if clash.is_err() {
+        for key in &added {
+            earlier.remove(key);
+        }
     }
+    clash
 }
 
 /// Fails with 23505 if `batches` repeat a key among themselves or with the table as `prior`
@@ -365,7 +406,8 @@ impl CommitCheck for UniqueCheck {
                     WriteOp::Delete { .. } => Vec::new(),
                 })
                 .collect();
-            return unique_fast(&self.ctx, &self.storage, &target, &[], &batches).await;
+            let mut none = std::collections::HashSet::new();
+            return unique_fast(&self.ctx, &self.storage, &target, &mut none, &batches).await;
         }
         let mut prior = Vec::new();
         for op in &changes.ops {
