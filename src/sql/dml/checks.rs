@@ -103,38 +103,48 @@ pub(super) async fn check_unique(
     target: &Target,
     ops: &[WriteOp],
 ) -> Result<()> {
+    if target.state.meta.primary_key.is_none() {
+        return Ok(());
+    }
     let oid = target.handle.oid;
-    let mut prior = pending_ops(session, oid);
-    for op in ops {
-        if let WriteOp::Insert(batches) = op {
-            if prior.iter().any(|op| matches!(op, WriteOp::Delete { .. })) {
-                unique_against(&session.ctx, target, &target.state, &prior, batches).await?;
-            } else {
-                // The transaction's keys so far, kept between statements (see
-                // `Transaction::inserted_keys`), rebuilt from its rows when missing.
-                let cached = session
-                    .shared
-                    .txn
-                    .lock()
-                    .as_mut()
-                    .and_then(|t| t.inserted_keys.remove(&oid));
-                let mut earlier = match cached {
-                    Some(keys) => keys,
-                    None => inserted_keys(&target.state.meta, &prior)?,
-                };
-                unique_fast(&session.ctx, session.engine().storage(), target, &mut earlier, batches)
-                    .await?;
-                if let Some(t) = session.shared.txn.lock().as_mut() {
-                    t.inserted_keys.insert(oid, earlier);
-                }
-            }
-        }
-        if matches!(op, WriteOp::Delete { .. })
-            && let Some(t) = session.shared.txn.lock().as_mut()
-        {
+    let pending_delete = session.shared.txn.lock().as_ref().is_some_and(|t| {
+        t.ops_for(oid)
+            .is_some_and(|ops| ops.iter().any(|op| matches!(op, WriteOp::Delete { .. })))
+    });
+    if pending_delete || ops.iter().any(|op| matches!(op, WriteOp::Delete { .. })) {
+        // The table as this transaction leaves it is more than stored rows plus inserts.
+        if let Some(t) = session.shared.txn.lock().as_mut() {
             t.inserted_keys.remove(&oid);
         }
-        prior.push(op.clone());
+        let mut prior = pending_ops(session, oid);
+        for op in ops {
+            if let WriteOp::Insert(batches) = op {
+                unique_against(&session.ctx, target, &target.state, &prior, batches).await?;
+            }
+            prior.push(op.clone());
+        }
+        return Ok(());
+    }
+    for op in ops {
+        if let WriteOp::Insert(batches) = op {
+            // The transaction's keys so far, kept between statements (see
+            // `Transaction::inserted_keys`), rebuilt from its rows when missing.
+            let cached = session
+                .shared
+                .txn
+                .lock()
+                .as_mut()
+                .and_then(|t| t.inserted_keys.remove(&oid));
+            let mut earlier = match cached {
+                Some(keys) => keys,
+                None => inserted_keys(&target.state.meta, &pending_ops(session, oid))?,
+            };
+            unique_fast(&session.ctx, session.engine().storage(), target, &mut earlier, batches)
+                .await?;
+            if let Some(t) = session.shared.txn.lock().as_mut() {
+                t.inserted_keys.insert(oid, earlier);
+            }
+        }
     }
     Ok(())
 }
