@@ -56,11 +56,18 @@ impl PackedKey {
     }
 }
 
-/// Keys of a table's in-flight and buffered rows.
+/// Keys flushed rows keep in the index at most; past it, flushed files are screened by their
+/// statistics only.
+const FLUSHED_KEYS_LIMIT: usize = 16_000_000;
+
+/// Keys of a table's in-flight and buffered rows, and of the rows this server flushed since the
+/// last UPDATE/DELETE (whose files are then `covered`: the index answers for them exactly).
 pub(super) struct KeyIndex {
     columns: Vec<usize>,
     converter: RowConverter,
     keys: HashMap<PackedKey, u32>,
+    flushed: std::collections::HashSet<PackedKey>,
+    covered: std::collections::HashSet<String>,
 }
 
 fn arrow_error(e: datafusion::arrow::error::ArrowError) -> StorageError {
@@ -79,6 +86,8 @@ impl KeyIndex {
             columns,
             converter,
             keys: HashMap::new(),
+            flushed: std::collections::HashSet::new(),
+            covered: std::collections::HashSet::new(),
         })
     }
 
@@ -117,6 +126,38 @@ impl KeyIndex {
 
     pub(super) fn clear(&mut self) {
         self.keys.clear();
+        self.forget_flushed();
+    }
+
+    /// Rows were deleted or rewritten in Delta: flushed keys may be stale.
+    pub(super) fn forget_flushed(&mut self) {
+        self.flushed = std::collections::HashSet::new();
+        self.covered.clear();
+    }
+
+    /// Rows moved from the buffer to the Delta `files`: their keys stay indexed (as flushed)
+    /// while there is room, and those files need no statistics check.
+    pub(super) fn flushed(&mut self, batches: &[RecordBatch], files: Vec<String>) -> Result<()> {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let keep = self.flushed.len() + rows <= FLUSHED_KEYS_LIMIT;
+        for batch in batches {
+            for row in self.encode(batch)?.iter() {
+                let key = PackedKey::new(row.as_ref());
+                if let Some(count) = self.keys.get_mut(&key) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.keys.remove(&key);
+                    }
+                }
+                if keep {
+                    self.flushed.insert(key);
+                }
+            }
+        }
+        if keep {
+            self.covered.extend(files);
+        }
+        Ok(())
     }
 
     /// The first row of `batches` (counted across them) whose key is indexed.
@@ -124,10 +165,10 @@ impl KeyIndex {
         let mut offset = 0;
         for batch in batches {
             let rows = self.encode(batch)?;
-            if let Some(i) = rows
-                .iter()
-                .position(|r| self.keys.contains_key(&PackedKey::new(r.as_ref())))
-            {
+            if let Some(i) = rows.iter().position(|r| {
+                let key = PackedKey::new(r.as_ref());
+                self.keys.contains_key(&key) || self.flushed.contains(&key)
+            }) {
                 return Ok(Some(offset + i));
             }
             offset += batch.num_rows();
@@ -178,19 +219,33 @@ fn bounds(arrays: &[ArrayRef]) -> Option<(ScalarValue, ScalarValue)> {
     Some((low?, high?))
 }
 
-/// Per data file, the min/max of each key column (`None` where statistics are missing).
-pub(super) type FileBoxes = Vec<Vec<Option<(ScalarValue, ScalarValue)>>>;
+/// Per data file, its path and the min/max of each key column (`None` where statistics are
+/// missing).
+pub(super) type FileBoxes = Vec<(String, Vec<Option<(ScalarValue, ScalarValue)>>)>;
+
+/// The paths of a snapshot's data files.
+pub(super) fn file_paths(state: &TableState) -> Result<std::collections::HashSet<String>> {
+    let snapshot = state.table.snapshot()?;
+    Ok(snapshot
+        .snapshot()
+        .log_data()
+        .iter()
+        .map(|f| f.path().to_string())
+        .collect())
+}
 
 /// The key-column boxes of a snapshot's data files, read from the Delta statistics.
 pub(super) fn file_boxes(state: &TableState, columns: &[usize]) -> Result<FileBoxes> {
     let snapshot = state.table.snapshot()?;
     let log_data = snapshot.snapshot().log_data();
-    let files = log_data.num_containers();
-    let mut boxes = vec![Vec::with_capacity(columns.len()); files];
+    let mut boxes: FileBoxes = log_data
+        .iter()
+        .map(|f| (f.path().to_string(), Vec::with_capacity(columns.len())))
+        .collect();
     for &index in columns {
         let column = Column::new_unqualified(&state.meta.columns[index].name);
         let (mins, maxs) = (log_data.min_values(&column), log_data.max_values(&column));
-        for (file, bounds) in boxes.iter_mut().enumerate() {
+        for (file, (_, bounds)) in boxes.iter_mut().enumerate() {
             let pair = match (&mins, &maxs) {
                 (Some(mins), Some(maxs)) => {
                     let low = ScalarValue::try_from_array(mins, file)?;
@@ -205,9 +260,14 @@ pub(super) fn file_boxes(state: &TableState, columns: &[usize]) -> Result<FileBo
     Ok(boxes)
 }
 
-/// Whether some data file may hold a key inside the new keys' box.
-fn stored_may_hold(boxes: &FileBoxes, columns: &[usize], batches: &[RecordBatch]) -> bool {
-    if boxes.is_empty() {
+/// Whether some data file not `covered` by the index may hold a key inside the new keys' box.
+fn stored_may_hold(
+    boxes: &FileBoxes,
+    covered: &std::collections::HashSet<String>,
+    columns: &[usize],
+    batches: &[RecordBatch],
+) -> bool {
+    if boxes.iter().all(|(path, _)| covered.contains(path)) {
         return false;
     }
     let mut new_box = Vec::with_capacity(columns.len());
@@ -218,7 +278,7 @@ fn stored_may_hold(boxes: &FileBoxes, columns: &[usize], batches: &[RecordBatch]
             None => return true,
         }
     }
-    boxes.iter().any(|file| {
+    boxes.iter().filter(|(path, _)| !covered.contains(path)).any(|(_, file)| {
         file.iter().zip(&new_box).all(|(bounds, (low, high))| match bounds {
             // Missing statistics: the file may hold anything.
             None => true,
@@ -241,13 +301,14 @@ impl Storage {
     pub fn key_clash(&self, table: &Arc<TableHandle>, batches: &[RecordBatch]) -> Result<KeyCheck> {
         // The snapshot and the index are read together, so a flush moving rows from the
         // buffer to Delta is seen entirely on one side.
-        let Some((state, taken, columns)) = table.with_keys(|state, index| {
+        let Some((state, taken, columns, covered)) = table.with_keys(|state, index| {
             index
                 .map(|index| {
                     Ok::<_, StorageError>((
                         state.clone(),
                         index.first_taken(batches)?,
                         index.columns.clone(),
+                        index.covered.clone(),
                     ))
                 })
                 .transpose()
@@ -259,7 +320,7 @@ impl Storage {
             return Ok(KeyCheck::Taken(row));
         }
         let boxes = table.file_boxes(&state, &columns)?;
-        if stored_may_hold(&boxes, &columns, batches) {
+        if stored_may_hold(&boxes, &covered, &columns, batches) {
             Ok(KeyCheck::Unknown)
         } else {
             Ok(KeyCheck::Free)

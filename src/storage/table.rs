@@ -392,6 +392,8 @@ pub struct CommitGuard<'a> {
     staged: HashMap<u32, TableState>,
     /// Per table, the highest LSN this guard flushed to Delta.
     flushed: HashMap<u32, Lsn>,
+    /// Tables whose rows this guard deleted or rewrote.
+    rewritten: std::collections::HashSet<u32>,
 }
 
 impl<'a> CommitGuard<'a> {
@@ -404,6 +406,7 @@ impl<'a> CommitGuard<'a> {
             visibility,
             staged: HashMap::new(),
             flushed: HashMap::new(),
+            rewritten: std::collections::HashSet::new(),
         }
     }
 
@@ -474,6 +477,7 @@ impl<'a> CommitGuard<'a> {
                     result
                 }
                 WriteOp::Delete { predicate } => {
+                    self.rewritten.insert(table.oid);
                     // delta-rs plans deletes with its own session (it needs its own planner
                     // extensions); predicates reaching here are plain column expressions.
                     let mut builder = delta.delete().with_commit_properties(commit_properties());
@@ -597,19 +601,33 @@ impl<'a> CommitGuard<'a> {
                 // Rows buffered meanwhile stay; rows this guard flushed leave the buffer.
                 let mut live = table.state.write();
                 let mut buffered = live.buffered.clone();
+                let mut keys = table.keys.lock();
                 if let Some(upto) = self.flushed.get(&table.oid) {
-                    // The flushed rows' keys are now screened by the new files' statistics.
                     let flushed: Vec<RecordBatch> = buffered
                         .entries()
                         .iter()
                         .filter(|e| e.lsn <= *upto)
                         .flat_map(|e| e.batches.iter().cloned())
                         .collect();
-                    if let Err(e) = table.index_keys(&flushed, false) {
-                        tracing::warn!(table = table.name, error = %e, "could not unindex flushed rows");
+                    if let Some(index) = keys.as_mut() {
+                        // The files this flush added (a later rewrite clears them below).
+                        let added = keys::file_paths(state)
+                            .and_then(|new| Ok((new, keys::file_paths(&live)?)))
+                            .map(|(new, old)| new.difference(&old).cloned().collect())
+                            .unwrap_or_default();
+                        if let Err(e) = index.flushed(&flushed, added) {
+                            tracing::warn!(table = table.name, error = %e, "could not move flushed keys");
+                            index.forget_flushed();
+                        }
                     }
                     buffered.release(*upto);
                 }
+                if self.rewritten.contains(&table.oid)
+                    && let Some(index) = keys.as_mut()
+                {
+                    index.forget_flushed();
+                }
+                drop(keys);
                 *live = TableState {
                     buffered,
                     ..state.clone()
