@@ -112,16 +112,19 @@ impl KeyIndex {
     pub(super) fn remove(&mut self, batches: &[RecordBatch]) -> Result<()> {
         for batch in batches {
             for row in self.encode(batch)?.iter() {
-                let key = PackedKey::new(row.as_ref());
-                if let Some(count) = self.keys.get_mut(&key) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.keys.remove(&key);
-                    }
-                }
+                self.unlive(&PackedKey::new(row.as_ref()));
             }
         }
         Ok(())
+    }
+
+    fn unlive(&mut self, key: &PackedKey) {
+        if let Some(count) = self.keys.get_mut(key) {
+            *count -= 1;
+            if *count == 0 {
+                self.keys.remove(key);
+            }
+        }
     }
 
     pub(super) fn clear(&mut self) {
@@ -143,12 +146,7 @@ impl KeyIndex {
         for batch in batches {
             for row in self.encode(batch)?.iter() {
                 let key = PackedKey::new(row.as_ref());
-                if let Some(count) = self.keys.get_mut(&key) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.keys.remove(&key);
-                    }
-                }
+                self.unlive(&key);
                 if keep {
                     self.flushed.insert(key);
                 }
