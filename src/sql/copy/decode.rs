@@ -649,6 +649,15 @@ mod tests {
         types.iter().enumerate().map(|(i, t)| (format!("c{i}"), *t)).collect()
     }
 
+    /// Feeds `input` in chunks of `size` bytes, as CopyData may split it anywhere.
+    fn decode_in_chunks(d: &mut Decoder, input: &[u8], size: usize) -> Decoded {
+        for chunk in input.chunks(size) {
+            d.feed(chunk).expect("feed");
+        }
+        d.finish().expect("finish");
+        d.take()
+    }
+
     fn strings(decoded: &Decoded, column: usize) -> Vec<Option<String>> {
         let array = decoded.columns[column]
             .as_any()
@@ -667,11 +676,7 @@ mod tests {
             columns(&[PgType::Int4, PgType::Text]),
         );
         let input = b"1\ta\\tb\\\\c\n2\t\\N\n3\t\\101\\x41\n\\.\n";
-        for chunk in input.chunks(3) {
-            d.feed(chunk).expect("feed");
-        }
-        d.finish().expect("finish");
-        let decoded = d.take();
+        let decoded = decode_in_chunks(&mut d, &input[..], 3);
         assert_eq!(decoded.lines, vec![1, 2, 3]);
         assert_eq!(
             strings(&decoded, 1),
@@ -692,11 +697,7 @@ mod tests {
             columns(&[PgType::Int4, PgType::Text]),
         );
         let input = b"id,name\r\n1,\"a,\"\"b\"\"\nc\"\r\n2,\n3,\"\"\n4,x";
-        for chunk in input.chunks(2) {
-            d.feed(chunk).expect("feed");
-        }
-        d.finish().expect("finish");
-        let decoded = d.take();
+        let decoded = decode_in_chunks(&mut d, &input[..], 2);
         assert_eq!(decoded.lines, vec![2, 4, 5, 6]);
         assert_eq!(
             strings(&decoded, 1),
@@ -748,11 +749,7 @@ mod tests {
             Format::Binary,
             columns(&[PgType::Int4, PgType::Text, PgType::Numeric(Some((10, 2)))]),
         );
-        for chunk in input.chunks(5) {
-            d.feed(chunk).expect("feed");
-        }
-        d.finish().expect("finish");
-        let decoded = d.take();
+        let decoded = decode_in_chunks(&mut d, &input[..], 5);
         assert_eq!(strings(&decoded, 0), vec![Some("42".into())]);
         assert_eq!(strings(&decoded, 1), vec![None]);
         assert_eq!(strings(&decoded, 2), vec![Some("-12.50".into())]);
