@@ -89,7 +89,9 @@ async fn copy_load(conn: &str, data: &[u8]) -> Duration {
         .expect("copy");
     futures::pin_mut!(sink);
     for chunk in data.chunks(1 << 20) {
-        sink.send(Bytes::copy_from_slice(chunk)).await.expect("send");
+        sink.send(Bytes::copy_from_slice(chunk))
+            .await
+            .expect("send");
     }
     sink.finish().await.expect("finish");
     started.elapsed()
@@ -124,7 +126,10 @@ fn parquet_files(dir: &Path) -> (usize, u64) {
                 let (n, bytes) = parquet_files(&path);
                 found = (found.0 + n, found.1 + bytes);
             } else if path.extension().is_some_and(|e| e == "parquet") {
-                found = (found.0 + 1, found.1 + entry.metadata().map_or(0, |m| m.len()));
+                found = (
+                    found.0 + 1,
+                    found.1 + entry.metadata().map_or(0, |m| m.len()),
+                );
             }
         }
     }
@@ -142,10 +147,16 @@ async fn main() {
     let (pg, dg) = (postgres.conn_string(), deltagate.conn_string());
     for conn in [&pg, &dg] {
         let c = client(conn).await;
-        c.batch_execute(&create_sql(JDBC_TABLE)).await.expect("create");
-        c.batch_execute(&create_sql(COPY_TABLE)).await.expect("create");
+        c.batch_execute(&create_sql(JDBC_TABLE))
+            .await
+            .expect("create");
+        c.batch_execute(&create_sql(COPY_TABLE))
+            .await
+            .expect("create");
     }
-    println!("ingest of {rows} rows into {JDBC_TABLE}-shaped tables, default durability on both sides");
+    println!(
+        "ingest of {rows} rows into {JDBC_TABLE}-shaped tables, default durability on both sides"
+    );
 
     let dg_jdbc = jdbc_load(&deltagate.jdbc_url(), rows);
     let pg_jdbc = jdbc_load(&postgres.jdbc_url(), rows);
@@ -167,7 +178,10 @@ async fn main() {
 
     let peak = deltagate.peak_rss();
     deltagate.stop();
-    println!("deltagate peak resident memory: {:.0} MiB", peak as f64 / (1 << 20) as f64);
+    println!(
+        "deltagate peak resident memory: {:.0} MiB",
+        peak as f64 / (1 << 20) as f64
+    );
     for table in [JDBC_TABLE, COPY_TABLE] {
         let (files, bytes) = parquet_files(&deltagate.warehouse.join("public").join(table));
         println!(

@@ -104,7 +104,12 @@ pub struct Config {
 
     /// When a write is acknowledged: `fsync` (after fdatasync of the log; survives power loss)
     /// or `os` (after the write reaches the OS; survives a crash of deltagate only).
-    #[arg(long, env = "DELTAGATE_DURABILITY", value_enum, default_value = "fsync")]
+    #[arg(
+        long,
+        env = "DELTAGATE_DURABILITY",
+        value_enum,
+        default_value = "fsync"
+    )]
     pub durability: Durability,
 
     /// Flush a table's buffer to Delta once it holds this many rows.

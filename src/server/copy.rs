@@ -119,7 +119,14 @@ pub fn copy_out_response(
                 if i > 0 {
                     line.push(*delimiter);
                 }
-                csv_field(&mut line, field.name().as_bytes(), *delimiter, *quote, *escape, null);
+                csv_field(
+                    &mut line,
+                    field.name().as_bytes(),
+                    *delimiter,
+                    *quote,
+                    *escape,
+                    null,
+                );
             }
             line.push(b'\n');
             Some(line)

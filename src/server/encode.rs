@@ -118,7 +118,8 @@ fn columns(schema: &SchemaRef, format: &Format, time_zone: &str) -> PgWireResult
                     Encoding::TimestampText
                 }
                 700 | 701
-                    if text && matches!(field.data_type(), DataType::Float32 | DataType::Float64) =>
+                    if text
+                        && matches!(field.data_type(), DataType::Float32 | DataType::Float64) =>
                 {
                     Encoding::FloatText
                 }
@@ -327,7 +328,11 @@ fn pg_float(shortest: &str, limit: i32) -> String {
             text.push('.');
             text.push_str(&digits[1..]);
         }
-        text.push_str(&format!("e{}{:02}", if exp10 < 0 { '-' } else { '+' }, exp10.abs()));
+        text.push_str(&format!(
+            "e{}{:02}",
+            if exp10 < 0 { '-' } else { '+' },
+            exp10.abs()
+        ));
     } else if exp10 < 0 {
         text.push_str("0.");
         text.push_str(&"0".repeat((-exp10 - 1) as usize));

@@ -4,7 +4,8 @@
 //! in the connection; this module converts between pgwire messages and
 //! [`Outcome`](crate::sql::Outcome)s, decodes parameters (text or binary, with types declared
 //! by the client or inferred by planning), and forwards notices and changed parameters.
-//! pgwire drives portals, row limits (`PortalSuspended`) and pipelining up to `Sync`.
+//! pgwire drives portals, row limits (`PortalSuspended`) and pipelining up to `Sync`; runs of
+//! Bind/Execute of one prepared INSERT are collected and run together by [`batch`].
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
 use datafusion::sql::sqlparser::ast::{DiscardObject, Statement};
 use futures::{Sink, SinkExt};
 use pgwire::api::DEFAULT_NAME;
@@ -19,21 +21,25 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::send_describe_response;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
-use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::{NoData, ParameterDescription};
-use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
-use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::extendedquery::{
+    Bind, BindComplete, Close, CloseComplete, Describe, Execute, Flush, Parse, ParseComplete,
+    Sync as PgSync, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+};
+use pgwire::messages::response::{NoticeResponse, ReadyForQuery};
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 
 use crate::sql::{Outcome, PreparedStatement, REPORTED_PARAMETERS, Session, SqlError};
 
-use super::encode;
 use super::sqlstate::{to_error_info, to_pgwire};
+use super::{batch, encode};
 
 /// The session of a connection, created at the end of authentication.
 pub(super) fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
@@ -46,7 +52,7 @@ pub(super) fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
         })
 }
 
-fn reported(session: &Session) -> HashMap<&'static str, String> {
+pub(super) fn reported(session: &Session) -> HashMap<&'static str, String> {
     let settings = session.settings();
     REPORTED_PARAMETERS
         .iter()
@@ -55,7 +61,7 @@ fn reported(session: &Session) -> HashMap<&'static str, String> {
 }
 
 /// Sends notices raised by the statement and `ParameterStatus` for changed parameters.
-async fn send_side_messages<C>(
+pub(super) async fn send_side_messages<C>(
     client: &mut C,
     session: &Session,
     before: &HashMap<&'static str, String>,
@@ -117,7 +123,9 @@ fn response(session: &Session, outcome: Outcome, format: &Format) -> PgWireResul
             stream,
         } => {
             let tz = session.settings().time_zone();
-            Response::CopyOut(super::copy::copy_out_response(format, &schema, stream, &tz)?)
+            Response::CopyOut(super::copy::copy_out_response(
+                format, &schema, stream, &tz,
+            )?)
         }
     })
 }
@@ -146,6 +154,17 @@ pub struct QueryHandler {
 
 #[async_trait]
 impl SimpleQueryHandler for QueryHandler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        batch::flush(client).await?;
+        self._on_query(client, query).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -190,6 +209,179 @@ impl ExtendedQueryHandler for QueryHandler {
         self.parser.clone()
     }
 
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        batch::flush(client).await?;
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        match StoredStatement::parse(client, &message, self.parser.clone()).await? {
+            Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
+            None => client.portal_store().put_empty_statement(name),
+        }
+        client
+            .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    /// As pgwire's, except that a Bind of a batchable INSERT holds its reply back (see
+    /// [`batch`]) and replies are buffered until Flush or Sync, as PostgreSQL does.
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        let statement = match client.portal_store().get_statement(name) {
+            Some(Entry::Value(statement)) => statement,
+            Some(Entry::Empty) => {
+                batch::flush(client).await?;
+                if !message.parameters.is_empty() {
+                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "ERROR".to_owned(),
+                        "08P01".to_owned(),
+                        format!(
+                            "bind message supplies {} parameters, but prepared statement \"{name}\" requires 0",
+                            message.parameters.len()
+                        ),
+                    ))));
+                }
+                let portal = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+                client.portal_store().put_empty_portal(portal);
+                return client
+                    .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
+                    .await
+                    .map_err(Into::into);
+            }
+            None => {
+                batch::flush(client).await?;
+                return Err(PgWireError::StatementNotFound(name.to_owned()));
+            }
+        };
+        let held = statement.statement.batchable && batch::batch(client).lock().takes(&statement);
+        if !held {
+            batch::flush(client).await?;
+        }
+        let portal = match Portal::try_new(&message, statement.clone()) {
+            Ok(portal) => portal,
+            Err(e) => {
+                batch::flush(client).await?;
+                return Err(e);
+            }
+        };
+        client.portal_store().put_portal(Arc::new(portal));
+        if held {
+            batch::batch(client).lock().bind(&statement);
+            Ok(())
+        } else {
+            client
+                .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
+                .await
+                .map_err(Into::into)
+        }
+    }
+
+    /// Holds an execution of a held batchable INSERT; runs anything else after the held batch.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        if let Some(Entry::Value(portal)) = client.portal_store().get_portal(name)
+            && portal.statement.statement.batchable
+            && batch::batch(client).lock().takes(&portal.statement)
+            && matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+        {
+            let full = match parameters(&portal) {
+                Ok(params) => {
+                    let params = params.unwrap_or(ParamValues::List(Vec::new()));
+                    batch::batch(client)
+                        .lock()
+                        .execute(&portal.statement, params)
+                }
+                Err(e) => {
+                    batch::flush(client).await?;
+                    return Err(e);
+                }
+            };
+            if full {
+                batch::flush(client).await?;
+            }
+            return Ok(());
+        }
+        batch::flush(client).await?;
+        self._on_execute(client, message).await
+    }
+
+    async fn on_flush<C>(&self, client: &mut C, _message: Flush) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        batch::flush(client).await?;
+        client.flush().await?;
+        Ok(())
+    }
+
+    /// Runs the held batch; its error is reported before ReadyForQuery (pgwire would only
+    /// report it and wait for another Sync).
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if matches!(client.state(), PgWireConnectionState::AwaitingSync) {
+            // An error was reported; what was held after it is skipped.
+            batch::discard(client);
+        } else if let Err(e) = batch::flush(client).await {
+            let info: ErrorInfo = e.into();
+            client
+                .feed(PgWireBackendMessage::ErrorResponse(info.into()))
+                .await?;
+            let status = client.transaction_status().to_error_state();
+            client.set_transaction_status(status);
+        }
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                client.transaction_status(),
+            )))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_close<C>(&self, client: &mut C, message: Close) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        batch::flush(client).await?;
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => client.portal_store().rm_statement(name),
+            TARGET_TYPE_BYTE_PORTAL => client.portal_store().rm_portal(name),
+            _ => {}
+        }
+        client
+            .feed(PgWireBackendMessage::CloseComplete(CloseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
     /// Like pgwire's, except that a statement with parameters and no result columns answers
     /// `NoData` (pgwire sends an empty `RowDescription`, which makes PgJDBC treat an INSERT
     /// as a query and report 0 rows from `executeBatch`).
@@ -200,6 +392,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        batch::flush(client).await?;
         if message.target_type != TARGET_TYPE_BYTE_STATEMENT {
             return self._on_describe(client, message).await;
         }
@@ -268,26 +461,7 @@ impl ExtendedQueryHandler for QueryHandler {
             return Ok(Response::EmptyQuery);
         };
         let before = reported(&session);
-        let inferred: Vec<Option<&DataType>> = prepared
-            .param_types
-            .iter()
-            .map(|f| f.as_ref().map(|f| f.data_type()))
-            .collect();
-        let declared: Vec<Option<Type>> = prepared
-            .param_types
-            .iter()
-            .map(|f| f.as_ref().map(encode::parameter_type))
-            .collect();
-        let declared: Vec<Option<&Type>> = declared.iter().map(Option::as_ref).collect();
-        let params = if portal.parameter_len() == 0 {
-            None
-        } else {
-            Some(
-                arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
-                    portal, &inferred, &declared,
-                )?,
-            )
-        };
+        let params = parameters(portal)?;
         forget_prepared(client, statement);
         let outcome = session
             .execute(statement, params)
@@ -296,6 +470,31 @@ impl ExtendedQueryHandler for QueryHandler {
         send_side_messages(client, &session, &before).await?;
         response(&session, outcome?, &portal.result_column_format)
     }
+}
+
+/// The portal's parameter values, decoded (text or binary) with the types the client declared
+/// or planning inferred.
+fn parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Option<ParamValues>> {
+    if portal.parameter_len() == 0 {
+        return Ok(None);
+    }
+    let prepared = &portal.statement.statement;
+    let inferred: Vec<Option<&DataType>> = prepared
+        .param_types
+        .iter()
+        .map(|f| f.as_ref().map(|f| f.data_type()))
+        .collect();
+    let declared: Vec<Option<Type>> = prepared
+        .param_types
+        .iter()
+        .map(|f| f.as_ref().map(encode::parameter_type))
+        .collect();
+    let declared: Vec<Option<&Type>> = declared.iter().map(Option::as_ref).collect();
+    Ok(Some(
+        arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
+            portal, &inferred, &declared,
+        )?,
+    ))
 }
 
 /// Parses and describes statements for the extended protocol.

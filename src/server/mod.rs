@@ -8,6 +8,7 @@
 //! knows pgwire.
 
 mod auth;
+mod batch;
 mod copy;
 mod encode;
 mod handlers;

@@ -134,6 +134,9 @@ pub struct PreparedStatement {
     pub param_types: Vec<Option<Field>>,
     /// Result columns, or `None` for statements that return no rows.
     pub fields: Option<SchemaRef>,
+    /// A simple INSERT with parameters: executions may be collected and run together by
+    /// [`Session::execute_many`].
+    pub batchable: bool,
 }
 
 /// A client session.
@@ -287,6 +290,7 @@ impl Session {
                 statement: None,
                 param_types: Vec::new(),
                 fields: None,
+                batchable: false,
             });
         };
         let (param_types, fields) = match &statement {
@@ -306,10 +310,12 @@ impl Session {
             ),
             _ => (Vec::new(), None),
         };
+        let batchable = dml::batchable(self, &statement);
         Ok(PreparedStatement {
             statement: Some(statement),
             param_types,
             fields,
+            batchable,
         })
     }
 
@@ -329,8 +335,39 @@ impl Session {
             // A table another engine placed in the warehouse since the last scan.
             result = self.dispatch(statement, params).await;
         }
+        self.finish(result).await
+    }
+
+    /// Executes a batchable statement (see [`PreparedStatement::batchable`]) once per parameter
+    /// set, as one insert: all executions are stored, or none and the error is returned. The
+    /// result is the rows each execution inserted, or `None` when the statement needs the
+    /// planner after all (then run the executions one by one with [`Session::execute`]).
+    ///
+    /// # Errors
+    /// As [`Session::execute`], for the executions together.
+    pub async fn execute_many(
+        &self,
+        statement: &Statement,
+        executions: &[ParamValues],
+    ) -> Result<Option<usize>> {
+        *self.shared.cancel.lock() = CancellationToken::new();
+        let failed = matches!(&*self.shared.txn.lock(), Some(t) if t.failed && t.explicit);
+        let result = if failed {
+            Err(SqlError::InFailedTransaction)
+        } else {
+            let executions: Vec<Option<&ParamValues>> = executions.iter().map(Some).collect();
+            match self.check_writable("INSERT/UPDATE/DELETE") {
+                Ok(()) => dml::execute_many(self, statement, &executions).await,
+                Err(e) => Err(e),
+            }
+        };
+        self.finish(result).await
+    }
+
+    /// Ends a statement: makes its sequence positions durable, or fails the transaction.
+    async fn finish<T>(&self, result: Result<T>) -> Result<T> {
         let result = match result {
-            Ok(outcome) => self.after_statement().await.map(|()| outcome),
+            Ok(value) => self.after_statement().await.map(|()| value),
             Err(e) => Err(e),
         };
         if let Err(e) = &result {

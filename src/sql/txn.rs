@@ -344,7 +344,11 @@ async fn append(
     Ok(())
 }
 
-async fn apply(storage: &Storage, changes: Vec<TableChanges>, check: &dyn CommitCheck) -> Result<()> {
+async fn apply(
+    storage: &Storage,
+    changes: Vec<TableChanges>,
+    check: &dyn CommitCheck,
+) -> Result<()> {
     let tables: Vec<Arc<TableHandle>> = changes.iter().map(|c| c.table.clone()).collect();
     // Admission first (as every path that takes both), so no insert slips in between the
     // checks below and the publish.

@@ -144,7 +144,9 @@ fn encode_error(e: impl std::fmt::Display) -> StorageError {
 }
 
 /// Encodes an insert record: the rows of each table, as Arrow IPC streams.
-pub(super) fn encode_insert(tables: &[(Arc<TableHandle>, String, Vec<RecordBatch>)]) -> Result<Vec<u8>> {
+pub(super) fn encode_insert(
+    tables: &[(Arc<TableHandle>, String, Vec<RecordBatch>)],
+) -> Result<Vec<u8>> {
     let mut out = vec![RECORD_INSERT];
     out.extend_from_slice(&(tables.len() as u32).to_le_bytes());
     for (table, table_id, batches) in tables {
@@ -276,9 +278,15 @@ impl Storage {
         if self.buffered_bytes() <= budget {
             return Ok(());
         }
-        self.ingest().stats.backpressure_waits.fetch_add(1, Ordering::Relaxed);
+        self.ingest()
+            .stats
+            .backpressure_waits
+            .fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + self.ingest().config.backpressure_timeout;
-        warn!(buffered = self.buffered_bytes(), budget, "write buffers full; writer waits for a flush");
+        warn!(
+            buffered = self.buffered_bytes(),
+            budget, "write buffers full; writer waits for a flush"
+        );
         while self.buffered_bytes() > budget {
             self.ingest().wake.notify_one();
             let now = Instant::now();
@@ -398,10 +406,15 @@ impl Storage {
                     && (over_budget
                         || buffered.rows >= config.flush_rows
                         || buffered.bytes >= config.flush_bytes
-                        || buffered.oldest().is_some_and(|t| t.elapsed() >= config.flush_age));
+                        || buffered
+                            .oldest()
+                            .is_some_and(|t| t.elapsed() >= config.flush_age));
                 if due {
                     if let Err(e) = self.flush_table(&table).await {
-                        self.ingest().stats.flush_errors.fetch_add(1, Ordering::Relaxed);
+                        self.ingest()
+                            .stats
+                            .flush_errors
+                            .fetch_add(1, Ordering::Relaxed);
                         warn!(table = table.name, error = %e, "flush failed; rows stay buffered and logged, retrying");
                         tokio::select! {
                             () = stop.cancelled() => break,
@@ -506,7 +519,11 @@ impl Admission<'_> {
             }
         }
         let tables: Vec<Arc<TableHandle>> = publish.iter().map(|(t, _)| t.clone()).collect();
-        let rows: usize = publish.iter().flat_map(|(_, b)| b).map(RecordBatch::num_rows).sum();
+        let rows: usize = publish
+            .iter()
+            .flat_map(|(_, b)| b)
+            .map(RecordBatch::num_rows)
+            .sum();
         let ingest = storage.ingest().clone();
         let visibility = storage.visibility.clone();
         let submitted = storage.ingest().wal.submit(payload, move |lsn| {
@@ -515,7 +532,10 @@ impl Admission<'_> {
                 // Only replayed rows can fail here (indexing); these were indexed when queued.
                 let _ = table.push_buffered(Some(ticket), Entry::new(lsn, batches));
             }
-            ingest.stats.rows_appended.fetch_add(rows as u64, Ordering::Relaxed);
+            ingest
+                .stats
+                .rows_appended
+                .fetch_add(rows as u64, Ordering::Relaxed);
         });
         // Later writers may now check against these rows (in flight) and queue behind them.
         drop(self);
@@ -549,7 +569,11 @@ pub(super) struct Ingest {
 impl super::table::CommitGuard<'_> {
     /// Writes `table`'s buffered rows to Delta with the log position as application transaction;
     /// the guard's publish then drops them from the buffer.
-    pub(super) async fn flush(&mut self, table: &Arc<TableHandle>, storage: &Storage) -> Result<usize> {
+    pub(super) async fn flush(
+        &mut self,
+        table: &Arc<TableHandle>,
+        storage: &Storage,
+    ) -> Result<usize> {
         let ingest = storage.ingest();
         let current = self.current(table);
         let buffered = table.buffered();
@@ -578,7 +602,10 @@ impl super::table::CommitGuard<'_> {
             })?;
         self.stage_flushed(table, delta, last)?;
         ingest.stats.flush_commits.fetch_add(1, Ordering::Relaxed);
-        ingest.stats.rows_flushed.fetch_add(rows as u64, Ordering::Relaxed);
+        ingest
+            .stats
+            .rows_flushed
+            .fetch_add(rows as u64, Ordering::Relaxed);
         info!(
             table = table.name,
             rows,

@@ -26,9 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::buffer::{BufferConfig, Ingest};
 use super::meta::{self, ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
-use crate::wal::{Durability, Wal, WalConfig};
 use super::table::{CommitGuard, TableHandle};
 use super::{Result, StorageError, StorageOptions, stable_oid};
+use crate::wal::{Durability, Wal, WalConfig};
 
 /// The marker object that makes an empty schema folder exist.
 const SCHEMA_MARKER: &str = ".deltagate_schema";
@@ -179,7 +179,9 @@ impl Storage {
     }
 
     pub(super) fn ingest(&self) -> &Arc<Ingest> {
-        self.ingest.get().expect("the log is opened in Storage::open before any write")
+        self.ingest
+            .get()
+            .expect("the log is opened in Storage::open before any write")
     }
 
     /// The shared DataFusion runtime (object stores of every table are registered in it).
@@ -600,7 +602,8 @@ fn wal_dir(config: &StorageConfig) -> Result<std::path::PathBuf> {
 /// This server's Delta application id, kept beside its log: replay compares the log's positions
 /// with the `txn` versions committed under this id.
 fn server_id(wal_dir: &std::path::Path) -> Result<String> {
-    let location = |e: std::io::Error| StorageError::Location(format!("{}: {e}", wal_dir.display()));
+    let location =
+        |e: std::io::Error| StorageError::Location(format!("{}: {e}", wal_dir.display()));
     std::fs::create_dir_all(wal_dir).map_err(location)?;
     let path = wal_dir.join("server-id");
     match std::fs::read_to_string(&path) {

@@ -97,7 +97,9 @@ impl KeyIndex {
             .iter()
             .map(|i| batch.column(*i).clone())
             .collect();
-        self.converter.convert_columns(&columns).map_err(arrow_error)
+        self.converter
+            .convert_columns(&columns)
+            .map_err(arrow_error)
     }
 
     pub(super) fn add(&mut self, batches: &[RecordBatch]) -> Result<()> {
@@ -276,17 +278,22 @@ fn stored_may_hold(
             None => return true,
         }
     }
-    boxes.iter().filter(|(path, _)| !covered.contains(path)).any(|(_, file)| {
-        file.iter().zip(&new_box).all(|(bounds, (low, high))| match bounds {
-            // Missing statistics: the file may hold anything.
-            None => true,
-            Some((file_low, file_high)) => {
-                let below = file_high.partial_cmp(low) == Some(std::cmp::Ordering::Less);
-                let above = file_low.partial_cmp(high) == Some(std::cmp::Ordering::Greater);
-                !below && !above
-            }
+    boxes
+        .iter()
+        .filter(|(path, _)| !covered.contains(path))
+        .any(|(_, file)| {
+            file.iter()
+                .zip(&new_box)
+                .all(|(bounds, (low, high))| match bounds {
+                    // Missing statistics: the file may hold anything.
+                    None => true,
+                    Some((file_low, file_high)) => {
+                        let below = file_high.partial_cmp(low) == Some(std::cmp::Ordering::Less);
+                        let above = file_low.partial_cmp(high) == Some(std::cmp::Ordering::Greater);
+                        !below && !above
+                    }
+                })
         })
-    })
 }
 
 impl Storage {

@@ -31,8 +31,8 @@ use url::Url;
 use super::buffer::{self, BufferedRows};
 use super::keys::{self, FileBoxes, KeyIndex};
 use super::meta::{self, ColumnMeta, IndexMeta, TableMeta};
-use crate::wal::Lsn;
 use super::{Result, StorageError};
+use crate::wal::Lsn;
 
 /// A change to a table, applied at commit.
 #[derive(Debug, Clone)]
@@ -209,8 +209,12 @@ impl TableHandle {
     /// The snapshot plus rows still in flight to the log, for key checks. In-flight rows are read
     /// first: a row that becomes durable in between is then seen twice, never missed.
     pub fn state_for_check(&self) -> TableState {
-        let inflight: Vec<Vec<RecordBatch>> =
-            self.inflight.lock().iter().map(|(_, b)| b.clone()).collect();
+        let inflight: Vec<Vec<RecordBatch>> = self
+            .inflight
+            .lock()
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect();
         let mut state = self.state();
         for batches in inflight {
             state.buffered.push(buffer::Entry::new(Lsn::MAX, batches));
@@ -231,7 +235,11 @@ impl TableHandle {
     }
 
     /// The data files' key boxes of `state`'s version, read once per version.
-    pub(super) fn file_boxes(&self, state: &TableState, columns: &[usize]) -> Result<Arc<FileBoxes>> {
+    pub(super) fn file_boxes(
+        &self,
+        state: &TableState,
+        columns: &[usize],
+    ) -> Result<Arc<FileBoxes>> {
         if let Some((version, boxes)) = self.file_boxes.lock().as_ref()
             && *version == state.version
         {

@@ -145,7 +145,9 @@ pub struct Wal {
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -543,7 +545,10 @@ fn read_segment(path: &Path, last: bool) -> Result<SegmentRead> {
                 len: bytes.len() as u64,
             });
         }
-        return Err(corrupt(0, "not a deltagate log segment (unknown header or version)"));
+        return Err(corrupt(
+            0,
+            "not a deltagate log segment (unknown header or version)",
+        ));
     }
     let mut records = Vec::new();
     let mut offset = HEADER_LEN as usize;
@@ -586,7 +591,10 @@ fn read_segment(path: &Path, last: bool) -> Result<SegmentRead> {
             reason,
             "cutting the torn tail of the write-ahead log"
         );
-        let file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
         file.set_len(offset as u64).map_err(io(path))?;
         file.sync_all().map_err(io(path))?;
     }
@@ -649,7 +657,11 @@ mod tests {
         let (wal, records) = Wal::open(config(dir.path()), 0).expect("reopen");
         let lsns: Vec<Lsn> = records.iter().map(|r| r.lsn).collect();
         assert_eq!(lsns, (1..=19).collect::<Vec<_>>());
-        assert!(records.iter().all(|r| r.payload == vec![(r.lsn - 1) as u8; 50]));
+        assert!(
+            records
+                .iter()
+                .all(|r| r.payload == vec![(r.lsn - 1) as u8; 50])
+        );
         // LSNs keep growing after the cut record.
         let lsn = wal.append(vec![1], |_| {}).await.expect("append");
         assert_eq!(lsn, 20);

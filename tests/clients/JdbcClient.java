@@ -41,6 +41,7 @@ public class JdbcClient {
             parameterStatus(conn);
             schema(conn);
             batches(conn);
+            batchErrors(conn);
             generatedKeys(conn);
             fetchSize(conn);
             metadata(conn);
@@ -109,6 +110,95 @@ public class JdbcClient {
         try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SELECT count(*) FROM jt")) {
             rs.next();
             check(rs.getLong(1) == 300, "count " + rs.getLong(1));
+        }
+    }
+
+    static long count(Connection conn, String table) throws SQLException {
+        try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SELECT count(*) FROM " + table)) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    /** Fills a batch of rows (tagid = i % 7, t_stamp = base + i); row `dup` repeats row 0's key. */
+    static void fill(PreparedStatement ps, int rows, long base, int dup) throws SQLException {
+        for (int i = 0; i < rows; i++) {
+            ps.setInt(1, i == dup ? 0 : i % 7);
+            ps.setLong(2, i == dup ? base : base + i);
+            ps.setDouble(3, i * 1.5);
+            ps.addBatch();
+        }
+    }
+
+    static String batchState(PreparedStatement ps) {
+        try {
+            ps.executeBatch();
+        } catch (BatchUpdateException e) {
+            return e.getSQLState() + " " + e.getMessage();
+        } catch (SQLException e) {
+            return "not a batch error: " + e;
+        }
+        return "no error";
+    }
+
+    /** A batch fails and stores nothing as a whole, in a transaction and in autocommit mode. */
+    static void batchErrors(Connection conn) throws SQLException {
+        try (Statement s = conn.createStatement()) {
+            s.execute("CREATE TABLE bt (tagid int NOT NULL, t_stamp bigint NOT NULL, v double precision, "
+                    + "PRIMARY KEY (tagid, t_stamp))");
+        }
+        String insert = "INSERT INTO bt (tagid, t_stamp, v) VALUES (?, ?, ?)";
+        conn.setAutoCommit(false);
+        try (PreparedStatement ps = conn.prepareStatement(insert)) {
+            fill(ps, 300, 1000, 200);
+            String state = batchState(ps);
+            check(state.startsWith("23505") && state.contains("(0, 1000)"), "duplicate in a batch: " + state);
+            expectState("25P02", sql(() -> conn.createStatement().executeQuery("SELECT 1")));
+            conn.rollback();
+            check(count(conn, "bt") == 0, "failed batch stored rows");
+            fill(ps, 300, 1000, -1);
+            int[] counts = ps.executeBatch();
+            check(counts.length == 300 && Arrays.stream(counts).allMatch(c -> c == 1), "counts " + Arrays.toString(counts));
+            check(count(conn, "bt") == 300, "batch visible in its transaction");
+            // A second batch repeating a key of the first, uncommitted one.
+            fill(ps, 10, 1007, -1);
+            check(batchState(ps).startsWith("23505"), "duplicate of an earlier batch of the transaction");
+            conn.rollback();
+            check(count(conn, "bt") == 0, "rolled back");
+            fill(ps, 300, 1000, -1);
+            ps.executeBatch();
+            conn.commit();
+        }
+        conn.setAutoCommit(true);
+        try (PreparedStatement ps = conn.prepareStatement(insert)) {
+            // Autocommit: the batch is one implicit transaction up to its Sync, as in PostgreSQL.
+            fill(ps, 50, 5000, 49);
+            check(batchState(ps).startsWith("23505"), "autocommit duplicate");
+            check(count(conn, "bt") == 300, "autocommit batch with a duplicate stored rows");
+            fill(ps, 50, 1007, -1);
+            check(batchState(ps).startsWith("23505"), "duplicate of a committed row");
+            // A value the fast path cannot take goes through the planner, with its error.
+            ps.setInt(1, 1);
+            ps.setString(2, "not a number");
+            ps.setDouble(3, 0);
+            ps.addBatch();
+            String bad = batchState(ps);
+            check(bad.startsWith("22P02"), "bad value in a batch: " + bad);
+            fill(ps, 50, 5000, -1);
+            int[] counts = ps.executeBatch();
+            check(counts.length == 50 && counts[49] == 1, "autocommit counts");
+            ps.setInt(1, 1);
+            ps.setNull(2, Types.BIGINT);
+            ps.setDouble(3, 0);
+            ps.addBatch();
+            check(batchState(ps).startsWith("23502"), "NULL key in a batch");
+        }
+        check(count(conn, "bt") == 350, "rows after autocommit batches");
+        try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery(
+                "SELECT count(*), sum(v), min(t_stamp), max(t_stamp) FROM bt WHERE t_stamp >= 5000")) {
+            rs.next();
+            check(rs.getLong(1) == 50 && rs.getDouble(2) == 1.5 * 49 * 50 / 2 && rs.getLong(3) == 5000 && rs.getLong(4) == 5049,
+                    "autocommit batch values");
         }
     }
 

@@ -127,34 +127,62 @@ fn psql_copy_both_ways() {
     let input = dir.path().join("in.csv");
     let mut csv = String::from("tagid,t_stamp,floatvalue,stringvalue\n");
     for i in 0..1000 {
-        csv.push_str(&format!("{},{},{}.5,\"s,{i}\"\n", i % 10, 1_700_000_000_000i64 + i, i));
+        csv.push_str(&format!(
+            "{},{},{}.5,\"s,{i}\"\n",
+            i % 10,
+            1_700_000_000_000i64 + i,
+            i
+        ));
     }
     std::fs::write(&input, csv).expect("write csv");
     psql(
         &server,
-        &["CREATE TABLE h (tagid int4, t_stamp int8, floatvalue float8, stringvalue varchar(255), \
-           PRIMARY KEY (tagid, t_stamp))"],
+        &[
+            "CREATE TABLE h (tagid int4, t_stamp int8, floatvalue float8, stringvalue varchar(255), \
+           PRIMARY KEY (tagid, t_stamp))",
+        ],
     );
     let out = psql(
         &server,
-        &[&format!("\\copy h from '{}' with (format csv, header)", input.display())],
+        &[&format!(
+            "\\copy h from '{}' with (format csv, header)",
+            input.display()
+        )],
     );
     assert!(out.contains("COPY 1000"), "{out}");
-    let out = psql(&server, &["SELECT count(*), sum(tagid), max(stringvalue) FROM h"]);
+    let out = psql(
+        &server,
+        &["SELECT count(*), sum(tagid), max(stringvalue) FROM h"],
+    );
     assert!(out.contains(" 1000 | 4500 | s,999"), "{out}");
     // Text format, both ways, through a file.
     let output = dir.path().join("out.tsv");
     let out = psql(
         &server,
-        &[&format!("\\copy (SELECT tagid, t_stamp, stringvalue FROM h WHERE t_stamp < 1700000000003 ORDER BY t_stamp) to '{}'", output.display())],
+        &[&format!(
+            "\\copy (SELECT tagid, t_stamp, stringvalue FROM h WHERE t_stamp < 1700000000003 ORDER BY t_stamp) to '{}'",
+            output.display()
+        )],
     );
     assert!(out.contains("COPY 3"), "{out}");
     let text = std::fs::read_to_string(&output).expect("read output");
-    assert_eq!(text, "0\t1700000000000\ts,0\n1\t1700000000001\ts,1\n2\t1700000000002\ts,2\n");
-    psql(&server, &["CREATE TABLE h2 (tagid int4, t_stamp int8, stringvalue text)"]);
-    let out = psql(&server, &[&format!("\\copy h2 from '{}'", output.display())]);
+    assert_eq!(
+        text,
+        "0\t1700000000000\ts,0\n1\t1700000000001\ts,1\n2\t1700000000002\ts,2\n"
+    );
+    psql(
+        &server,
+        &["CREATE TABLE h2 (tagid int4, t_stamp int8, stringvalue text)"],
+    );
+    let out = psql(
+        &server,
+        &[&format!("\\copy h2 from '{}'", output.display())],
+    );
     assert!(out.contains("COPY 3"), "{out}");
-    let out = psql(&server, &["SELECT string_agg(stringvalue, '|' ORDER BY t_stamp) FROM h2"]);
+    let out = psql(
+        &server,
+        &["SELECT string_agg(stringvalue, '|' ORDER BY t_stamp) FROM h2"],
+    );
     assert!(out.contains("s,0|s,1|s,2"), "{out}");
 }
 

@@ -168,7 +168,10 @@ impl TestServer {
 
     /// Process id of the running server.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(std::process::Child::id).expect("server running")
+        self.child
+            .as_ref()
+            .map(std::process::Child::id)
+            .expect("server running")
     }
 
     /// Path of the warehouse.

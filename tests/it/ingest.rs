@@ -53,7 +53,10 @@ async fn buffered_rows_are_read_updated_and_survive_restart_and_crash() {
     let files_after_create = data_files(&table_dir);
     for i in 0..20i64 {
         client
-            .execute("INSERT INTO m VALUES ($1, $2, $3)", &[&i, &format!("t{}", i % 3), &(i as f64 / 2.0)])
+            .execute(
+                "INSERT INTO m VALUES ($1, $2, $3)",
+                &[&i, &format!("t{}", i % 3), &(i as f64 / 2.0)],
+            )
             .await
             .expect("insert");
     }
@@ -73,26 +76,57 @@ async fn buffered_rows_are_read_updated_and_survive_restart_and_crash() {
         .collect();
     assert_eq!(top, vec![19, 18, 17]);
     // Keys hold against buffered rows.
-    let error = client.execute("INSERT INTO m VALUES (5, 'dup', 0)", &[]).await.expect_err("dup");
+    let error = client
+        .execute("INSERT INTO m VALUES (5, 'dup', 0)", &[])
+        .await
+        .expect_err("dup");
     assert_eq!(sqlstate(&error), "23505");
     // UPDATE and DELETE act on buffered rows as if stored.
-    assert_eq!(client.execute("UPDATE m SET v = -1 WHERE id < 5", &[]).await.expect("update"), 5);
-    assert_eq!(client.execute("DELETE FROM m WHERE id >= 15", &[]).await.expect("delete"), 5);
-    let row = client.query_one("SELECT count(*), min(v) FROM m", &[]).await.expect("count");
+    assert_eq!(
+        client
+            .execute("UPDATE m SET v = -1 WHERE id < 5", &[])
+            .await
+            .expect("update"),
+        5
+    );
+    assert_eq!(
+        client
+            .execute("DELETE FROM m WHERE id >= 15", &[])
+            .await
+            .expect("delete"),
+        5
+    );
+    let row = client
+        .query_one("SELECT count(*), min(v) FROM m", &[])
+        .await
+        .expect("count");
     assert_eq!((row.get::<_, i64>(0), row.get::<_, f64>(1)), (15, -1.0));
 
     // More buffered rows, then a crash: the log brings them back exactly once.
     for i in 100..110i64 {
-        client.execute("INSERT INTO m VALUES ($1, 'late', 1)", &[&i]).await.expect("insert");
+        client
+            .execute("INSERT INTO m VALUES ($1, 'late', 1)", &[&i])
+            .await
+            .expect("insert");
     }
     drop(client);
     server.crash_and_restart();
     let client = server.client().await;
     let row = client
-        .query_one("SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE tag = 'late') FROM m", &[])
+        .query_one(
+            "SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE tag = 'late') FROM m",
+            &[],
+        )
         .await
         .expect("after crash");
-    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)), (25, 25, 10));
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (25, 25, 10)
+    );
     let log = server.log_text();
     assert!(log.contains("write-ahead log replayed"), "{log}");
 
@@ -101,10 +135,20 @@ async fn buffered_rows_are_read_updated_and_survive_restart_and_crash() {
     server.restart();
     let commits = delta_commits(&table_dir);
     let txns: Vec<&serde_json::Value> = commits.iter().filter_map(|c| c.get("txn")).collect();
-    assert!(!txns.is_empty(), "flush commits carry a txn action: {commits:?}");
-    assert!(txns.iter().all(|t| t["appId"].as_str().is_some_and(|a| a.starts_with("deltagate-"))));
+    assert!(
+        !txns.is_empty(),
+        "flush commits carry a txn action: {commits:?}"
+    );
+    assert!(txns.iter().all(|t| {
+        t["appId"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("deltagate-"))
+    }));
     let client = server.client().await;
-    let row = client.query_one("SELECT count(*), count(DISTINCT id) FROM m", &[]).await.expect("count");
+    let row = client
+        .query_one("SELECT count(*), count(DISTINCT id) FROM m", &[])
+        .await
+        .expect("count");
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (25, 25));
 }
 
@@ -117,10 +161,15 @@ async fn flushes_make_few_large_commits() {
         .await
         .expect("create");
     let table_dir = server.warehouse().join("public/f");
-    let before = delta_commits(&table_dir).iter().filter(|c| c.get("add").is_some()).count();
+    let before = delta_commits(&table_dir)
+        .iter()
+        .filter(|c| c.get("add").is_some())
+        .count();
     // 100 statements of 100 rows: 10,000 rows, two flushes by row threshold.
     for batch in 0..100i32 {
-        let values: Vec<String> = (0..100).map(|i| format!("({}, {i})", batch * 100 + i)).collect();
+        let values: Vec<String> = (0..100)
+            .map(|i| format!("({}, {i})", batch * 100 + i))
+            .collect();
         client
             .batch_execute(&format!("INSERT INTO f VALUES {}", values.join(",")))
             .await
@@ -128,33 +177,53 @@ async fn flushes_make_few_large_commits() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let adds = loop {
-        let adds = delta_commits(&table_dir).iter().filter(|c| c.get("add").is_some()).count() - before;
+        let adds = delta_commits(&table_dir)
+            .iter()
+            .filter(|c| c.get("add").is_some())
+            .count()
+            - before;
         if adds >= 2 || Instant::now() > deadline {
             break adds;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!((2..=3).contains(&adds), "10,000 rows in {adds} files");
-    let row = client.query_one("SELECT count(*), sum(v) FROM f", &[]).await.expect("count");
-    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (10_000, 100 * 4950));
+    let row = client
+        .query_one("SELECT count(*), sum(v) FROM f", &[])
+        .await
+        .expect("count");
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (10_000, 100 * 4950)
+    );
 }
 
 /// Writers insert batches of rows tagged with their batch number and record the batches the
 /// server acknowledged, until the server is killed.
-async fn load_until_killed(server: &TestServer, writers: i64, next_batch: Arc<std::sync::atomic::AtomicI64>) -> Vec<i64> {
+async fn load_until_killed(
+    server: &TestServer,
+    writers: i64,
+    next_batch: Arc<std::sync::atomic::AtomicI64>,
+) -> Vec<i64> {
     let mut tasks = Vec::new();
     for _ in 0..writers {
-        let (client, connection) = tokio_postgres::connect(&server.conn_string(), tokio_postgres::NoTls)
-            .await
-            .expect("connect");
+        let (client, connection) =
+            tokio_postgres::connect(&server.conn_string(), tokio_postgres::NoTls)
+                .await
+                .expect("connect");
         tokio::spawn(connection);
         let next_batch = next_batch.clone();
         tasks.push(tokio::spawn(async move {
             let mut acknowledged = Vec::new();
             loop {
                 let batch = next_batch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let values: Vec<String> = (0..50).map(|i| format!("({}, {batch})", batch * 50 + i)).collect();
-                let sql = format!("BEGIN; INSERT INTO load VALUES {}; COMMIT", values.join(","));
+                let values: Vec<String> = (0..50)
+                    .map(|i| format!("({}, {batch})", batch * 50 + i))
+                    .collect();
+                let sql = format!(
+                    "BEGIN; INSERT INTO load VALUES {}; COMMIT",
+                    values.join(",")
+                );
                 match client.batch_execute(&sql).await {
                     Ok(()) => acknowledged.push(batch),
                     Err(_) => return acknowledged,
@@ -185,7 +254,10 @@ async fn sigkill_during_load_loses_nothing_acknowledged_ten_times() {
             let pid = server.pid();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(700 + (round * 137) % 900));
-                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
             })
         };
         acknowledged.extend(load_until_killed(&server, 4, next_batch.clone()).await);
@@ -193,21 +265,42 @@ async fn sigkill_during_load_loses_nothing_acknowledged_ten_times() {
         server.crash_and_restart();
         let client = server.client().await;
         let rows = client
-            .query("SELECT batch, count(*), count(DISTINCT k) FROM load GROUP BY batch", &[])
+            .query(
+                "SELECT batch, count(*), count(DISTINCT k) FROM load GROUP BY batch",
+                &[],
+            )
             .await
             .expect("verify");
-        let present: HashMap<i64, (i64, i64)> =
-            rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect();
+        let present: HashMap<i64, (i64, i64)> = rows
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
         for batch in &acknowledged {
-            assert_eq!(present.get(batch), Some(&(50, 50)), "round {round}: acknowledged batch {batch}");
+            assert_eq!(
+                present.get(batch),
+                Some(&(50, 50)),
+                "round {round}: acknowledged batch {batch}"
+            );
         }
         for (batch, counts) in &present {
-            assert_eq!(*counts, (50, 50), "round {round}: batch {batch} is whole and once");
+            assert_eq!(
+                *counts,
+                (50, 50),
+                "round {round}: batch {batch} is whole and once"
+            );
         }
-        let total: i64 = client.query_one("SELECT count(*) FROM load", &[]).await.expect("total").get(0);
+        let total: i64 = client
+            .query_one("SELECT count(*) FROM load", &[])
+            .await
+            .expect("total")
+            .get(0);
         assert_eq!(total, present.len() as i64 * 50);
     }
-    assert!(acknowledged.len() > 50, "the load made progress: {} batches", acknowledged.len());
+    assert!(
+        acknowledged.len() > 50,
+        "the load made progress: {} batches",
+        acknowledged.len()
+    );
 }
 
 /// Gives a directory made immutable back, even when the test fails.
@@ -231,7 +324,14 @@ fn set_immutable(dir: &Path, on: bool) {
 
 #[tokio::test]
 async fn writes_continue_while_delta_is_unwritable_and_land_when_it_recovers() {
-    let server = TestServer::start_with(&["--flush-age", "200ms", "--buffer-memory", "256KiB", "--backpressure-timeout", "2s"]);
+    let server = TestServer::start_with(&[
+        "--flush-age",
+        "200ms",
+        "--buffer-memory",
+        "256KiB",
+        "--backpressure-timeout",
+        "2s",
+    ]);
     let client = server.client().await;
     client
         .batch_execute("CREATE TABLE u (k int4 PRIMARY KEY, pad text)")
@@ -243,15 +343,28 @@ async fn writes_continue_while_delta_is_unwritable_and_land_when_it_recovers() {
     let result = async {
         // Acknowledged from the log while every flush fails.
         for k in 0..20i32 {
-            client.execute("INSERT INTO u VALUES ($1, 'x')", &[&k]).await.expect("insert while Delta is down");
+            client
+                .execute("INSERT INTO u VALUES ($1, 'x')", &[&k])
+                .await
+                .expect("insert while Delta is down");
         }
         tokio::time::sleep(Duration::from_millis(800)).await;
-        assert_eq!(client.query_one("SELECT count(*) FROM u", &[]).await.expect("count").get::<_, i64>(0), 20);
+        assert_eq!(
+            client
+                .query_one("SELECT count(*) FROM u", &[])
+                .await
+                .expect("count")
+                .get::<_, i64>(0),
+            20
+        );
         // Past the memory budget writers wait, then get a clear error; nothing is half-stored.
         let big = "y".repeat(64 * 1024);
         let mut refused = None;
         for k in 100..200i32 {
-            if let Err(e) = client.execute("INSERT INTO u VALUES ($1, $2)", &[&k, &big]).await {
+            if let Err(e) = client
+                .execute("INSERT INTO u VALUES ($1, $2)", &[&k, &big])
+                .await
+            {
                 refused = Some((k, e));
                 break;
             }
@@ -280,7 +393,10 @@ async fn writes_continue_while_delta_is_unwritable_and_land_when_it_recovers() {
     let log = server.log_text();
     assert!(log.contains("flush failed"), "flush failures are logged");
     assert!(log.contains("write buffers full"), "backpressure is logged");
-    client.execute("INSERT INTO u VALUES (1000, 'after')", &[]).await.expect("writes resume");
+    client
+        .execute("INSERT INTO u VALUES (1000, 'after')", &[])
+        .await
+        .expect("writes resume");
 }
 
 #[tokio::test]
@@ -288,27 +404,44 @@ async fn primary_keys_hold_across_buffer_flushed_files_and_open_transactions() {
     let server = TestServer::start_with(&["--flush-rows", "100", "--flush-age", "1h"]);
     let a = server.client().await;
     let b = server.client().await;
-    a.batch_execute("CREATE TABLE k (tagid int4, t_stamp int8, v float8, PRIMARY KEY (tagid, t_stamp))")
-        .await
-        .expect("create");
+    a.batch_execute(
+        "CREATE TABLE k (tagid int4, t_stamp int8, v float8, PRIMARY KEY (tagid, t_stamp))",
+    )
+    .await
+    .expect("create");
     let sql = "INSERT INTO k (tagid, t_stamp, v) VALUES ($1, $2, $3)";
     let insert = a.prepare(sql).await.expect("prepare");
     let insert_b = b.prepare(sql).await.expect("prepare");
     // 150 rows: 100 reach Delta by the row threshold, 50 stay buffered.
     for i in 0..150i64 {
-        a.execute(&insert, &[&((i % 10) as i32), &i, &1.0f64]).await.expect("insert");
+        a.execute(&insert, &[&((i % 10) as i32), &i, &1.0f64])
+            .await
+            .expect("insert");
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while data_files(&server.warehouse().join("public/k")) == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(data_files(&server.warehouse().join("public/k")) > 0, "a flush happened");
+    assert!(
+        data_files(&server.warehouse().join("public/k")) > 0,
+        "a flush happened"
+    );
     // Against a stored row and against a buffered row.
     for (tag, t) in [(0i32, 0i64), (9, 149)] {
-        let error = b.execute(&insert_b, &[&tag, &t, &2.0f64]).await.expect_err("duplicate");
+        let error = b
+            .execute(&insert_b, &[&tag, &t, &2.0f64])
+            .await
+            .expect_err("duplicate");
         assert_eq!(sqlstate(&error), "23505", "({tag}, {t})");
-        let detail = error.as_db_error().and_then(|e| e.detail()).unwrap_or_default().to_string();
-        assert_eq!(detail, format!("Key (tagid, t_stamp)=({tag}, {t}) already exists."));
+        let detail = error
+            .as_db_error()
+            .and_then(|e| e.detail())
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(
+            detail,
+            format!("Key (tagid, t_stamp)=({tag}, {t}) already exists.")
+        );
     }
     // Within one statement, and within one transaction.
     let error = b
@@ -317,27 +450,49 @@ async fn primary_keys_hold_across_buffer_flushed_files_and_open_transactions() {
         .expect_err("duplicate in statement");
     assert_eq!(sqlstate(&error), "23505");
     b.batch_execute("BEGIN").await.expect("begin");
-    b.execute(&insert_b, &[&60i32, &1i64, &0.0f64]).await.expect("first");
-    let error = b.execute(&insert_b, &[&60i32, &1i64, &0.0f64]).await.expect_err("second");
+    b.execute(&insert_b, &[&60i32, &1i64, &0.0f64])
+        .await
+        .expect("first");
+    let error = b
+        .execute(&insert_b, &[&60i32, &1i64, &0.0f64])
+        .await
+        .expect_err("second");
     assert_eq!(sqlstate(&error), "23505");
     b.batch_execute("ROLLBACK").await.expect("rollback");
     // Two open transactions insert the same key: the second to commit fails, as a whole.
     a.batch_execute("BEGIN").await.expect("begin a");
     b.batch_execute("BEGIN").await.expect("begin b");
-    a.execute(&insert, &[&70i32, &1i64, &0.0f64]).await.expect("a inserts");
-    b.execute(&insert_b, &[&70i32, &1i64, &0.0f64]).await.expect("b inserts");
-    b.execute(&insert_b, &[&71i32, &1i64, &0.0f64]).await.expect("b inserts another");
+    a.execute(&insert, &[&70i32, &1i64, &0.0f64])
+        .await
+        .expect("a inserts");
+    b.execute(&insert_b, &[&70i32, &1i64, &0.0f64])
+        .await
+        .expect("b inserts");
+    b.execute(&insert_b, &[&71i32, &1i64, &0.0f64])
+        .await
+        .expect("b inserts another");
     a.batch_execute("COMMIT").await.expect("a commits");
     let error = b.batch_execute("COMMIT").await.expect_err("b conflicts");
     assert_eq!(sqlstate(&error), "23505");
     let row = a
-        .query_one("SELECT count(*), count(*) FILTER (WHERE tagid = 71) FROM k", &[])
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE tagid = 71) FROM k",
+            &[],
+        )
         .await
         .expect("count");
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (151, 0));
     // A key freed by DELETE can be used again.
-    a.execute("DELETE FROM k WHERE tagid = 0 AND t_stamp = 0", &[]).await.expect("delete");
-    a.execute(&insert, &[&0i32, &0i64, &3.0f64]).await.expect("reinsert");
-    let v: f64 = a.query_one("SELECT v FROM k WHERE tagid = 0 AND t_stamp = 0", &[]).await.expect("v").get(0);
+    a.execute("DELETE FROM k WHERE tagid = 0 AND t_stamp = 0", &[])
+        .await
+        .expect("delete");
+    a.execute(&insert, &[&0i32, &0i64, &3.0f64])
+        .await
+        .expect("reinsert");
+    let v: f64 = a
+        .query_one("SELECT v FROM k WHERE tagid = 0 AND t_stamp = 0", &[])
+        .await
+        .expect("v")
+        .get(0);
     assert_eq!(v, 3.0);
 }

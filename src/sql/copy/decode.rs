@@ -132,7 +132,10 @@ impl Decoder {
             }
         }
         if matches!(self.format, Format::Binary) && !self.ended && self.header_done {
-            return Err(self.error("22P04", "COPY file signature not recognized or missing trailer".into()));
+            return Err(self.error(
+                "22P04",
+                "COPY file signature not recognized or missing trailer".into(),
+            ));
         }
         Ok(())
     }
@@ -179,7 +182,11 @@ impl Decoder {
             }
             Err(_) => Err(DataError {
                 code: "22021",
-                ..self.value_error(column, "invalid byte sequence for encoding \"UTF8\"".into(), value)
+                ..self.value_error(
+                    column,
+                    "invalid byte sequence for encoding \"UTF8\"".into(),
+                    value,
+                )
             }),
         }
     }
@@ -201,7 +208,13 @@ impl Decoder {
         Ok(())
     }
 
-    fn text_records(&mut self, input: &[u8], at_end: bool, delimiter: u8, null: &[u8]) -> Result<usize> {
+    fn text_records(
+        &mut self,
+        input: &[u8],
+        at_end: bool,
+        delimiter: u8,
+        null: &[u8],
+    ) -> Result<usize> {
         let mut start = 0;
         while start < input.len() {
             let (line, next) = match memchr(b'\n', &input[start..]) {
@@ -378,7 +391,10 @@ impl Decoder {
             }
             let flags = be_i32(&input[11..15]);
             if flags & (1 << 16) != 0 {
-                return Err(self.error("22P04", "COPY file has OIDs, which are not supported".into()));
+                return Err(self.error(
+                    "22P04",
+                    "COPY file has OIDs, which are not supported".into(),
+                ));
             }
             let extension = be_i32(&input[15..19]).max(0) as usize;
             if input.len() < 19 + extension {
@@ -401,7 +417,10 @@ impl Decoder {
             if count as usize != self.builders.len() {
                 return Err(self.error(
                     "22P04",
-                    format!("row field count is {count}, expected {}", self.builders.len()),
+                    format!(
+                        "row field count is {count}, expected {}",
+                        self.builders.len()
+                    ),
                 ));
             }
             // Check the whole tuple is here before decoding any of it.
@@ -505,13 +524,20 @@ fn unescape_text(raw: &[u8]) -> Vec<u8> {
 const PG_EPOCH_DAYS: i64 = 10_957; // 2000-01-01 - 1970-01-01
 
 /// Renders a binary COPY field as the text PostgreSQL would accept for the same value.
-fn binary_to_text(pg_type: PgType, bytes: &[u8], out: &mut String) -> std::result::Result<(), String> {
+fn binary_to_text(
+    pg_type: PgType,
+    bytes: &[u8],
+    out: &mut String,
+) -> std::result::Result<(), String> {
     use std::fmt::Write;
     let exact = |n: usize| -> std::result::Result<(), String> {
         if bytes.len() == n {
             Ok(())
         } else {
-            Err(format!("incorrect binary data format: {} bytes for {pg_type}", bytes.len()))
+            Err(format!(
+                "incorrect binary data format: {} bytes for {pg_type}",
+                bytes.len()
+            ))
         }
     };
     let fixed = |n: usize| -> std::result::Result<[u8; 8], String> {
@@ -547,7 +573,9 @@ fn binary_to_text(pg_type: PgType, bytes: &[u8], out: &mut String) -> std::resul
             out.push_str(std::str::from_utf8(bytes).map_err(|_| "invalid UTF-8".to_string())?);
         }
         PgType::Jsonb => match bytes.split_first() {
-            Some((1, rest)) => out.push_str(std::str::from_utf8(rest).map_err(|_| "invalid UTF-8".to_string())?),
+            Some((1, rest)) => {
+                out.push_str(std::str::from_utf8(rest).map_err(|_| "invalid UTF-8".to_string())?)
+            }
             _ => return Err("unsupported jsonb version number".into()),
         },
         PgType::Bytea => {
@@ -604,7 +632,9 @@ fn numeric_text(bytes: &[u8], out: &mut String) -> std::result::Result<(), Strin
     if sign == 0xC000 {
         return Err("NaN cannot be stored in numeric columns".into());
     }
-    let digits = (0..ndigits).map(|i| word(4 + i)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let digits = (0..ndigits)
+        .map(|i| word(4 + i))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     if sign == 0x4000 {
         out.push('-');
     }
@@ -646,7 +676,11 @@ mod tests {
     use datafusion::arrow::array::{Array, StringArray};
 
     fn columns(types: &[PgType]) -> Vec<(String, PgType)> {
-        types.iter().enumerate().map(|(i, t)| (format!("c{i}"), *t)).collect()
+        types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("c{i}"), *t))
+            .collect()
     }
 
     /// Feeds `input` in chunks of `size` bytes, as CopyData may split it anywhere.
@@ -701,7 +735,12 @@ mod tests {
         assert_eq!(decoded.lines, vec![2, 4, 5, 6]);
         assert_eq!(
             strings(&decoded, 1),
-            vec![Some("a,\"b\"\nc".into()), None, Some(String::new()), Some("x".into())]
+            vec![
+                Some("a,\"b\"\nc".into()),
+                None,
+                Some(String::new()),
+                Some("x".into())
+            ]
         );
     }
 

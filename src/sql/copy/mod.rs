@@ -191,7 +191,9 @@ fn format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Format>
         u8::try_from(u32::from(c))
             .ok()
             .filter(u8::is_ascii)
-            .ok_or_else(|| SqlError::Syntax(format!("COPY {what} must be a single one-byte character")))
+            .ok_or_else(|| {
+                SqlError::Syntax(format!("COPY {what} must be a single one-byte character"))
+            })
     };
     for option in options {
         match option {
@@ -201,10 +203,13 @@ fn format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Format>
             CopyOption::Header(h) => header = *h,
             CopyOption::Quote(c) => quote = Some(single("quote", *c)?),
             CopyOption::Escape(c) => escape = Some(single("escape", *c)?),
-            CopyOption::Encoding(e) if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
+            CopyOption::Encoding(e)
+                if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
             CopyOption::Freeze(_) | CopyOption::ForceQuote(_) => {}
             other => {
-                return Err(SqlError::Unsupported(format!("COPY option {other} is not supported")));
+                return Err(SqlError::Unsupported(format!(
+                    "COPY option {other} is not supported"
+                )));
             }
         }
     }
@@ -231,7 +236,9 @@ fn format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Format>
                 }
             }
             other => {
-                return Err(SqlError::Unsupported(format!("COPY option {other} is not supported")));
+                return Err(SqlError::Unsupported(format!(
+                    "COPY option {other} is not supported"
+                )));
             }
         }
     }
@@ -265,7 +272,9 @@ fn format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Format>
             }
             Ok(Format::Binary)
         }
-        other => Err(SqlError::Syntax(format!("COPY format \"{other}\" not recognized"))),
+        other => Err(SqlError::Syntax(format!(
+            "COPY format \"{other}\" not recognized"
+        ))),
     }
 }
 
@@ -414,9 +423,15 @@ fn convert_column(
         _ => {
             let trimmed;
             let input: &dyn Array = if matches!(pg_type, PgType::Int2 | PgType::Int4 | PgType::Int8)
-                && strings.iter().flatten().any(|s| s.starts_with(' ') || s.ends_with(' '))
+                && strings
+                    .iter()
+                    .flatten()
+                    .any(|s| s.starts_with(' ') || s.ends_with(' '))
             {
-                trimmed = strings.iter().map(|v| v.map(str::trim)).collect::<StringArray>();
+                trimmed = strings
+                    .iter()
+                    .map(|v| v.map(str::trim))
+                    .collect::<StringArray>();
                 &trimmed
             } else {
                 strings

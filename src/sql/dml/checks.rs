@@ -17,20 +17,26 @@ pub(super) fn validate_rows(
         .map(|batch| {
             let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
             for (i, column) in meta.columns.iter().enumerate() {
-                let array = batch.column(i).clone();
-                if column.not_null && array.null_count() > 0 {
+                let array = check_length(column, batch.column(i).clone())?;
+                let target = schema.field(i).data_type();
+                // A value that does not convert is an error (22P02), never a NULL.
+                let array = if array.data_type() == target {
+                    array
+                } else {
+                    let options = datafusion::arrow::compute::CastOptions {
+                        safe: false,
+                        ..Default::default()
+                    };
+                    datafusion::arrow::compute::cast_with_options(&array, target, &options)?
+                };
+                // Logical nulls: a NullArray (an untyped NULL) reports no physical ones.
+                if column.not_null && array.logical_null_count() > 0 {
                     return Err(SqlError::NotNullViolation {
                         table: table.to_string(),
                         column: column.name.clone(),
                     });
                 }
-                let array = check_length(column, array)?;
-                let target = schema.field(i).data_type();
-                columns.push(if array.data_type() == target {
-                    array
-                } else {
-                    datafusion::arrow::compute::cast(&array, target)?
-                });
+                columns.push(array);
             }
             Ok(RecordBatch::try_new(schema.clone(), columns)?)
         })
@@ -139,8 +145,14 @@ pub(super) async fn check_unique(
                 Some(keys) => keys,
                 None => inserted_keys(&target.state.meta, &pending_ops(session, oid))?,
             };
-            unique_fast(&session.ctx, session.engine().storage(), target, &mut earlier, batches)
-                .await?;
+            unique_fast(
+                &session.ctx,
+                session.engine().storage(),
+                target,
+                &mut earlier,
+                batches,
+            )
+            .await?;
             if let Some(t) = session.shared.txn.lock().as_mut() {
                 t.inserted_keys.insert(oid, earlier);
             }
@@ -150,7 +162,10 @@ pub(super) async fn check_unique(
 }
 
 /// The primary keys of the rows `ops` insert.
-fn inserted_keys(meta: &TableMeta, ops: &[WriteOp]) -> Result<std::collections::HashSet<PackedKey>> {
+fn inserted_keys(
+    meta: &TableMeta,
+    ops: &[WriteOp],
+) -> Result<std::collections::HashSet<PackedKey>> {
     let key_indices = meta.primary_key_indices();
     let mut keys = std::collections::HashSet::new();
     if key_indices.is_empty() {
@@ -211,7 +226,11 @@ async fn unique_fast(
     let keys = concat_batches(&schema, batches)?.project(&key_indices)?;
     let converter = key_converter(&keys.schema())?;
     let mut added = Vec::with_capacity(keys.num_rows());
-    for (i, row) in converter.convert_columns(keys.columns())?.iter().enumerate() {
+    for (i, row) in converter
+        .convert_columns(keys.columns())?
+        .iter()
+        .enumerate()
+    {
         let key = PackedKey::new(row.as_ref());
         if !earlier.insert(key.clone()) {
             // Leave the set as it was: the statement fails and stores nothing.
@@ -405,7 +424,11 @@ impl CommitCheck for UniqueCheck {
                 changes.table.name.clone(),
             ),
         };
-        if changes.ops.iter().all(|op| matches!(op, WriteOp::Insert(_))) {
+        if changes
+            .ops
+            .iter()
+            .all(|op| matches!(op, WriteOp::Insert(_)))
+        {
             // Rows of the transaction were checked against each other as they were inserted;
             // here they meet what others stored meanwhile.
             let batches: Vec<RecordBatch> = changes

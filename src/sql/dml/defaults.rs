@@ -124,15 +124,20 @@ pub(super) async fn with_defaults(
     let mut exprs = Vec::with_capacity(meta.columns.len());
     for (i, column) in meta.columns.iter().enumerate() {
         let current = col(Column::new_unqualified(&column.name));
-        exprs.push(match (&column.default, given.get(i).copied().unwrap_or(true)) {
-            (Some(text), false) => {
-                let sql = parse_default(text)?.to_string();
-                let target = meta.arrow_schema.field(i).data_type().clone();
-                datafusion::logical_expr::cast(session.ctx.parse_sql_expr(&sql, &schema)?, target)
+        exprs.push(
+            match (&column.default, given.get(i).copied().unwrap_or(true)) {
+                (Some(text), false) => {
+                    let sql = parse_default(text)?.to_string();
+                    let target = meta.arrow_schema.field(i).data_type().clone();
+                    datafusion::logical_expr::cast(
+                        session.ctx.parse_sql_expr(&sql, &schema)?,
+                        target,
+                    )
                     .alias(&column.name)
-            }
-            _ => current,
-        });
+                }
+                _ => current,
+            },
+        );
     }
     Ok(frame.select(exprs)?.collect().await?)
 }

@@ -29,29 +29,50 @@ pub(super) async fn try_insert(
     statement: &Statement,
     params: Option<&ParamValues>,
 ) -> Result<Option<Outcome>> {
+    Ok(try_insert_many(session, statement, &[params])
+        .await?
+        .map(|rows| Outcome::Command {
+            tag: "INSERT 0".into(),
+            rows: Some(rows),
+        }))
+}
+
+/// Runs several executions of one statement, one parameter set each, as a single insert:
+/// they are checked and recorded together, so either all of them are stored or none.
+/// Returns the rows each execution inserted, or `None` if the statement needs the planner.
+///
+/// # Errors
+/// Constraint violations and storage errors of the write.
+pub(crate) async fn try_insert_many(
+    session: &Session,
+    statement: &Statement,
+    executions: &[Option<&ParamValues>],
+) -> Result<Option<usize>> {
     let Some((target, listed, rows)) = recognise(session, statement)? else {
         return Ok(None);
     };
     let meta = target.state.meta.clone();
     let schema = delta_schema(&meta);
-    let count = rows.len();
+    let count = rows.len() * executions.len();
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(meta.columns.len());
     for (index, column) in meta.columns.iter().enumerate() {
         let target_type = schema.field(index).data_type();
         let mut values = Vec::with_capacity(count);
         match listed.iter().position(|i| *i == index) {
             Some(position) => {
-                for row in &rows {
-                    let value = match &row[position] {
-                        Source::Parameter(n) => match parameter(params, *n) {
-                            Some(v) => v,
+                for params in executions {
+                    for row in &rows {
+                        let value = match &row[position] {
+                            Source::Parameter(n) => match parameter(*params, *n) {
+                                Some(v) => v,
+                                None => return Ok(None),
+                            },
+                            Source::Literal(v) => v.clone(),
+                        };
+                        match cast(value, target_type) {
+                            Some(v) => values.push(v),
                             None => return Ok(None),
-                        },
-                        Source::Literal(v) => v.clone(),
-                    };
-                    match cast(value, target_type) {
-                        Some(v) => values.push(v),
-                        None => return Ok(None),
+                        }
                     }
                 }
             }
@@ -76,10 +97,27 @@ pub(super) async fn try_insert(
     let ops = vec![WriteOp::Insert(batches)];
     check_unique(session, &target, &ops).await?;
     write(session, &target.handle, target.state.stamp(), ops).await?;
-    Ok(Some(Outcome::Command {
-        tag: "INSERT 0".into(),
-        rows: Some(count),
-    }))
+    Ok(Some(rows.len()))
+}
+
+/// Whether executions of the statement are worth collecting for [`try_insert_many`]: an
+/// INSERT of the simple shape that takes parameters (what clients send in batches).
+pub(crate) fn batchable(session: &Session, statement: &Statement) -> bool {
+    let Ok(Some((target, listed, rows))) = recognise(session, statement) else {
+        return false;
+    };
+    // A computed default (a sequence, say) sends the statement to the planner every time.
+    let defaults_plain = target.state.meta.columns.iter().enumerate().all(|(i, c)| {
+        listed.contains(&i)
+            || c.default
+                .as_ref()
+                .is_none_or(|d| parse_default(d).is_ok_and(|e| literal(&e).is_some()))
+    });
+    defaults_plain
+        && rows
+            .iter()
+            .flatten()
+            .any(|s| matches!(s, Source::Parameter(_)))
 }
 
 type Recognised = (Target, Vec<usize>, Vec<Vec<Source>>);

@@ -35,7 +35,8 @@ use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::pgtypes::PgType;
 use crate::storage::{
-    ColumnMeta, KeyCheck, PackedKey, PgTableProvider, Stamp, TableHandle, TableMeta, TableState, WriteOp,
+    ColumnMeta, KeyCheck, PackedKey, PgTableProvider, Stamp, TableHandle, TableMeta, TableState,
+    WriteOp,
 };
 
 use super::rewrite::{name_parts, normalize_ident, quoted};
@@ -51,6 +52,7 @@ mod upsert;
 pub use checks::UniqueCheck;
 use checks::{check_unique, delta_schema, validate_rows};
 use defaults::{fill_defaults, parse_default, strip_regclass, with_defaults};
+pub(crate) use fast::{batchable, try_insert_many as execute_many};
 
 /// The target table of a DML statement.
 struct Target {

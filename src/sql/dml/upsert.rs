@@ -92,7 +92,10 @@ pub(super) async fn resolve(
     let existing = existing_rows(session, target, &new, &key_indices).await?;
     let converter = key_converter(&schema.project(&key_indices)?)?;
     let key_columns = |batch: &RecordBatch| -> Vec<ArrayRef> {
-        key_indices.iter().map(|i| batch.column(*i).clone()).collect()
+        key_indices
+            .iter()
+            .map(|i| batch.column(*i).clone())
+            .collect()
     };
     let existing_keys = converter.convert_columns(&key_columns(&existing))?;
     let stored: HashMap<Vec<u8>, u32> = existing_keys
@@ -180,7 +183,9 @@ async fn existing_rows(
         .iter()
         .map(|i| target.state.meta.columns[*i].name.clone())
         .collect();
-    let renamed: Vec<String> = (0..names.len()).map(|i| format!("__deltagate_key{i}")).collect();
+    let renamed: Vec<String> = (0..names.len())
+        .map(|i| format!("__deltagate_key{i}"))
+        .collect();
     let keys = RecordBatch::try_new(
         Arc::new(Schema::new(
             key_indices
@@ -221,26 +226,35 @@ async fn updated_rows(
     excluded: RecordBatch,
 ) -> Result<Vec<RecordBatch>> {
     let row_numbers = |n: usize| -> ArrayRef {
-        Arc::new(datafusion::arrow::array::UInt64Array::from_iter_values(0..n as u64))
+        Arc::new(datafusion::arrow::array::UInt64Array::from_iter_values(
+            0..n as u64,
+        ))
     };
     let with_row = |batch: RecordBatch| -> Result<RecordBatch> {
-        let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.push(Field::new("__deltagate_row", DataType::UInt64, false));
         let mut columns = batch.columns().to_vec();
         columns.push(row_numbers(batch.num_rows()));
-        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?)
     };
-    let frame = session
-        .ctx
-        .read_batch(with_row(old)?)?
-        .alias(alias)?
-        .join(
-            session.ctx.read_batch(with_row(excluded)?)?.alias("excluded")?,
-            JoinType::Inner,
-            &["__deltagate_row"],
-            &["__deltagate_row"],
-            None,
-        )?;
+    let frame = session.ctx.read_batch(with_row(old)?)?.alias(alias)?.join(
+        session
+            .ctx
+            .read_batch(with_row(excluded)?)?
+            .alias("excluded")?,
+        JoinType::Inner,
+        &["__deltagate_row"],
+        &["__deltagate_row"],
+        None,
+    )?;
     let df_schema = frame.schema().clone();
     let expr = |sql: &SqlExpr| -> Result<Expr> {
         let mut sql = sql.clone();
@@ -289,7 +303,11 @@ fn qualify_bare_columns(expr: &mut SqlExpr, alias: &str) {
 }
 
 /// `(k1 = v1 AND k2 = v2) OR ...` for the key rows in `keys` (key columns only).
-pub(super) fn key_predicate(meta: &TableMeta, key_indices: &[usize], keys: &[RecordBatch]) -> Result<Expr> {
+pub(super) fn key_predicate(
+    meta: &TableMeta,
+    key_indices: &[usize],
+    keys: &[RecordBatch],
+) -> Result<Expr> {
     let mut disjuncts = Vec::new();
     for batch in keys {
         for row in 0..batch.num_rows() {
