@@ -29,6 +29,7 @@ use pgwire::api::results::Tag;
 use pgwire::api::stmt::StoredStatement;
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::NoData;
 use pgwire::messages::extendedquery::BindComplete;
 use pgwire::messages::response::CommandComplete;
 
@@ -45,6 +46,8 @@ const MAX_HELD: usize = 4096;
 #[derive(Debug, Clone, Copy)]
 enum Reply {
     BindComplete,
+    /// The answer to Describe of a held portal: an INSERT returns no rows.
+    NoData,
     /// The CommandComplete of an execution.
     Executed,
 }
@@ -79,6 +82,12 @@ impl Held {
     pub(super) fn bind(&mut self, statement: &Arc<StoredStatement<PreparedStatement>>) {
         self.statement = Some(statement.clone());
         self.replies.push(Reply::BindComplete);
+    }
+
+    /// Holds the answer to Describe of a portal of `statement` (see [`Held::takes`]).
+    pub(super) fn describe(&mut self, statement: &Arc<StoredStatement<PreparedStatement>>) {
+        self.statement = Some(statement.clone());
+        self.replies.push(Reply::NoData);
     }
 
     /// Holds an execution of `statement` (see [`Held::takes`]); true when the batch should
@@ -138,7 +147,7 @@ where
         Ok(Some(rows)) => send_replies(client, &held.replies, rows).await,
         Ok(None) => one_by_one(client, &session, statement, held).await,
         Err(e) => {
-            // Only the first execution's BindComplete precedes the error.
+            // Only the first execution's BindComplete (and Describe) precede the error.
             let first = held
                 .replies
                 .iter()
@@ -158,6 +167,7 @@ where
     for reply in replies {
         let message = match reply {
             Reply::BindComplete => PgWireBackendMessage::BindComplete(BindComplete::new()),
+            Reply::NoData => PgWireBackendMessage::NoData(NoData::new()),
             Reply::Executed => PgWireBackendMessage::CommandComplete(CommandComplete::from(
                 Tag::new("INSERT 0").with_rows(rows),
             )),
@@ -183,7 +193,7 @@ where
     let mut executions = held.executions.into_iter();
     for reply in held.replies {
         match reply {
-            Reply::BindComplete => send_replies(client, &[reply], 0).await?,
+            Reply::BindComplete | Reply::NoData => send_replies(client, &[reply], 0).await?,
             Reply::Executed => {
                 let params = executions.next();
                 let before = reported(session);

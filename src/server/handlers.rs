@@ -392,10 +392,20 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        batch::flush(client).await?;
         if message.target_type != TARGET_TYPE_BYTE_STATEMENT {
+            // PgJDBC describes the portal of every execution of a batch.
+            let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+            if let Some(Entry::Value(portal)) = client.portal_store().get_portal(name)
+                && portal.statement.statement.batchable
+                && batch::batch(client).lock().takes(&portal.statement)
+            {
+                batch::batch(client).lock().describe(&portal.statement);
+                return Ok(());
+            }
+            batch::flush(client).await?;
             return self._on_describe(client, message).await;
         }
+        batch::flush(client).await?;
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         let stored = match client.portal_store().get_statement(name) {
             Some(Entry::Value(stored)) => stored,
