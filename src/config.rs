@@ -124,11 +124,17 @@ pub struct Config {
     #[arg(long, env = "DELTAGATE_FLUSH_AGE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub flush_age: Duration,
 
-    /// Memory all write buffers may hold together; writers wait while it is exceeded.
+    /// Memory all write buffers may hold together; past it the oldest buffered rows are kept in
+    /// the write-ahead log only (and read back from there) until they reach Delta.
     #[arg(long, env = "DELTAGATE_BUFFER_MEMORY", default_value = "1GiB")]
     pub buffer_memory: ByteSize,
 
-    /// How long a writer waits for buffer space before failing with SQLSTATE 53000.
+    /// Disk the write-ahead log may use while Delta is behind (slow or unreachable); writers
+    /// wait while it is exceeded.
+    #[arg(long, env = "DELTAGATE_LOG_DISK_BUDGET", default_value = "16GiB")]
+    pub log_disk_budget: ByteSize,
+
+    /// How long a writer waits for log space before failing with SQLSTATE 53000.
     #[arg(long, env = "DELTAGATE_BACKPRESSURE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub backpressure_timeout: Duration,
 
@@ -183,6 +189,7 @@ impl Config {
             flush_bytes: byte_count(self.flush_bytes),
             flush_age: self.flush_age,
             memory_budget: byte_count(self.buffer_memory),
+            disk_budget: self.log_disk_budget.as_u64(),
             backpressure_timeout: self.backpressure_timeout,
         };
         for option in &self.storage_options {

@@ -494,11 +494,20 @@ fn parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Option<ParamVa
         .iter()
         .map(|f| f.as_ref().map(|f| f.data_type()))
         .collect();
-    let declared: Vec<Option<Type>> = prepared
-        .param_types
-        .iter()
-        .map(|f| f.as_ref().map(encode::parameter_type))
-        .collect();
+    let declared: Vec<Option<Type>> = if prepared.param_oids.len() == prepared.param_types.len() {
+        prepared
+            .param_types
+            .iter()
+            .zip(&prepared.param_oids)
+            .map(|(f, oid)| f.as_ref().and_then(|_| Type::from_oid(*oid)))
+            .collect()
+    } else {
+        prepared
+            .param_types
+            .iter()
+            .map(|f| f.as_ref().map(encode::parameter_type))
+            .collect()
+    };
     let declared: Vec<Option<&Type>> = declared.iter().map(Option::as_ref).collect();
     Ok(Some(
         arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
@@ -541,6 +550,11 @@ impl QueryParser for StatementParser {
         if prepared.param_types.len() < types.len() {
             prepared.param_types.resize(types.len(), None);
         }
+        prepared.param_oids = self
+            .get_parameter_types(&prepared)?
+            .iter()
+            .map(Type::oid)
+            .collect();
         Ok(Some(prepared))
     }
 

@@ -137,6 +137,9 @@ pub struct PreparedStatement {
     /// A simple INSERT with parameters: executions may be collected and run together by
     /// [`Session::execute_many`].
     pub batchable: bool,
+    /// The wire type OID of each parameter, filled in by the server when the statement is
+    /// parsed, so that decoding a Bind need not work it out again for every row.
+    pub param_oids: Vec<u32>,
 }
 
 /// A client session.
@@ -291,6 +294,7 @@ impl Session {
                 param_types: Vec::new(),
                 fields: None,
                 batchable: false,
+                param_oids: Vec::new(),
             });
         };
         let (param_types, fields) = match &statement {
@@ -316,6 +320,7 @@ impl Session {
             param_types,
             fields,
             batchable,
+            param_oids: Vec::new(),
         })
     }
 

@@ -26,9 +26,9 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use tracing::debug;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use crate::storage::{PackedKey, Stamp, Storage, TableHandle, WriteOp};
+use crate::storage::{KeySet, Stamp, Storage, TableHandle, WriteOp};
 
 use super::{Result, SqlError};
 
@@ -56,7 +56,7 @@ pub struct Transaction {
     /// Per table, the primary keys of the rows this transaction inserted, kept by the key
     /// checks so that each INSERT is checked against the earlier ones without re-reading them.
     /// Valid only while the table's pending operations are all inserts.
-    pub inserted_keys: HashMap<u32, HashSet<PackedKey>>,
+    pub inserted_keys: HashMap<u32, KeySet>,
 }
 
 impl Transaction {

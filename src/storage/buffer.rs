@@ -24,9 +24,9 @@ use deltalake::kernel::Transaction;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::wal::{Lsn, Record};
+use crate::wal::{Location, Lsn, Record};
 
 use super::table::{TableHandle, commit_properties, strip_metadata};
 use super::{Result, Storage, StorageError};
@@ -42,9 +42,12 @@ pub struct BufferConfig {
     pub flush_bytes: usize,
     /// ...or its oldest row is this old.
     pub flush_age: Duration,
-    /// All tables' buffers together; writers wait while it is exceeded.
+    /// Memory all tables' buffers may hold together; past it, the oldest buffered rows are
+    /// dropped from memory and read back from the log when needed.
     pub memory_budget: usize,
-    /// How long a writer waits for buffer space before failing with SQLSTATE 53000.
+    /// Disk the write-ahead log may take; writers wait while it is exceeded (Delta is behind).
+    pub disk_budget: u64,
+    /// How long a writer waits for log space before failing with SQLSTATE 53000.
     pub backpressure_timeout: Duration,
 }
 
@@ -55,56 +58,171 @@ impl Default for BufferConfig {
             flush_bytes: 128 << 20,
             flush_age: Duration::from_secs(30),
             memory_budget: 1 << 30,
+            disk_budget: 16 << 30,
             backpressure_timeout: Duration::from_secs(60),
         }
     }
 }
 
-/// One log record's rows for one table.
+/// One log record's rows for one table: held in memory, or only in the log (spilled) when the
+/// buffers ran past their memory budget.
 #[derive(Debug)]
 pub struct Entry {
     pub lsn: Lsn,
-    pub batches: Vec<RecordBatch>,
+    /// `None` once spilled: the rows are then read back from `logged`.
+    batches: Option<Vec<RecordBatch>>,
+    /// The record and this table's part of it; `None` for rows not in the log yet.
+    logged: Option<(Location, usize)>,
     pub rows: usize,
     pub bytes: usize,
     pub at: Instant,
 }
 
+impl Entry {
+    /// Rows of part `part` of the durable record at `location`.
+    pub(super) fn logged(location: Location, part: usize, batches: Vec<RecordBatch>) -> Entry {
+        let mut entry = Entry::unlogged(location.lsn, batches);
+        entry.logged = Some((location, part));
+        entry
+    }
+
+    /// Rows that only live in memory (in flight to the log).
+    pub(super) fn unlogged(lsn: Lsn, batches: Vec<RecordBatch>) -> Entry {
+        Entry {
+            lsn,
+            rows: batches.iter().map(RecordBatch::num_rows).sum(),
+            bytes: batches.iter().map(RecordBatch::get_array_memory_size).sum(),
+            batches: Some(batches),
+            logged: None,
+            at: Instant::now(),
+        }
+    }
+
+    /// Bytes this entry holds in memory.
+    fn memory(&self) -> usize {
+        if self.batches.is_some() {
+            self.bytes
+        } else {
+            0
+        }
+    }
+
+    /// The same rows, kept only in the log; `None` if they are not in memory or not logged.
+    fn spilled(&self) -> Option<Entry> {
+        self.batches.as_ref()?;
+        Some(Entry {
+            lsn: self.lsn,
+            batches: None,
+            logged: self.logged.clone(),
+            rows: self.rows,
+            bytes: self.bytes,
+            at: self.at,
+        })
+        .filter(|e| e.logged.is_some())
+    }
+
+    /// The rows, read back from the log if spilled.
+    ///
+    /// # Errors
+    /// Log I/O errors, or a record that no longer decodes.
+    pub fn batches(&self) -> Result<Vec<RecordBatch>> {
+        if let Some(batches) = &self.batches {
+            return Ok(batches.clone());
+        }
+        let Some((location, part)) = &self.logged else {
+            return Ok(Vec::new());
+        };
+        decode_insert(&location.read()?)?
+            .into_iter()
+            .nth(*part)
+            .map(|(_, _, _, batches)| batches)
+            .ok_or_else(|| StorageError::Metadata(format!("log record {} lost a part", self.lsn)))
+    }
+}
+
+/// Entries per sealed chunk of [`BufferedRows`].
+const CHUNK_ENTRIES: usize = 128;
+
 /// A table's buffered rows, oldest first; cheap to clone into a snapshot.
+///
+/// Entries are kept in sealed chunks plus an open tail: adding an entry while snapshots share
+/// the list copies at most the tail and, once per chunk, the list of chunks, instead of every
+/// entry (a busy table holds thousands of entries, one per committed transaction).
 #[derive(Debug, Clone, Default)]
 pub struct BufferedRows {
-    entries: Arc<Vec<Arc<Entry>>>,
+    sealed: Arc<Vec<Arc<[Arc<Entry>]>>>,
+    tail: Arc<Vec<Arc<Entry>>>,
     pub rows: usize,
     pub bytes: usize,
+    /// Of `bytes`, what is held in memory (the rest is spilled to the log).
+    pub memory: usize,
 }
 
 impl BufferedRows {
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.sealed.is_empty() && self.tail.is_empty()
     }
 
-    pub fn entries(&self) -> &[Arc<Entry>] {
-        &self.entries
+    /// The entries, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = &Arc<Entry>> {
+        self.sealed
+            .iter()
+            .flat_map(|c| c.iter())
+            .chain(self.tail.iter())
     }
 
     /// LSN of the newest buffered record (0 when empty).
     pub fn last_lsn(&self) -> Lsn {
-        self.entries.last().map_or(0, |e| e.lsn)
+        self.tail
+            .last()
+            .or_else(|| self.sealed.last().and_then(|c| c.last()))
+            .map_or(0, |e| e.lsn)
+    }
+
+    fn first(&self) -> Option<&Arc<Entry>> {
+        self.entries().next()
     }
 
     fn first_lsn(&self) -> Option<Lsn> {
-        self.entries.first().map(|e| e.lsn)
+        self.first().map(|e| e.lsn)
     }
 
     fn oldest(&self) -> Option<Instant> {
-        self.entries.first().map(|e| e.at)
+        self.first().map(|e| e.at)
     }
 
     pub(super) fn push(&mut self, entry: Entry) {
         self.rows += entry.rows;
         self.bytes += entry.bytes;
-        // In place unless a reader's snapshot shares the list.
-        Arc::make_mut(&mut self.entries).push(Arc::new(entry));
+        self.memory += entry.memory();
+        // In place unless a reader's snapshot shares the tail.
+        let tail = Arc::make_mut(&mut self.tail);
+        tail.push(Arc::new(entry));
+        if tail.len() >= CHUNK_ENTRIES {
+            let chunk: Arc<[Arc<Entry>]> = std::mem::take(tail).into();
+            Arc::make_mut(&mut self.sealed).push(chunk);
+        }
+    }
+
+    /// The same rows with every entry passed through `f` (entries it drops are left out).
+    fn rebuilt(&self, mut f: impl FnMut(&Arc<Entry>) -> Option<Arc<Entry>>) -> BufferedRows {
+        let mut out = BufferedRows::default();
+        let mut tail = Vec::new();
+        let mut sealed = Vec::new();
+        for entry in self.entries() {
+            if let Some(entry) = f(entry) {
+                out.rows += entry.rows;
+                out.bytes += entry.bytes;
+                out.memory += entry.memory();
+                tail.push(entry);
+                if tail.len() >= CHUNK_ENTRIES {
+                    sealed.push(Arc::from(std::mem::take(&mut tail)));
+                }
+            }
+        }
+        out.sealed = Arc::new(sealed);
+        out.tail = Arc::new(tail);
+        out
     }
 
     /// Drops the entries at or below `lsn` (they reached Delta).
@@ -112,20 +230,35 @@ impl BufferedRows {
         if self.first_lsn().is_none_or(|first| first > lsn) {
             return;
         }
-        let kept: Vec<Arc<Entry>> = self
-            .entries
-            .iter()
-            .filter(|e| e.lsn > lsn)
-            .cloned()
-            .collect();
-        self.rows = kept.iter().map(|e| e.rows).sum();
-        self.bytes = kept.iter().map(|e| e.bytes).sum();
-        self.entries = Arc::new(kept);
+        *self = self.rebuilt(|e| (e.lsn > lsn).then(|| e.clone()));
     }
 
-    /// All buffered batches, oldest first.
-    pub fn batches(&self) -> impl Iterator<Item = &RecordBatch> {
-        self.entries.iter().flat_map(|e| e.batches.iter())
+    /// Drops the in-memory copies of the oldest logged entries until at least `want` bytes are
+    /// freed; returns the bytes freed. Readers holding the old entries keep them until done.
+    pub(super) fn spill(&mut self, want: usize) -> usize {
+        let mut freed = 0;
+        *self = self.rebuilt(|entry| {
+            if freed < want
+                && let Some(spilled) = entry.spilled()
+            {
+                freed += entry.bytes;
+                return Some(Arc::new(spilled));
+            }
+            Some(entry.clone())
+        });
+        freed
+    }
+
+    /// All buffered rows, oldest first, read back from the log where spilled.
+    ///
+    /// # Errors
+    /// Log I/O errors.
+    pub fn batches(&self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for entry in self.entries() {
+            out.extend(entry.batches()?);
+        }
+        Ok(out)
     }
 }
 
@@ -137,6 +270,8 @@ pub struct IngestStats {
     pub rows_flushed: AtomicU64,
     pub flush_errors: AtomicU64,
     pub backpressure_waits: AtomicU64,
+    /// Bytes of buffered rows dropped from memory (kept in the log only).
+    pub bytes_spilled: AtomicU64,
 }
 
 fn encode_error(e: impl std::fmt::Display) -> StorageError {
@@ -212,18 +347,6 @@ fn decode_insert(payload: &[u8]) -> Result<Decoded> {
     Ok(tables)
 }
 
-impl Entry {
-    pub(super) fn new(lsn: Lsn, batches: Vec<RecordBatch>) -> Entry {
-        Entry {
-            lsn,
-            rows: batches.iter().map(RecordBatch::num_rows).sum(),
-            bytes: batches.iter().map(RecordBatch::get_array_memory_size).sum(),
-            batches,
-            at: Instant::now(),
-        }
-    }
-}
-
 /// Gives buffered rows the table's current schema (a column added since they were written is
 /// NULL in them), so a flush never fails on a schema change that raced with an insert.
 pub(super) fn conform_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
@@ -254,12 +377,13 @@ fn writer_properties() -> WriterProperties {
 
 impl Storage {
     /// Takes the admission locks of tables about to receive rows, after waiting (bounded) while
-    /// the buffers are over their memory budget. Key checks run under the returned
-    /// [`Admission`], which then queues the rows in the log.
+    /// the log is over its disk budget. Key checks run under the returned [`Admission`], which
+    /// then queues the rows in the log.
     ///
     /// # Errors
     /// [`StorageError::BufferFull`] after the backpressure wait.
     pub async fn admit(&self, mut tables: Vec<Arc<TableHandle>>) -> Result<Admission<'_>> {
+        self.spill_over_budget();
         self.wait_for_space().await?;
         tables.sort_by_key(|t| t.oid);
         tables.dedup_by_key(|t| t.oid);
@@ -273,9 +397,17 @@ impl Storage {
         })
     }
 
+    fn log_bytes(&self) -> u64 {
+        self.ingest()
+            .wal
+            .stats()
+            .bytes_on_disk
+            .load(Ordering::Relaxed)
+    }
+
     async fn wait_for_space(&self) -> Result<()> {
-        let budget = self.ingest().config.memory_budget;
-        if self.buffered_bytes() <= budget {
+        let budget = self.ingest().config.disk_budget;
+        if self.log_bytes() <= budget {
             return Ok(());
         }
         self.ingest()
@@ -284,10 +416,10 @@ impl Storage {
             .fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + self.ingest().config.backpressure_timeout;
         warn!(
-            buffered = self.buffered_bytes(),
-            budget, "write buffers full; writer waits for a flush"
+            log_bytes = self.log_bytes(),
+            budget, "write-ahead log over its disk budget; writer waits for a flush to Delta"
         );
-        while self.buffered_bytes() > budget {
+        while self.log_bytes() > budget {
             self.ingest().wake.notify_one();
             let now = Instant::now();
             if now >= deadline {
@@ -304,9 +436,39 @@ impl Storage {
         Ok(())
     }
 
-    /// Bytes buffered in all tables.
+    /// Bytes of buffered rows held in memory, all tables together.
     pub fn buffered_bytes(&self) -> usize {
-        self.all_tables().iter().map(|t| t.buffered().bytes).sum()
+        self.all_tables().iter().map(|t| t.buffered().memory).sum()
+    }
+
+    /// Past the memory budget, drops the in-memory copies of the oldest buffered rows (largest
+    /// buffers first) down to half the budget; they stay in the log and are read from there.
+    fn spill_over_budget(&self) {
+        let budget = self.ingest().config.memory_budget;
+        let held = self.buffered_bytes();
+        if held <= budget {
+            return;
+        }
+        let mut want = held - budget / 2;
+        let mut tables = self.all_tables();
+        tables.sort_by_key(|t| std::cmp::Reverse(t.buffered().memory));
+        let mut freed = 0;
+        for table in tables {
+            if want == 0 {
+                break;
+            }
+            let spilled = table.spill(want);
+            want = want.saturating_sub(spilled);
+            freed += spilled;
+        }
+        self.ingest()
+            .stats
+            .bytes_spilled
+            .fetch_add(freed as u64, Ordering::Relaxed);
+        info!(
+            freed,
+            budget, "write buffers over their memory budget; oldest rows now read from the log"
+        );
     }
 
     /// Puts replayed log records into the buffers of the tables they belong to, skipping what
@@ -315,7 +477,8 @@ impl Storage {
         let mut replayed = 0usize;
         let mut skipped = 0usize;
         for record in records {
-            for (schema, name, table_id, batches) in decode_insert(&record.payload)? {
+            let parts = decode_insert(&record.location.read()?)?;
+            for (part, (schema, name, table_id, batches)) in parts.into_iter().enumerate() {
                 let Some(table) = self.table(&schema, &name) else {
                     skipped += 1;
                     continue;
@@ -331,8 +494,10 @@ impl Storage {
                     continue;
                 }
                 replayed += 1;
-                table.push_buffered(None, Entry::new(record.lsn, batches))?;
+                table.push_buffered(None, Entry::logged(record.location.clone(), part, batches))?;
             }
+            // A long outage can leave more in the log than fits in memory.
+            self.spill_over_budget();
         }
         info!(replayed, skipped, "write-ahead log replayed");
         Ok(())
@@ -348,15 +513,26 @@ impl Storage {
         Ok(version.unwrap_or(0).max(0) as Lsn)
     }
 
-    /// Writes a table's buffered rows to Delta in one commit and drops them from the buffer.
+    /// Writes a table's buffered rows to Delta and drops them from the buffer: one commit per
+    /// chunk of at most `flush_bytes` (whole log records), each published as it lands, so a
+    /// long backlog neither needs its size in memory nor makes one huge commit.
     ///
     /// # Errors
-    /// Delta errors; the rows then stay buffered (and in the log) for the next attempt.
+    /// Delta errors; the rows not yet committed stay buffered (and logged) for the next attempt.
     pub async fn flush_table(&self, table: &Arc<TableHandle>) -> Result<usize> {
-        let mut guard = self.lock_for_commit(vec![table.clone()]).await;
-        let rows = guard.flush(table, self).await?;
-        guard.publish().await;
-        Ok(rows)
+        let upto = table.buffered().last_lsn();
+        let mut rows = 0;
+        loop {
+            let mut guard = self.lock_for_commit(vec![table.clone()]).await;
+            let (flushed, more) = guard.flush_chunk(table, self, upto).await?;
+            guard.publish().await;
+            self.release_log();
+            self.ingest().drained.notify_waiters();
+            rows += flushed;
+            if !more {
+                return Ok(rows);
+            }
+        }
     }
 
     /// Flushes every table with buffered rows and releases the log behind them.
@@ -445,7 +621,9 @@ impl Storage {
             .unwrap_or_default();
         info!(
             rows_buffered = tables.iter().map(|t| t.buffered().rows).sum::<usize>(),
-            bytes_buffered = self.buffered_bytes(),
+            bytes_buffered = tables.iter().map(|t| t.buffered().bytes).sum::<usize>(),
+            bytes_in_memory = self.buffered_bytes(),
+            bytes_spilled = stats.bytes_spilled.load(Ordering::Relaxed),
             log_bytes = wal.bytes_on_disk.load(Ordering::Relaxed),
             log_syncs = wal.syncs.load(Ordering::Relaxed),
             rows_appended = stats.rows_appended.load(Ordering::Relaxed),
@@ -489,8 +667,10 @@ impl Admission<'_> {
         let mut encoded = Vec::with_capacity(tables.len());
         for (table, batches) in tables {
             let mut batches = strip_metadata(batches)?;
-            // One batch per table: many small statements make one record and one buffer entry.
-            if batches.len() > 1 {
+            // Many small statements' rows become one batch (tiny batches slow every scan);
+            // large ones (COPY's chunks) are kept as they are rather than copied again.
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            if batches.len() > 1 && rows / batches.len() < 8192 {
                 let schema = batches[0].schema();
                 batches = vec![
                     concat_batches(&schema, &batches)
@@ -526,11 +706,12 @@ impl Admission<'_> {
             .sum();
         let ingest = storage.ingest().clone();
         let visibility = storage.visibility.clone();
-        let submitted = storage.ingest().wal.submit(payload, move |lsn| {
+        let submitted = storage.ingest().wal.submit(payload, move |location| {
             let _view = visibility.blocking_write();
-            for (table, batches) in publish {
+            for (part, (table, batches)) in publish.into_iter().enumerate() {
                 // Only replayed rows can fail here (indexing); these were indexed when queued.
-                let _ = table.push_buffered(Some(ticket), Entry::new(lsn, batches));
+                let entry = Entry::logged(location.clone(), part, batches);
+                let _ = table.push_buffered(Some(ticket), entry);
             }
             ingest
                 .stats
@@ -567,26 +748,68 @@ pub(super) struct Ingest {
 }
 
 impl super::table::CommitGuard<'_> {
-    /// Writes `table`'s buffered rows to Delta with the log position as application transaction;
-    /// the guard's publish then drops them from the buffer.
+    /// Writes all of `table`'s buffered rows to Delta, chunk by chunk, under this guard; its
+    /// publish drops them from the buffer.
+    ///
+    /// # Errors
+    /// Delta errors.
     pub(super) async fn flush(
         &mut self,
         table: &Arc<TableHandle>,
         storage: &Storage,
     ) -> Result<usize> {
+        let mut rows = 0;
+        loop {
+            let (flushed, more) = self.flush_chunk(table, storage, Lsn::MAX).await?;
+            rows += flushed;
+            if !more {
+                return Ok(rows);
+            }
+        }
+    }
+
+    /// Writes the oldest buffered rows not yet flushed by this guard, up to `flush_bytes` and
+    /// LSN `upto`, in one Delta commit whose application transaction is the chunk's last LSN.
+    /// Returns the rows written and whether rows up to `upto` remain.
+    async fn flush_chunk(
+        &mut self,
+        table: &Arc<TableHandle>,
+        storage: &Storage,
+        upto: Lsn,
+    ) -> Result<(usize, bool)> {
         let ingest = storage.ingest();
-        let current = self.current(table);
+        let after = self.flushed_upto(table);
         let buffered = table.buffered();
-        let Some(last) = buffered.entries().last().map(|e| e.lsn) else {
-            return Ok(0);
+        let pending: Vec<&Arc<Entry>> = buffered
+            .entries()
+            .filter(|e| e.lsn > after && e.lsn <= upto)
+            .collect();
+        let mut size = 0;
+        let take = pending
+            .iter()
+            .take_while(|e| {
+                size += e.bytes;
+                size <= ingest.config.flush_bytes
+            })
+            .count()
+            .max(1)
+            .min(pending.len());
+        let chunk = &pending[..take];
+        let Some(last) = chunk.last().map(|e| e.lsn) else {
+            return Ok((0, false));
         };
         let started = Instant::now();
+        let current = self.current(table);
         let schema = super::table::delta_arrow_schema(&current)?;
-        let batches = buffered
-            .batches()
-            .map(|b| conform_to(b, &schema))
-            .collect::<Result<Vec<_>>>()?;
-        let rows = buffered.rows;
+        let mut batches = Vec::new();
+        for entry in chunk {
+            for batch in entry.batches()? {
+                batches.push(conform_to(&batch, &schema)?);
+            }
+        }
+        let rows: usize = chunk.iter().map(|e| e.rows).sum();
+        let bytes: usize = chunk.iter().map(|e| e.bytes).sum();
+        let keys = table.key_rows(&batches)?;
         let properties = commit_properties()
             .with_application_transaction(Transaction::new(&storage.app_id, last as i64));
         let delta = current
@@ -600,7 +823,7 @@ impl super::table::CommitGuard<'_> {
                 table: table.name.clone(),
                 source,
             })?;
-        self.stage_flushed(table, delta, last)?;
+        self.stage_flushed(table, delta, last, keys)?;
         ingest.stats.flush_commits.fetch_add(1, Ordering::Relaxed);
         ingest
             .stats
@@ -609,12 +832,11 @@ impl super::table::CommitGuard<'_> {
         info!(
             table = table.name,
             rows,
-            bytes = buffered.bytes,
+            bytes,
             upto_lsn = last,
             elapsed = ?started.elapsed(),
             "flushed to Delta"
         );
-        debug!(table = table.name, "flush staged");
-        Ok(rows)
+        Ok((rows, take < pending.len()))
     }
 }

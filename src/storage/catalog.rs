@@ -164,8 +164,10 @@ impl Storage {
         for table in storage.all_tables() {
             floor = floor.max(storage.flushed_lsn(&table.state()).await?);
         }
+        // Segments are written in full, so keep several of them within the disk budget.
         let wal_config = WalConfig {
             durability: storage.config.durability,
+            segment_bytes: (storage.config.buffer.disk_budget / 8).clamp(1 << 20, 16 << 20),
             ..WalConfig::new(wal_dir)
         };
         let (wal, records) = Wal::open(wal_config, floor)?;

@@ -56,6 +56,11 @@ impl PackedKey {
     }
 }
 
+/// A set of keys. Keys are hashed millions of times a second at ingest and come from the
+/// server's own encoding, so a fast non-cryptographic hasher is the right trade.
+pub type KeySet = std::collections::HashSet<PackedKey, foldhash::fast::RandomState>;
+type KeyCounts = HashMap<PackedKey, u32, foldhash::fast::RandomState>;
+
 /// Keys flushed rows keep in the index at most; past it, flushed files are screened by their
 /// statistics only.
 const FLUSHED_KEYS_LIMIT: usize = 16_000_000;
@@ -65,8 +70,8 @@ const FLUSHED_KEYS_LIMIT: usize = 16_000_000;
 pub(super) struct KeyIndex {
     columns: Vec<usize>,
     converter: RowConverter,
-    keys: HashMap<PackedKey, u32>,
-    flushed: std::collections::HashSet<PackedKey>,
+    keys: KeyCounts,
+    flushed: KeySet,
     covered: std::collections::HashSet<String>,
 }
 
@@ -85,8 +90,8 @@ impl KeyIndex {
         Some(KeyIndex {
             columns,
             converter,
-            keys: HashMap::new(),
-            flushed: std::collections::HashSet::new(),
+            keys: KeyCounts::default(),
+            flushed: KeySet::default(),
             covered: std::collections::HashSet::new(),
         })
     }
@@ -103,6 +108,8 @@ impl KeyIndex {
     }
 
     pub(super) fn add(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        self.keys
+            .reserve(batches.iter().map(RecordBatch::num_rows).sum());
         for batch in batches {
             for row in self.encode(batch)?.iter() {
                 *self.keys.entry(PackedKey::new(row.as_ref())).or_default() += 1;
@@ -136,28 +143,39 @@ impl KeyIndex {
 
     /// Rows were deleted or rewritten in Delta: flushed keys may be stale.
     pub(super) fn forget_flushed(&mut self) {
-        self.flushed = std::collections::HashSet::new();
+        self.flushed = KeySet::default();
         self.covered.clear();
     }
 
-    /// Rows moved from the buffer to the Delta `files`: their keys stay indexed (as flushed)
-    /// while there is room, and those files need no statistics check.
-    pub(super) fn flushed(&mut self, batches: &[RecordBatch], files: Vec<String>) -> Result<()> {
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let keep = self.flushed.len() + rows <= FLUSHED_KEYS_LIMIT;
+    /// The keys of rows, encoded.
+    pub(super) fn packed(&self, batches: &[RecordBatch]) -> Result<Vec<PackedKey>> {
+        let mut keys = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
         for batch in batches {
-            for row in self.encode(batch)?.iter() {
-                let key = PackedKey::new(row.as_ref());
-                self.unlive(&key);
-                if keep {
-                    self.flushed.insert(key);
-                }
+            keys.extend(
+                self.encode(batch)?
+                    .iter()
+                    .map(|r| PackedKey::new(r.as_ref())),
+            );
+        }
+        Ok(keys)
+    }
+
+    /// Rows with these keys moved from the buffer to the Delta `files`: their keys stay indexed
+    /// (as flushed) while there is room, and those files need no statistics check.
+    pub(super) fn flushed(&mut self, keys: &[PackedKey], files: Vec<String>) {
+        let keep = self.flushed.len() + keys.len() <= FLUSHED_KEYS_LIMIT;
+        if keep {
+            self.flushed.reserve(keys.len());
+        }
+        for key in keys {
+            self.unlive(key);
+            if keep {
+                self.flushed.insert(key.clone());
             }
         }
         if keep {
             self.covered.extend(files);
         }
-        Ok(())
     }
 
     /// The first row of `batches` (counted across them) whose key is indexed.

@@ -33,7 +33,7 @@ use deltalake::DeltaTableError;
 
 pub use buffer::{Admission, BufferConfig};
 pub use catalog::{Storage, StorageConfig};
-pub use keys::{KeyCheck, PackedKey};
+pub use keys::{KeyCheck, KeySet, PackedKey};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 pub use provider::PgTableProvider;
 pub use table::{CommitGuard, Stamp, TableHandle, TableState, WriteOp};
@@ -84,7 +84,9 @@ pub enum StorageError {
     DataFusion(#[from] DataFusionError),
     #[error("invalid warehouse location: {0}")]
     Location(String),
-    #[error("write buffers are full: waited {waited:?} for the flush to Delta to catch up")]
+    #[error(
+        "the write-ahead log is over its disk budget: waited {waited:?} for the flush to Delta to catch up"
+    )]
     BufferFull { waited: std::time::Duration },
     #[error(transparent)]
     Wal(#[from] crate::wal::WalError),

@@ -59,7 +59,7 @@ impl PgTableProvider {
             .with_eager_snapshot(snapshot)
             .await?;
         let schema = with_pg_metadata(&inner.schema(), &state.meta.arrow_schema);
-        let buffered = state.buffered.batches().cloned().collect();
+        let buffered = state.buffered.batches()?;
         Ok(PgTableProvider {
             inner,
             schema,

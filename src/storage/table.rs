@@ -29,7 +29,7 @@ use tracing::debug;
 use url::Url;
 
 use super::buffer::{self, BufferedRows};
-use super::keys::{self, FileBoxes, KeyIndex};
+use super::keys::{self, FileBoxes, KeyIndex, PackedKey};
 use super::meta::{self, ColumnMeta, IndexMeta, TableMeta};
 use super::{Result, StorageError};
 use crate::wal::Lsn;
@@ -217,7 +217,9 @@ impl TableHandle {
             .collect();
         let mut state = self.state();
         for batches in inflight {
-            state.buffered.push(buffer::Entry::new(Lsn::MAX, batches));
+            state
+                .buffered
+                .push(buffer::Entry::unlogged(Lsn::MAX, batches));
         }
         state
     }
@@ -282,10 +284,23 @@ impl TableHandle {
         let mut state = self.state.write();
         match ticket {
             Some(ticket) => self.inflight.lock().retain(|(t, _)| *t != ticket),
-            None => self.index_keys(&entry.batches, true)?,
+            None => self.index_keys(&entry.batches()?, true)?,
         }
         state.buffered.push(entry);
         Ok(())
+    }
+
+    /// Drops the in-memory copies of the oldest buffered rows (see [`BufferedRows::spill`]).
+    pub(super) fn spill(&self, want: usize) -> usize {
+        self.state.write().buffered.spill(want)
+    }
+
+    /// The primary keys of rows, encoded as the key index holds them (empty without a key).
+    pub(super) fn key_rows(&self, batches: &[RecordBatch]) -> Result<Vec<PackedKey>> {
+        match self.keys.lock().as_ref() {
+            Some(index) => index.packed(batches),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Forgets buffered rows (the table is dropped).
@@ -398,8 +413,8 @@ pub struct CommitGuard<'a> {
     locked: Vec<(Arc<TableHandle>, OwnedMutexGuard<()>)>,
     visibility: &'a AsyncRwLock<()>,
     staged: HashMap<u32, TableState>,
-    /// Per table, the highest LSN this guard flushed to Delta.
-    flushed: HashMap<u32, Lsn>,
+    /// Per table, the highest LSN this guard flushed to Delta and the keys of the flushed rows.
+    flushed: HashMap<u32, (Lsn, Vec<PackedKey>)>,
     /// Tables whose rows this guard deleted or rewrote.
     rewritten: std::collections::HashSet<u32>,
 }
@@ -453,10 +468,18 @@ impl<'a> CommitGuard<'a> {
         table: &TableHandle,
         delta: DeltaTable,
         upto: Lsn,
+        keys: Vec<PackedKey>,
     ) -> Result<()> {
         self.stage(table, delta)?;
-        self.flushed.insert(table.oid, upto);
+        let flushed = self.flushed.entry(table.oid).or_default();
+        flushed.0 = upto;
+        flushed.1.extend(keys);
         Ok(())
+    }
+
+    /// The highest LSN of `table` this guard flushed (0 if none).
+    pub(super) fn flushed_upto(&self, table: &TableHandle) -> Lsn {
+        self.flushed.get(&table.oid).map_or(0, |f| f.0)
     }
 
     /// Applies write operations to a table, one Delta commit each, in order.
@@ -610,23 +633,14 @@ impl<'a> CommitGuard<'a> {
                 let mut live = table.state.write();
                 let mut buffered = live.buffered.clone();
                 let mut keys = table.keys.lock();
-                if let Some(upto) = self.flushed.get(&table.oid) {
-                    let flushed: Vec<RecordBatch> = buffered
-                        .entries()
-                        .iter()
-                        .filter(|e| e.lsn <= *upto)
-                        .flat_map(|e| e.batches.iter().cloned())
-                        .collect();
+                if let Some((upto, flushed)) = self.flushed.get(&table.oid) {
                     if let Some(index) = keys.as_mut() {
                         // The files this flush added (a later rewrite clears them below).
                         let added = keys::file_paths(state)
                             .and_then(|new| Ok((new, keys::file_paths(&live)?)))
                             .map(|(new, old)| new.difference(&old).cloned().collect())
                             .unwrap_or_default();
-                        if let Err(e) = index.flushed(&flushed, added) {
-                            tracing::warn!(table = table.name, error = %e, "could not move flushed keys");
-                            index.forget_flushed();
-                        }
+                        index.flushed(flushed, added);
                     }
                     buffered.release(*upto);
                 }

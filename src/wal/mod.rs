@@ -14,6 +14,11 @@
 //! whatever the callbacks publish (the storage layer's buffers) holds every durable record in
 //! order, with no gaps — the property exactly-once flushing relies on.
 //!
+//! Segments are created at full size, zero-filled and synced (by a helper thread, one segment
+//! ahead), as PostgreSQL does: a sync then only writes data blocks, where appending to a growing
+//! file would also commit the file's new size to the file system journal, costing about ten
+//! times as long. An all-zero frame header marks the end of a segment's records.
+//!
 //! Invariants: LSNs only grow, across restarts too (the active segment is never deleted, and its
 //! name carries the next LSN); a frame that fails to be written is cut off before the next one,
 //! and if it cannot be cut the log refuses further writes; at open, a torn or corrupt tail of the
@@ -24,6 +29,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,7 +64,7 @@ pub enum Durability {
 pub struct WalConfig {
     pub dir: PathBuf,
     pub durability: Durability,
-    /// A segment is closed and a new one started past this size.
+    /// Size of a segment (written in full when created); a new one starts once it is full.
     pub segment_bytes: u64,
 }
 
@@ -67,7 +73,7 @@ impl WalConfig {
         WalConfig {
             dir,
             durability: Durability::Fsync,
-            segment_bytes: 64 << 20,
+            segment_bytes: 16 << 20,
         }
     }
 }
@@ -102,11 +108,63 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> WalError + '_ {
     }
 }
 
-/// A record read back at open.
-#[derive(Debug)]
+/// A record found at open; [`Location::read`] gives its payload.
+#[derive(Debug, Clone)]
 pub struct Record {
     pub lsn: Lsn,
-    pub payload: Vec<u8>,
+    pub location: Location,
+}
+
+/// Where a durable record lies, so that its payload can be read back while its segment exists
+/// (the storage layer keeps buffered rows there instead of in memory when memory runs short).
+/// Holds the segment open: a reader keeps working even after the segment is released.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub lsn: Lsn,
+    segment: Arc<Segment>,
+    offset: u64,
+    len: u32,
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    file: File,
+}
+
+impl Segment {
+    fn open(path: &Path) -> Result<Arc<Segment>> {
+        Ok(Arc::new(Segment {
+            path: path.to_path_buf(),
+            file: File::open(path).map_err(io(path))?,
+        }))
+    }
+}
+
+impl Location {
+    /// Reads the record's payload, checking its frame again.
+    ///
+    /// # Errors
+    /// I/O errors, or a frame that no longer matches (the log was tampered with).
+    pub fn read(&self) -> Result<Vec<u8>> {
+        let path = &self.segment.path;
+        let mut frame = vec![0u8; FRAME_HEADER + self.len as usize];
+        self.segment
+            .file
+            .read_exact_at(&mut frame, self.offset)
+            .map_err(io(path))?;
+        match check_frame(&frame) {
+            Some((lsn, payload)) if lsn == self.lsn && payload.len() == self.len as usize => {
+                frame.drain(..FRAME_HEADER);
+                Ok(frame)
+            }
+            _ => Err(WalError::Corrupt {
+                path: path.clone(),
+                offset: self.offset,
+                reason: format!("record {} no longer matches its frame", self.lsn),
+            }),
+        }
+    }
 }
 
 /// Counters an operator watches.
@@ -119,7 +177,7 @@ pub struct WalStats {
     pub bytes_on_disk: AtomicU64,
 }
 
-type OnDurable = Box<dyn FnOnce(Lsn) + Send>;
+type OnDurable = Box<dyn FnOnce(Location) + Send>;
 
 enum Request {
     Append {
@@ -169,7 +227,7 @@ impl Wal {
             next = next.max(*first);
             let last = i + 1 == count;
             let read = read_segment(path, last)?;
-            on_disk += read.len;
+            on_disk += std::fs::metadata(path).map_or(read.len, |m| m.len());
             for record in read.records {
                 next = next.max(record.lsn + 1);
                 records.push(record);
@@ -177,9 +235,10 @@ impl Wal {
         }
         // Every start writes into a fresh segment, so a repaired tail is never appended to.
         let active_path = segment_path(&config.dir, next);
-        let active = create_segment(&active_path)?;
+        let active = create_segment(&active_path, config.segment_bytes)?;
+        let reader = Segment::open(&active_path)?;
         segments.push((next, active_path.clone()));
-        on_disk += HEADER_LEN;
+        on_disk += config.segment_bytes;
         info!(
             dir = %config.dir.display(),
             records = records.len(),
@@ -196,7 +255,10 @@ impl Wal {
             config: config.clone(),
             segments,
             file: active,
+            reader,
             file_len: HEADER_LEN,
+            allocated: config.segment_bytes,
+            spare: Some(prepare_spare(&config)),
             next,
             stats: stats.clone(),
             published: published.clone(),
@@ -220,15 +282,15 @@ impl Wal {
 
     /// Queues a record; [`Pending::durable`] waits until it is synced. Records are ordered (and
     /// numbered) by the order of their `submit` calls. `on_durable` runs on the log's thread with
-    /// the record's LSN, after the sync and before any later record's callback; keep it short
-    /// and non-blocking.
+    /// the record's location (and LSN), after the sync and before any later record's callback;
+    /// keep it short and non-blocking.
     ///
     /// # Errors
     /// [`WalError::Stopped`] when the writer thread is gone.
     pub fn submit(
         &self,
         payload: Vec<u8>,
-        on_durable: impl FnOnce(Lsn) + Send + 'static,
+        on_durable: impl FnOnce(Location) + Send + 'static,
     ) -> Result<Pending> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.requests
@@ -248,7 +310,7 @@ impl Wal {
     pub async fn append(
         &self,
         payload: Vec<u8>,
-        on_durable: impl FnOnce(Lsn) + Send + 'static,
+        on_durable: impl FnOnce(Location) + Send + 'static,
     ) -> Result<Lsn> {
         self.submit(payload, on_durable)?.durable().await
     }
@@ -300,7 +362,14 @@ struct Writer {
     /// Segments on disk, oldest first; the last is the active one.
     segments: Vec<(Lsn, PathBuf)>,
     file: File,
+    /// The active segment opened for reading, shared by the locations of its records.
+    reader: Arc<Segment>,
+    /// Bytes of records in the active segment (from its start, header included).
     file_len: u64,
+    /// Size of the active segment's file.
+    allocated: u64,
+    /// The next segment, being created and zero-filled by a helper thread.
+    spare: Option<std::thread::JoinHandle<std::io::Result<File>>>,
     next: Lsn,
     stats: Arc<WalStats>,
     published: Arc<AtomicU64>,
@@ -364,33 +433,51 @@ impl Writer {
         }
         let started = Instant::now();
         let first_lsn = self.next;
-        let mut frames = Vec::with_capacity(appends.iter().map(|a| a.0.len() + FRAME_HEADER).sum());
+        let mut headers = Vec::with_capacity(appends.len());
+        let mut locations = Vec::with_capacity(appends.len());
+        let mut bytes = 0u64;
         for (i, (payload, _, _)) in appends.iter().enumerate() {
-            encode_frame(&mut frames, first_lsn + i as u64, payload);
+            let lsn = first_lsn + i as u64;
+            locations.push(Location {
+                lsn,
+                segment: self.reader.clone(),
+                offset: self.file_len + bytes,
+                len: payload.len() as u32,
+            });
+            headers.push(frame_header(lsn, payload));
+            bytes += (FRAME_HEADER + payload.len()) as u64;
         }
-        match self.write_and_sync(&frames) {
+        let frames: Vec<(&[u8], &[u8])> = headers
+            .iter()
+            .zip(&appends)
+            .map(|(header, (payload, _, _))| (header.as_slice(), payload.as_slice()))
+            .collect();
+        let written = self.write_and_sync(&frames, bytes);
+        drop(frames);
+        match written {
             Ok(()) => {
                 let count = appends.len() as u64;
                 self.next += count;
                 self.stats.records.fetch_add(count, Ordering::Relaxed);
-                self.stats
-                    .bytes_written
-                    .fetch_add(frames.len() as u64, Ordering::Relaxed);
-                self.stats
-                    .bytes_on_disk
-                    .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                self.stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+                if self.file_len > self.allocated {
+                    self.stats
+                        .bytes_on_disk
+                        .fetch_add(self.file_len - self.allocated, Ordering::Relaxed);
+                    self.allocated = self.file_len;
+                }
                 self.stats.syncs.fetch_add(1, Ordering::Relaxed);
                 let mut answers = Vec::with_capacity(appends.len());
-                for (i, (_, on_durable, reply)) in appends.into_iter().enumerate() {
-                    let lsn = first_lsn + i as u64;
-                    on_durable(lsn);
+                for ((_, on_durable, reply), location) in appends.into_iter().zip(locations) {
+                    let lsn = location.lsn;
+                    on_durable(location);
                     self.published.store(lsn, Ordering::Release);
                     answers.push((lsn, reply));
                 }
                 for (lsn, reply) in answers {
                     let _ = reply.send(Ok(lsn));
                 }
-                debug!(records = count, bytes = frames.len(), elapsed = ?started.elapsed(), "log group written");
+                debug!(records = count, bytes, elapsed = ?started.elapsed(), "log group written");
                 if self.file_len >= self.config.segment_bytes {
                     self.roll();
                 }
@@ -403,9 +490,19 @@ impl Writer {
                     .file
                     .set_len(self.file_len)
                     .and_then(|()| self.file.seek(SeekFrom::Start(self.file_len)).map(|_| ()));
-                if let Err(cut) = cut {
-                    error!(error = %cut, "could not cut a failed log write; refusing further writes");
-                    self.poisoned.store(true, Ordering::Relaxed);
+                match cut {
+                    Ok(()) => {
+                        let shrunk = self.allocated.saturating_sub(self.file_len);
+                        self.stats.bytes_on_disk.fetch_sub(
+                            shrunk.min(self.stats.bytes_on_disk.load(Ordering::Relaxed)),
+                            Ordering::Relaxed,
+                        );
+                        self.allocated = self.file_len;
+                    }
+                    Err(cut) => {
+                        error!(error = %cut, "could not cut a failed log write; refusing further writes");
+                        self.poisoned.store(true, Ordering::Relaxed);
+                    }
                 }
                 let message = e.to_string();
                 for (_, _, reply) in appends {
@@ -422,30 +519,64 @@ impl Writer {
         &self.segments.last().expect("an active segment").1
     }
 
-    fn write_and_sync(&mut self, frames: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(frames)?;
+    /// Writes (header, payload) frames of `bytes` in all: small ones gathered into few writes,
+    /// large payloads written straight from where they are rather than copied first.
+    fn write_and_sync(&mut self, frames: &[(&[u8], &[u8])], bytes: u64) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, &self.file);
+        for (header, payload) in frames {
+            out.write_all(header)?;
+            out.write_all(payload)?;
+        }
+        out.flush()?;
+        drop(out);
         if self.config.durability == Durability::Fsync {
             self.file.sync_data()?;
         }
-        self.file_len += frames.len() as u64;
+        self.file_len += bytes;
         Ok(())
     }
 
     fn roll(&mut self) {
         let path = segment_path(&self.config.dir, self.next);
-        match create_segment(&path) {
-            Ok(file) => {
+        match self.next_segment(&path) {
+            Ok((file, reader)) => {
                 debug!(segment = %path.display(), "log segment started");
                 self.file = file;
+                self.reader = reader;
                 self.file_len = HEADER_LEN;
+                self.allocated = self.config.segment_bytes;
                 self.segments.push((self.next, path));
                 self.stats
                     .bytes_on_disk
-                    .fetch_add(HEADER_LEN, Ordering::Relaxed);
+                    .fetch_add(self.allocated, Ordering::Relaxed);
             }
             // Keep appending to the current segment; rolling is retried after the next group.
             Err(e) => warn!(error = %e, "could not start a new log segment"),
         }
+        self.spare = Some(prepare_spare(&self.config));
+    }
+
+    /// The prepared spare renamed to `path`, or (if preparing it failed) a segment created now.
+    fn next_segment(&mut self, path: &Path) -> Result<(File, Arc<Segment>)> {
+        let spare = self.spare.take().map(|helper| {
+            helper
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("panicked")))
+        });
+        let file = match spare {
+            Some(Ok(file)) => {
+                let spare_path = spare_path(&self.config.dir);
+                std::fs::rename(&spare_path, path).map_err(io(path))?;
+                sync_dir(path)?;
+                file
+            }
+            Some(Err(e)) => {
+                warn!(error = %e, "could not prepare a log segment ahead; creating it now");
+                create_segment(path, self.config.segment_bytes)?
+            }
+            None => create_segment(path, self.config.segment_bytes)?,
+        };
+        Ok((file, Segment::open(path)?))
     }
 
     /// Deletes closed segments whose successor starts at or below `lsn + 1`.
@@ -471,14 +602,34 @@ impl Writer {
     }
 }
 
-fn encode_frame(out: &mut Vec<u8>, lsn: Lsn, payload: &[u8]) {
+fn frame_header(lsn: Lsn, payload: &[u8]) -> [u8; FRAME_HEADER] {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&lsn.to_le_bytes());
     crc.update(payload);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&lsn.to_le_bytes());
+    let mut header = [0u8; FRAME_HEADER];
+    header[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+    header[8..16].copy_from_slice(&lsn.to_le_bytes());
+    header
+}
+
+#[cfg(test)]
+fn encode_frame(out: &mut Vec<u8>, lsn: Lsn, payload: &[u8]) {
+    out.extend_from_slice(&frame_header(lsn, payload));
     out.extend_from_slice(payload);
+}
+
+/// The LSN and payload of a complete frame whose checksum matches.
+fn check_frame(frame: &[u8]) -> Option<(Lsn, &[u8])> {
+    let header = frame.get(..FRAME_HEADER)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    let lsn = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    let payload = frame.get(FRAME_HEADER..FRAME_HEADER + len)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&lsn.to_le_bytes());
+    hasher.update(payload);
+    (hasher.finalize() == crc).then_some((lsn, payload))
 }
 
 fn segment_path(dir: &Path, first: Lsn) -> PathBuf {
@@ -503,22 +654,51 @@ fn list_segments(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>> {
     Ok(segments)
 }
 
-fn create_segment(path: &Path) -> Result<File> {
+/// Creates a segment of `size` bytes: the header, then zeros, synced with its directory entry.
+fn create_segment(path: &Path, size: u64) -> Result<File> {
+    let file = write_segment(path, size).map_err(io(path))?;
+    sync_dir(path)?;
+    Ok(file)
+}
+
+fn write_segment(path: &Path, size: u64) -> std::io::Result<File> {
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
-        .open(path)
-        .map_err(io(path))?;
-    file.write_all(MAGIC).map_err(io(path))?;
-    file.sync_all().map_err(io(path))?;
-    // The new name must be durable too, or a crash could lose the segment's directory entry.
+        .open(path)?;
+    file.write_all(MAGIC)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = size.saturating_sub(HEADER_LEN);
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()?;
+    file.seek(SeekFrom::Start(HEADER_LEN))?;
+    Ok(file)
+}
+
+/// Makes a new name in the log directory durable, or a crash could lose the directory entry.
+fn sync_dir(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io(dir))?;
     }
-    Ok(file)
+    Ok(())
+}
+
+fn spare_path(dir: &Path) -> PathBuf {
+    dir.join("next-segment.tmp")
+}
+
+/// Starts writing the next segment under a temporary name (renamed when it is needed).
+fn prepare_spare(config: &WalConfig) -> std::thread::JoinHandle<std::io::Result<File>> {
+    let path = spare_path(&config.dir);
+    let size = config.segment_bytes;
+    std::thread::spawn(move || write_segment(&path, size))
 }
 
 struct SegmentRead {
@@ -526,12 +706,14 @@ struct SegmentRead {
     len: u64,
 }
 
-/// Reads a segment's frames. In the last segment, a torn or corrupt tail is cut off.
+/// Checks a segment's frames and locates its records (one segment in memory at a time). In the
+/// last segment, a torn or corrupt tail is cut off.
 fn read_segment(path: &Path, last: bool) -> Result<SegmentRead> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io(path))?;
+    let segment = Segment::open(path)?;
     let corrupt = |offset: u64, reason: &str| WalError::Corrupt {
         path: path.to_path_buf(),
         offset,
@@ -559,24 +741,27 @@ fn read_segment(path: &Path, last: bool) -> Result<SegmentRead> {
             torn = Some("incomplete frame header");
             break;
         }
+        if rest[..FRAME_HEADER].iter().all(|b| *b == 0) {
+            // The zero-filled rest of the segment.
+            break;
+        }
         let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
-        let lsn = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
         if len > MAX_FRAME || rest.len() < FRAME_HEADER + len as usize {
             torn = Some("incomplete frame");
             break;
         }
-        let payload = &rest[FRAME_HEADER..FRAME_HEADER + len as usize];
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&lsn.to_le_bytes());
-        hasher.update(payload);
-        if hasher.finalize() != crc {
+        let Some((lsn, _)) = check_frame(&rest[..FRAME_HEADER + len as usize]) else {
             torn = Some("checksum mismatch");
             break;
-        }
+        };
         records.push(Record {
             lsn,
-            payload: payload.to_vec(),
+            location: Location {
+                lsn,
+                segment: segment.clone(),
+                offset: offset as u64,
+                len,
+            },
         });
         offset += FRAME_HEADER + len as usize;
     }
@@ -625,7 +810,7 @@ mod tests {
             for i in 0..20u8 {
                 let seen = seen.clone();
                 let lsn = wal
-                    .append(vec![i; 50], move |lsn| seen.lock().push(lsn))
+                    .append(vec![i; 50], move |at| seen.lock().push(at.lsn))
                     .await
                     .expect("append");
                 assert_eq!(lsn, i as u64 + 1);
@@ -638,7 +823,7 @@ mod tests {
         let (_, torn) = segments
             .iter()
             .rev()
-            .find(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) > HEADER_LEN)
+            .find(|(_, p)| read_segment(p, false).is_ok_and(|r| !r.records.is_empty()))
             .expect("a segment with records")
             .clone();
         // Make the torn segment the last one, as after a crash mid-write.
@@ -647,7 +832,8 @@ mod tests {
                 std::fs::remove_file(p).expect("remove");
             }
         }
-        let len = std::fs::metadata(&torn).expect("meta").len();
+        // Cut inside the last record (the segment is zero-filled after its records).
+        let len = read_segment(&torn, true).expect("read").len;
         OpenOptions::new()
             .write(true)
             .open(&torn)
@@ -660,7 +846,7 @@ mod tests {
         assert!(
             records
                 .iter()
-                .all(|r| r.payload == vec![(r.lsn - 1) as u8; 50])
+                .all(|r| r.location.read().expect("read") == vec![(r.lsn - 1) as u8; 50])
         );
         // LSNs keep growing after the cut record.
         let lsn = wal.append(vec![1], |_| {}).await.expect("append");
@@ -672,6 +858,34 @@ mod tests {
         assert_eq!(wal.append(vec![2], |_| {}).await.expect("append"), 21);
     }
 
+    #[tokio::test]
+    async fn a_location_reads_its_record_back_even_after_release() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (wal, _) = Wal::open(config(dir.path()), 0).expect("open");
+        let locations = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        for i in 0..10u8 {
+            let locations = locations.clone();
+            wal.append(vec![i; 60], move |at| locations.lock().push(at))
+                .await
+                .expect("append");
+        }
+        let locations = locations.lock().clone();
+        assert!(
+            locations
+                .iter()
+                .all(|at| at.read().expect("read") == vec![(at.lsn - 1) as u8; 60])
+        );
+        // Every record released: the closed segments are deleted...
+        wal.release(10);
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while locations[0].segment.path.exists() && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!locations[0].segment.path.exists());
+        // ...and locations still read from the files they hold open.
+        assert_eq!(locations[0].read().expect("read"), vec![0u8; 60]);
+    }
+
     #[test]
     fn corruption_before_the_tail_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -680,7 +894,7 @@ mod tests {
         encode_frame(&mut bytes, 1, b"hello");
         bytes[HEADER_LEN as usize + FRAME_HEADER] ^= 0xff;
         std::fs::write(&first, &bytes).expect("write");
-        create_segment(&segment_path(dir.path(), 2)).expect("second");
+        create_segment(&segment_path(dir.path(), 2), 100).expect("second");
         match Wal::open(config(dir.path()), 0) {
             Err(WalError::Corrupt { .. }) => {}
             other => panic!("expected corruption error, got {other:?}"),

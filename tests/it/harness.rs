@@ -23,6 +23,9 @@ pub struct TestServer {
     _dir: Option<TempDir>,
 }
 
+/// What the server logs once it accepts connections.
+const LISTENING: &str = "deltagate listening";
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -65,6 +68,7 @@ impl TestServer {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
+        let started = self.log_text().matches(LISTENING).count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -88,7 +92,11 @@ impl TestServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            // The log line proves the port is this server's, not another test's that happened
+            // to draw the same free port.
+            if self.log_text().matches(LISTENING).count() > started
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return Ok(());
             }
             if let Some(child) = self.child.as_mut()

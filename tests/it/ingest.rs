@@ -324,11 +324,14 @@ fn set_immutable(dir: &Path, on: bool) {
 
 #[tokio::test]
 async fn writes_continue_while_delta_is_unwritable_and_land_when_it_recovers() {
+    const BIG: usize = 64 * 1024;
     let server = TestServer::start_with(&[
         "--flush-age",
         "200ms",
         "--buffer-memory",
         "256KiB",
+        "--log-disk-budget",
+        "4MiB",
         "--backpressure-timeout",
         "2s",
     ]);
@@ -357,8 +360,9 @@ async fn writes_continue_while_delta_is_unwritable_and_land_when_it_recovers() {
                 .get::<_, i64>(0),
             20
         );
-        // Past the memory budget writers wait, then get a clear error; nothing is half-stored.
-        let big = "y".repeat(64 * 1024);
+        // Past the memory budget rows are still acknowledged (kept in the log only); past the
+        // log's disk budget writers wait, then get a clear error; nothing is half-stored.
+        let big = "y".repeat(BIG);
         let mut refused = None;
         for k in 100..200i32 {
             if let Err(e) = client
@@ -369,11 +373,28 @@ async fn writes_continue_while_delta_is_unwritable_and_land_when_it_recovers() {
                 break;
             }
         }
-        refused
+        let (k, error) = refused.expect("the log's disk budget is enforced");
+        let accepted = i64::from(k - 100);
+        assert!(
+            accepted as usize * BIG > 4 * 256 * 1024,
+            "rows well past the memory budget are accepted: {accepted}"
+        );
+        // Rows dropped from memory are read back from the log, byte for byte.
+        let row = client
+            .query_one(
+                "SELECT count(*), sum(length(pad)), count(DISTINCT pad) FROM u",
+                &[],
+            )
+            .await
+            .expect("read spilled rows");
+        assert_eq!(row.get::<_, i64>(0), 20 + accepted);
+        assert_eq!(row.get::<_, i64>(1), 20 + accepted * BIG as i64);
+        assert_eq!(row.get::<_, i64>(2), 2);
+        (k, error)
     }
     .await;
     drop(guard);
-    let (k, error) = result.expect("the buffer budget is enforced");
+    let (k, error) = result;
     assert_eq!(sqlstate(&error), "53000", "{error:?}");
     // Delta is back: the flusher catches up and every acknowledged row is stored once.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -392,7 +413,15 @@ async fn writes_continue_while_delta_is_unwritable_and_land_when_it_recovers() {
     assert_eq!(row.get::<_, i64>(0), 20 + i64::from(k - 100));
     let log = server.log_text();
     assert!(log.contains("flush failed"), "flush failures are logged");
-    assert!(log.contains("write buffers full"), "backpressure is logged");
+    assert!(
+        log.contains("oldest rows now read from the log"),
+        "spilling is logged"
+    );
+    assert!(
+        log.contains("over its disk budget"),
+        "backpressure is logged"
+    );
+    // The log shrinks back once everything reached Delta, so writers are not held back.
     client
         .execute("INSERT INTO u VALUES (1000, 'after')", &[])
         .await

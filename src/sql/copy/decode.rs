@@ -64,6 +64,8 @@ pub struct Decoder {
     builders: Vec<StringBuilder>,
     lines: Vec<u64>,
     field: Vec<u8>,
+    /// Per field of the CSV record being read: its range in `field` and whether it was quoted.
+    bounds: Vec<(usize, usize, bool)>,
     text: String,
 }
 
@@ -83,6 +85,7 @@ impl Decoder {
             builders,
             lines: Vec::new(),
             field: Vec::new(),
+            bounds: Vec::new(),
             text: String::new(),
         }
     }
@@ -281,8 +284,10 @@ impl Decoder {
             let mut column = 0;
             let mut i = start;
             let mut newlines = 0;
-            let mut fields: Vec<(Vec<u8>, bool)> = Vec::with_capacity(self.builders.len());
+            // The record's unescaped bytes, and where each field lies in them.
             self.field.clear();
+            self.bounds.clear();
+            let mut field_start = 0;
             let mut quoted = false;
             let mut in_quotes = false;
             let end;
@@ -339,7 +344,8 @@ impl Decoder {
                     quoted = true;
                     i += 1;
                 } else if b == delimiter {
-                    fields.push((std::mem::take(&mut self.field), quoted));
+                    self.bounds.push((field_start, self.field.len(), quoted));
+                    field_start = self.field.len();
                     quoted = false;
                     i += 1;
                 } else if b == b'\n' {
@@ -355,25 +361,36 @@ impl Decoder {
                     i += 1;
                 }
             }
-            fields.push((std::mem::take(&mut self.field), quoted));
+            self.bounds.push((field_start, self.field.len(), quoted));
             start = end;
             if !self.header_done {
                 self.header_done = true;
                 self.line += 1 + newlines;
                 continue;
             }
-            if fields.len() == 1 && !fields[0].1 && fields[0].0 == b"\\." {
+            let (record, bounds) = (
+                std::mem::take(&mut self.field),
+                std::mem::take(&mut self.bounds),
+            );
+            if bounds.len() == 1 && !bounds[0].2 && record == b"\\." {
                 self.ended = true;
                 return Ok(input.len());
             }
-            for (value, was_quoted) in &fields {
-                if !was_quoted && value.as_slice() == null {
-                    self.push_null(column)?;
+            let mut result = Ok(());
+            for &(from, to, was_quoted) in &bounds {
+                let value = &record[from..to];
+                result = if !was_quoted && value == null {
+                    self.push_null(column)
                 } else {
-                    self.push_value(column, value)?;
+                    self.push_value(column, value)
+                };
+                if result.is_err() {
+                    break;
                 }
                 column += 1;
             }
+            (self.field, self.bounds) = (record, bounds);
+            result?;
             self.end_row(column, first_line)?;
             self.line += 1 + newlines;
         }

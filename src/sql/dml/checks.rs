@@ -162,12 +162,9 @@ pub(super) async fn check_unique(
 }
 
 /// The primary keys of the rows `ops` insert.
-fn inserted_keys(
-    meta: &TableMeta,
-    ops: &[WriteOp],
-) -> Result<std::collections::HashSet<PackedKey>> {
+fn inserted_keys(meta: &TableMeta, ops: &[WriteOp]) -> Result<KeySet> {
     let key_indices = meta.primary_key_indices();
-    let mut keys = std::collections::HashSet::new();
+    let mut keys = KeySet::default();
     if key_indices.is_empty() {
         return Ok(keys);
     }
@@ -188,6 +185,15 @@ fn inserted_keys(
         }
     }
     Ok(keys)
+}
+
+/// The key columns of `batches` (not empty), as one batch.
+fn key_columns(batches: &[RecordBatch], key_indices: &[usize]) -> Result<RecordBatch> {
+    let projected = batches
+        .iter()
+        .map(|b| b.project(key_indices))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(concat_batches(&projected[0].schema(), &projected)?)
 }
 
 /// The 23505 error for row `row` of `keys` (key columns only).
@@ -214,7 +220,7 @@ async fn unique_fast(
     ctx: &datafusion::prelude::SessionContext,
     storage: &crate::storage::Storage,
     target: &Target,
-    earlier: &mut std::collections::HashSet<PackedKey>,
+    earlier: &mut KeySet,
     batches: &[RecordBatch],
 ) -> Result<()> {
     let meta = &target.state.meta;
@@ -222,9 +228,9 @@ async fn unique_fast(
     if meta.primary_key.is_none() || key_indices.is_empty() || count(batches) == 0 {
         return Ok(());
     }
-    let schema = batches[0].schema();
-    let keys = concat_batches(&schema, batches)?.project(&key_indices)?;
+    let keys = key_columns(batches, &key_indices)?;
     let converter = key_converter(&keys.schema())?;
+    earlier.reserve(keys.num_rows());
     let mut added = Vec::with_capacity(keys.num_rows());
     for (i, row) in converter
         .convert_columns(keys.columns())?
@@ -241,17 +247,32 @@ async fn unique_fast(
         }
         added.push(key);
     }
-    let clash = match storage.key_clash(&target.handle, batches)? {
-        KeyCheck::Free => Ok(()),
-        KeyCheck::Taken(row) => Err(key_violation(meta, &keys, row)?),
-        KeyCheck::Unknown => unique_against(ctx, target, &target.state, &[], batches).await,
-    };
+    let clash = unique_stored(ctx, storage, target, batches).await;
     if clash.is_err() {
         for key in &added {
             earlier.remove(key);
         }
     }
     clash
+}
+
+/// The part of [`unique_fast`] that meets the table: new rows against stored, buffered and
+/// in-flight rows.
+async fn unique_stored(
+    ctx: &datafusion::prelude::SessionContext,
+    storage: &crate::storage::Storage,
+    target: &Target,
+    batches: &[RecordBatch],
+) -> Result<()> {
+    match storage.key_clash(&target.handle, batches)? {
+        KeyCheck::Free => Ok(()),
+        KeyCheck::Taken(row) => {
+            let meta = &target.state.meta;
+            let keys = key_columns(batches, &meta.primary_key_indices())?;
+            Err(key_violation(meta, &keys, row)?)
+        }
+        KeyCheck::Unknown => unique_against(ctx, target, &target.state, &[], batches).await,
+    }
 }
 
 /// Fails with 23505 if `batches` repeat a key among themselves or with the table as `prior`
@@ -271,8 +292,7 @@ async fn unique_against(
     if batches.is_empty() || key_indices.is_empty() || count(batches) == 0 {
         return Ok(());
     }
-    let schema = batches[0].schema();
-    let keys = concat_batches(&schema, batches)?.project(&key_indices)?;
+    let keys = key_columns(batches, &key_indices)?;
     let violation = |row: usize| -> Result<SqlError> {
         Ok(SqlError::UniqueViolation {
             constraint: pk.name.clone(),
@@ -430,7 +450,7 @@ impl CommitCheck for UniqueCheck {
             .all(|op| matches!(op, WriteOp::Insert(_)))
         {
             // Rows of the transaction were checked against each other as they were inserted;
-            // here they meet what others stored meanwhile.
+            // here they only meet what others stored meanwhile.
             let batches: Vec<RecordBatch> = changes
                 .ops
                 .iter()
@@ -439,8 +459,10 @@ impl CommitCheck for UniqueCheck {
                     WriteOp::Delete { .. } => Vec::new(),
                 })
                 .collect();
-            let mut none = std::collections::HashSet::new();
-            return unique_fast(&self.ctx, &self.storage, &target, &mut none, &batches).await;
+            if count(&batches) == 0 {
+                return Ok(());
+            }
+            return unique_stored(&self.ctx, &self.storage, &target, &batches).await;
         }
         let mut prior = Vec::new();
         for op in &changes.ops {

@@ -35,8 +35,8 @@ use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::pgtypes::PgType;
 use crate::storage::{
-    ColumnMeta, KeyCheck, PackedKey, PgTableProvider, Stamp, TableHandle, TableMeta, TableState,
-    WriteOp,
+    ColumnMeta, KeyCheck, KeySet, PackedKey, PgTableProvider, Stamp, TableHandle, TableMeta,
+    TableState, WriteOp,
 };
 
 use super::rewrite::{name_parts, normalize_ident, quoted};
