@@ -215,7 +215,8 @@ fn key_violation(meta: &TableMeta, keys: &RecordBatch, row: usize) -> Result<Sql
 /// The primary-key check of inserts with no pending deletes: new rows against each other and
 /// the transaction's `earlier` inserts by hashing, against the table through the storage's key
 /// index and file statistics, and exactly (by a join) only where statistics cannot rule a
-/// stored clash out.
+/// stored clash out. On an error `earlier` holds some of the new keys: callers drop it (the
+/// statement stores nothing, and the transaction's set is rebuilt from its rows when needed).
 async fn unique_fast(
     ctx: &datafusion::prelude::SessionContext,
     storage: &crate::storage::Storage,
@@ -231,29 +232,16 @@ async fn unique_fast(
     let keys = key_columns(batches, &key_indices)?;
     let converter = key_converter(&keys.schema())?;
     earlier.reserve(keys.num_rows());
-    let mut added = Vec::with_capacity(keys.num_rows());
     for (i, row) in converter
         .convert_columns(keys.columns())?
         .iter()
         .enumerate()
     {
-        let key = PackedKey::new(row.as_ref());
-        if !earlier.insert(key.clone()) {
-            // Leave the set as it was: the statement fails and stores nothing.
-            for key in &added {
-                earlier.remove(key);
-            }
+        if !earlier.insert(PackedKey::new(row.as_ref())) {
             return Err(key_violation(meta, &keys, i)?);
         }
-        added.push(key);
     }
-    let clash = unique_stored(ctx, storage, target, batches).await;
-    if clash.is_err() {
-        for key in &added {
-            earlier.remove(key);
-        }
-    }
-    clash
+    unique_stored(ctx, storage, target, batches).await
 }
 
 /// The part of [`unique_fast`] that meets the table: new rows against stored, buffered and
