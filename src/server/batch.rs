@@ -132,6 +132,16 @@ where
         }
         std::mem::take(&mut *held)
     };
+    // Boxed: running a batch is a large future, and this one is awaited on every message.
+    Box::pin(run(client, held)).await
+}
+
+async fn run<C>(client: &mut C, held: Held) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: std::fmt::Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
     let stored = held.statement.clone();
     let Some(statement) = stored.as_ref().and_then(|s| s.statement.statement.as_ref()) else {
         return send_replies(client, &held.replies, 0).await;

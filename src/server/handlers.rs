@@ -319,7 +319,8 @@ impl ExtendedQueryHandler for QueryHandler {
             return Ok(());
         }
         batch::flush(client).await?;
-        self._on_execute(client, message).await
+        // Boxed so that the batched path above does not carry (and move) this large future.
+        Box::pin(self._on_execute(client, message)).await
     }
 
     async fn on_flush<C>(&self, client: &mut C, _message: Flush) -> PgWireResult<()>
@@ -403,7 +404,7 @@ impl ExtendedQueryHandler for QueryHandler {
                 return Ok(());
             }
             batch::flush(client).await?;
-            return self._on_describe(client, message).await;
+            return Box::pin(self._on_describe(client, message)).await;
         }
         batch::flush(client).await?;
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
