@@ -113,12 +113,11 @@ impl Entry {
         Some(Entry {
             lsn: self.lsn,
             batches: None,
-            logged: self.logged.clone(),
+            logged: Some(self.logged.clone()?),
             rows: self.rows,
             bytes: self.bytes,
             at: self.at,
         })
-        .filter(|e| e.logged.is_some())
     }
 
     /// The rows, read back from the log if spilled.

@@ -328,6 +328,8 @@ async fn writes_continue_while_delta_is_unwritable_and_land_when_it_recovers() {
     let server = TestServer::start_with(&[
         "--flush-age",
         "200ms",
+        "--flush-bytes",
+        "1MiB",
         "--buffer-memory",
         "256KiB",
         "--log-disk-budget",
@@ -396,15 +398,30 @@ async fn writes_continue_while_delta_is_unwritable_and_land_when_it_recovers() {
     drop(guard);
     let (k, error) = result;
     assert_eq!(sqlstate(&error), "53000", "{error:?}");
-    // Delta is back: the flusher catches up and every acknowledged row is stored once.
+    // Delta is back: the flusher catches up, a commit of at most --flush-bytes at a time, and
+    // every acknowledged row is stored once.
+    let versions = |server: &TestServer| -> Vec<i64> {
+        delta_commits(&server.warehouse().join("public/u"))
+            .iter()
+            .filter_map(|c| {
+                c.pointer("/txn/version")
+                    .and_then(serde_json::Value::as_i64)
+            })
+            .collect()
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let commits = delta_commits(&server.warehouse().join("public/u"));
-        if commits.iter().any(|c| c.get("txn").is_some()) || Instant::now() > deadline {
-            break;
-        }
+    while versions(&server).len() < 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let flushed = versions(&server);
+    assert!(
+        flushed.len() >= 3,
+        "the backlog is flushed in chunks: {flushed:?}"
+    );
+    assert!(
+        flushed.windows(2).all(|w| w[0] < w[1]),
+        "each chunk's transaction version is its last log position: {flushed:?}"
+    );
     let row = client
         .query_one("SELECT count(*), count(DISTINCT k), max(k) FROM u", &[])
         .await
