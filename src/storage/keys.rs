@@ -38,7 +38,8 @@ pub enum KeyCheck {
 /// millions of them cost no allocation each.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PackedKey {
-    Short(u128),
+    /// Two words rather than a `u128`, whose 16-byte alignment would pad every map slot.
+    Short([u64; 2]),
     Long(Box<[u8]>),
 }
 
@@ -49,7 +50,11 @@ impl PackedKey {
             bytes[..row.len()].copy_from_slice(row);
             // The length in the last byte keeps keys of different lengths apart.
             bytes[15] = row.len() as u8;
-            PackedKey::Short(u128::from_le_bytes(bytes))
+            let (low, high) = bytes.split_at(8);
+            PackedKey::Short([
+                u64::from_le_bytes(low.try_into().unwrap_or_default()),
+                u64::from_le_bytes(high.try_into().unwrap_or_default()),
+            ])
         } else {
             PackedKey::Long(row.into())
         }
@@ -59,7 +64,65 @@ impl PackedKey {
 /// A set of keys. Keys are hashed millions of times a second at ingest and come from the
 /// server's own encoding, so a fast non-cryptographic hasher is the right trade.
 pub type KeySet = std::collections::HashSet<PackedKey, foldhash::fast::RandomState>;
-type KeyCounts = HashMap<PackedKey, u32, foldhash::fast::RandomState>;
+
+/// Packed keys to values, for the index that holds every buffered key: short keys are stored
+/// inline in their own map, without the enum's tag and padding (24 bytes a slot, not 32).
+struct PackedMap<V> {
+    short: HashMap<[u64; 2], V, foldhash::fast::RandomState>,
+    long: HashMap<Box<[u8]>, V, foldhash::fast::RandomState>,
+}
+
+impl<V> Default for PackedMap<V> {
+    fn default() -> Self {
+        PackedMap {
+            short: HashMap::default(),
+            long: HashMap::default(),
+        }
+    }
+}
+
+impl<V: Default> PackedMap<V> {
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.short.reserve(additional);
+    }
+
+    fn contains(&self, key: &PackedKey) -> bool {
+        match key {
+            PackedKey::Short(k) => self.short.contains_key(k),
+            PackedKey::Long(k) => self.long.contains_key(k),
+        }
+    }
+
+    fn get_mut(&mut self, key: &PackedKey) -> Option<&mut V> {
+        match key {
+            PackedKey::Short(k) => self.short.get_mut(k),
+            PackedKey::Long(k) => self.long.get_mut(k),
+        }
+    }
+
+    fn entry(&mut self, key: PackedKey) -> &mut V {
+        match key {
+            PackedKey::Short(k) => self.short.entry(k).or_default(),
+            PackedKey::Long(k) => self.long.entry(k).or_default(),
+        }
+    }
+
+    fn remove(&mut self, key: &PackedKey) {
+        match key {
+            PackedKey::Short(k) => self.short.remove(k),
+            PackedKey::Long(k) => self.long.remove(k),
+        };
+    }
+
+    fn clear(&mut self) {
+        self.short.clear();
+        self.long.clear();
+    }
+}
 
 /// Keys flushed rows keep in the index at most; past it, flushed files are screened by their
 /// statistics only.
@@ -70,8 +133,8 @@ const FLUSHED_KEYS_LIMIT: usize = 16_000_000;
 pub(super) struct KeyIndex {
     columns: Vec<usize>,
     converter: RowConverter,
-    keys: KeyCounts,
-    flushed: KeySet,
+    keys: PackedMap<u32>,
+    flushed: PackedMap<()>,
     covered: std::collections::HashSet<String>,
 }
 
@@ -90,8 +153,8 @@ impl KeyIndex {
         Some(KeyIndex {
             columns,
             converter,
-            keys: KeyCounts::default(),
-            flushed: KeySet::default(),
+            keys: PackedMap::default(),
+            flushed: PackedMap::default(),
             covered: std::collections::HashSet::new(),
         })
     }
@@ -112,7 +175,7 @@ impl KeyIndex {
             .reserve(batches.iter().map(RecordBatch::num_rows).sum());
         for batch in batches {
             for row in self.encode(batch)?.iter() {
-                *self.keys.entry(PackedKey::new(row.as_ref())).or_default() += 1;
+                *self.keys.entry(PackedKey::new(row.as_ref())) += 1;
             }
         }
         Ok(())
@@ -143,7 +206,7 @@ impl KeyIndex {
 
     /// Rows were deleted or rewritten in Delta: flushed keys may be stale.
     pub(super) fn forget_flushed(&mut self) {
-        self.flushed = KeySet::default();
+        self.flushed = PackedMap::default();
         self.covered.clear();
     }
 
@@ -170,7 +233,7 @@ impl KeyIndex {
         for key in keys {
             self.unlive(key);
             if keep {
-                self.flushed.insert(key.clone());
+                self.flushed.entry(key.clone());
             }
         }
         if keep {
@@ -185,7 +248,7 @@ impl KeyIndex {
             let rows = self.encode(batch)?;
             if let Some(i) = rows.iter().position(|r| {
                 let key = PackedKey::new(r.as_ref());
-                self.keys.contains_key(&key) || self.flushed.contains(&key)
+                self.keys.contains(&key) || self.flushed.contains(&key)
             }) {
                 return Ok(Some(offset + i));
             }
