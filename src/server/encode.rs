@@ -351,57 +351,8 @@ fn pg_float(shortest: &str, limit: i32) -> String {
     text
 }
 
-/// Timestamps as PostgreSQL prints them: `2024-01-02 03:04:05.5+01` (zone only when the array
-/// has one, fraction only when nonzero).
 fn timestamp_text(array: &ArrayRef) -> PgWireResult<ArrayRef> {
-    use chrono::TimeZone;
-    use datafusion::arrow::array::TimestampMicrosecondArray;
-    use datafusion::arrow::array::timezone::Tz;
-    let tz = match array.data_type() {
-        DataType::Timestamp(_, tz) => tz.clone(),
-        _ => None,
-    };
-    let micros = cast(
-        array,
-        &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-    )
-    .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-    let micros = micros
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .ok_or_else(|| PgWireError::ApiError("timestamp array expected".into()))?;
-    let zone: Option<Tz> = match &tz {
-        Some(name) => Some(
-            name.parse()
-                .map_err(|e| PgWireError::ApiError(Box::new(e)))?,
-        ),
-        None => None,
-    };
-    let text: StringArray = micros
-        .iter()
-        .map(|v| {
-            let v = v?;
-            let utc = chrono::DateTime::from_timestamp_micros(v)?;
-            let fraction = v.rem_euclid(1_000_000);
-            let fraction = if fraction == 0 {
-                String::new()
-            } else {
-                format!(".{fraction:06}").trim_end_matches('0').to_string()
-            };
-            Some(match &zone {
-                None => format!("{}{fraction}", utc.naive_utc().format("%Y-%m-%d %H:%M:%S")),
-                Some(zone) => {
-                    let local = zone.from_utc_datetime(&utc.naive_utc());
-                    format!(
-                        "{}{fraction}{}",
-                        local.format("%Y-%m-%d %H:%M:%S"),
-                        local.format("%:::z")
-                    )
-                }
-            })
-        })
-        .collect();
-    Ok(Arc::new(text))
+    crate::pgtypes::timestamp_text(array).map_err(|e| PgWireError::ApiError(Box::new(e)))
 }
 
 /// Bytes already in their wire form for the column's type.

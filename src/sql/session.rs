@@ -196,6 +196,7 @@ impl Session {
             .with_default_features()
             .with_catalog_list(Arc::new(catalogs))
             .with_type_planner(Arc::new(PgOidTypePlanner))
+            .with_analyzer_rule(Arc::new(functions::TimestampTextCasts::new()))
             .build();
         let ctx = SessionContext::new_with_state(state);
         functions::register(&ctx, &shared);

@@ -11,6 +11,9 @@ mod catalog;
 mod json;
 mod sequences;
 mod session;
+mod timestamp_text;
+
+pub use timestamp_text::TimestampTextCasts;
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
