@@ -108,10 +108,10 @@ impl TimestampTextCasts {
 }
 
 /// The schema a node's expressions are evaluated against.
-fn input_schema(plan: &LogicalPlan) -> DfResult<DFSchemaRef> {
+fn input_schema(plan: &LogicalPlan) -> DFSchemaRef {
     match plan.inputs().as_slice() {
-        [one] => Ok(one.schema().clone()),
-        _ => Ok(plan.schema().clone()),
+        [one] => one.schema().clone(),
+        _ => plan.schema().clone(),
     }
 }
 
@@ -123,7 +123,7 @@ impl AnalyzerRule for TimestampTextCasts {
             if !named && !matches!(plan, LogicalPlan::Filter(_) | LogicalPlan::Sort(_)) {
                 return Ok(Transformed::no(plan));
             }
-            let schema = input_schema(&plan)?;
+            let schema = input_schema(&plan);
             plan.map_expressions(|expr| {
                 let name = expr.schema_name().to_string();
                 let rewritten = self.rewrite(expr, &schema)?;
