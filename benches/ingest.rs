@@ -41,16 +41,23 @@ async fn client(conn: &str) -> tokio_postgres::Client {
     client
 }
 
+/// PgJDBC as Debian packages it.
+const JDBC_JAR: &str = "/usr/share/java/postgresql.jar";
+
 /// Runs the JDBC loader; returns the elapsed time it measured.
 fn jdbc_load(url: &str, rows: usize) -> Duration {
     let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/jdbc/IngestJdbc.java");
+    assert!(
+        Path::new(JDBC_JAR).exists(),
+        "{JDBC_JAR} is missing: install libpostgresql-jdbc-java (benches/run does)"
+    );
     let output = Command::new("java")
-        .args(["-cp", "/usr/share/java/postgresql.jar"])
+        .args(["-cp", JDBC_JAR])
         .arg(&program)
         .args([url, USER, PASSWORD, JDBC_TABLE])
         .args([rows.to_string(), CONNECTIONS.to_string(), BATCH.to_string()])
         .output()
-        .expect("java (default-jre-headless) and libpostgresql-jdbc-java are needed");
+        .expect("java (default-jre-headless) is needed");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

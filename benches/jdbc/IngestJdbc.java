@@ -22,9 +22,13 @@ public class IngestJdbc {
             done.add(pool.submit(() -> load(url, user, password, table, conn, perConnection, batch)));
         }
         long total = 0;
-        for (Future<Long> f : done) total += f.get();
+        try {
+            for (Future<Long> f : done) total += f.get();
+        } finally {
+            // A failed connection must end the program, not leave the others' threads waiting.
+            pool.shutdownNow();
+        }
         long millis = (System.nanoTime() - started) / 1_000_000;
-        pool.shutdown();
         System.out.println("rows=" + total + " millis=" + millis);
     }
 

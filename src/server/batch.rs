@@ -2,40 +2,45 @@
 //!
 //! A client batch arrives as one Bind/Execute pair per row of the same prepared INSERT, then a
 //! Sync. Checking and recording each row on its own costs far more than storing it, so this
-//! module holds such executions back (their parameters decoded, their BindComplete and
+//! module holds such executions back (their Bind messages as received, their BindComplete and
 //! CommandComplete replies not yet sent) and runs them as one insert through
-//! [`Session::execute_many`] as soon as anything else arrives: another statement, Describe,
-//! Close, Flush, Sync, a simple query, or a full batch. The replies then go out in the order
-//! PostgreSQL sends them.
+//! [`Session::execute_many`] as soon as anything else arrives: another statement, Describe of
+//! something else, Close, Flush, Sync, a simple query, or a full batch. Their parameters are
+//! then decoded column by column (see `params`). The replies go out in the order PostgreSQL
+//! sends them.
 //!
 //! Invariants: nothing is acknowledged before it is recorded (a reply is only sent after the
 //! batch ran; in autocommit mode that means committed to the write-ahead log); replies keep
 //! the order of the messages they answer. When the batch fails (a duplicate key, a NULL in a
 //! NOT NULL column) the first held execution reports the error and the rest are skipped, as
-//! PostgreSQL skips everything after an error until Sync. None of the rows is stored in
-//! either case: the error aborts the transaction (an explicit one, or the implicit one
-//! PostgreSQL keeps until Sync), so only the reported position of the failure differs.
+//! PostgreSQL skips everything after an error until Sync (a parameter that does not decode
+//! counts as such an error). None of the rows is stored in either case: the error aborts the
+//! transaction (an explicit one, or the implicit one PostgreSQL keeps until Sync), so only the
+//! reported position of the failure differs.
 //!
-//! Called by the extended-protocol handlers in `handlers`, which run [`flush`] before any
-//! message that is not a Bind or Execute of the held statement.
+//! Called by the extended-protocol handlers in `handlers`, which run [`flush`] and
+//! [`store_portal`] before any message that is not a Bind, Describe or Execute of the held
+//! statement.
 
 use std::sync::Arc;
 
-use datafusion::common::ParamValues;
 use futures::{Sink, SinkExt};
 use parking_lot::Mutex;
-use pgwire::api::ClientInfo;
+use pgwire::api::portal::Portal;
 use pgwire::api::results::Tag;
 use pgwire::api::stmt::StoredStatement;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::NoData;
-use pgwire::messages::extendedquery::BindComplete;
+use pgwire::messages::extendedquery::{Bind, BindComplete};
 use pgwire::messages::response::CommandComplete;
 
-use crate::sql::{PreparedStatement, Session};
+use crate::sql::{Executions, PreparedStatement, Session};
 
 use super::handlers::{reported, send_side_messages};
+use super::params;
 use super::sqlstate::to_pgwire;
 
 /// Executions held back before they run together, bounding memory and reply latency for a
@@ -53,11 +58,20 @@ enum Reply {
 }
 
 /// The executions held back on one connection.
+///
+/// The portals of held Binds are not made when they arrive: a client binds a portal per row,
+/// and making and storing each costs more than the row. The latest Bind stands for the portal
+/// of its name (the same for all held Binds, see [`Held::takes`]) until [`store_portal`].
 #[derive(Debug, Default)]
 pub(super) struct Held {
     statement: Option<Arc<StoredStatement<PreparedStatement>>>,
-    executions: Vec<ParamValues>,
+    /// The latest Bind, while it has not been executed.
+    bound: Option<Bind>,
+    /// The executed Binds, in order.
+    executions: Vec<Bind>,
     replies: Vec<Reply>,
+    /// The latest Bind of a batch that ran, and its statement, until its portal is stored.
+    unstored: Option<(Arc<StoredStatement<PreparedStatement>>, Bind)>,
 }
 
 /// The connection's held executions, kept in the session extensions.
@@ -70,36 +84,64 @@ pub(super) fn batch<C: ClientInfo>(client: &C) -> Batch {
         .get_or_insert_with(|| Mutex::new(Held::default()))
 }
 
+/// A copy of a Bind (pgwire's is not `Clone`); the values are shared, not copied.
+fn copy(bind: &Bind) -> Bind {
+    Bind::new(
+        bind.portal_name.clone(),
+        bind.statement_name.clone(),
+        bind.parameter_format_codes.clone(),
+        bind.parameters.clone(),
+        bind.result_column_format_codes.clone(),
+    )
+}
+
+fn portal_name(bind: &Bind) -> &str {
+    bind.portal_name.as_deref().unwrap_or(DEFAULT_NAME)
+}
+
 impl Held {
-    /// Whether a Bind of `statement` may be held: nothing else is held.
-    pub(super) fn takes(&self, statement: &Arc<StoredStatement<PreparedStatement>>) -> bool {
-        self.statement
+    /// Whether `bind` of `statement` may be held: nothing else is held, or executions of the
+    /// same statement into the same portal.
+    pub(super) fn takes(
+        &self,
+        statement: &Arc<StoredStatement<PreparedStatement>>,
+        bind: &Bind,
+    ) -> bool {
+        let same_statement = self
+            .statement
             .as_ref()
-            .is_none_or(|held| Arc::ptr_eq(held, statement))
+            .is_none_or(|held| Arc::ptr_eq(held, statement));
+        let same_portal = self
+            .executions
+            .last()
+            .is_none_or(|last| portal_name(last) == portal_name(bind));
+        same_statement && same_portal && self.bound.is_none()
     }
 
-    /// Holds the BindComplete of a Bind of `statement` (see [`Held::takes`]).
-    pub(super) fn bind(&mut self, statement: &Arc<StoredStatement<PreparedStatement>>) {
+    /// Holds a Bind of `statement` (see [`Held::takes`]).
+    pub(super) fn bind(&mut self, statement: &Arc<StoredStatement<PreparedStatement>>, bind: Bind) {
         self.statement = Some(statement.clone());
+        self.bound = Some(bind);
         self.replies.push(Reply::BindComplete);
     }
 
-    /// Holds the answer to Describe of a portal of `statement` (see [`Held::takes`]).
-    pub(super) fn describe(&mut self, statement: &Arc<StoredStatement<PreparedStatement>>) {
-        self.statement = Some(statement.clone());
+    /// Whether the portal `name` is a held Bind not executed yet.
+    pub(super) fn holds(&self, name: &str) -> bool {
+        self.bound.as_ref().is_some_and(|b| portal_name(b) == name)
+    }
+
+    /// Holds the answer to Describe of the held portal (see [`Held::holds`]).
+    pub(super) fn describe(&mut self) {
         self.replies.push(Reply::NoData);
     }
 
-    /// Holds an execution of `statement` (see [`Held::takes`]); true when the batch should
-    /// run now.
-    pub(super) fn execute(
-        &mut self,
-        statement: &Arc<StoredStatement<PreparedStatement>>,
-        params: ParamValues,
-    ) -> bool {
-        self.statement = Some(statement.clone());
-        self.replies.push(Reply::Executed);
-        self.executions.push(params);
+    /// Holds the execution of the held portal (see [`Held::holds`]); true when the batch
+    /// should run now.
+    pub(super) fn execute(&mut self) -> bool {
+        if let Some(bind) = self.bound.take() {
+            self.executions.push(bind);
+            self.replies.push(Reply::Executed);
+        }
         self.executions.len() >= MAX_HELD
     }
 
@@ -108,13 +150,44 @@ impl Held {
     }
 }
 
-/// Drops the held executions unanswered: an error was reported before them.
+/// Drops the held executions unanswered (an error was reported before them), and their portal.
 pub(super) fn discard<C: ClientInfo>(client: &C) {
     *batch(client).lock() = Held::default();
 }
 
+/// Stores the portal of the latest held Bind: call before looking a portal up or changing one.
+///
+/// # Errors
+/// None in practice: pgwire makes a portal of any Bind.
+pub(super) fn store_portal<C>(client: &C) -> PgWireResult<()>
+where
+    C: ClientInfo + ClientPortalStore,
+    C::PortalStore: PortalStore<Statement = PreparedStatement>,
+{
+    let unstored = batch(client).lock().unstored.take();
+    if let Some((statement, bind)) = unstored {
+        let portal = Portal::try_new(&bind, statement)?;
+        client.portal_store().put_portal(Arc::new(portal));
+    }
+    Ok(())
+}
+
+/// Forgets the unnamed portal of the latest held Bind: a simple Query drops the unnamed portal.
+pub(super) fn forget_unnamed_portal<C: ClientInfo>(client: &C) {
+    let batch = batch(client);
+    let mut held = batch.lock();
+    if held
+        .unstored
+        .as_ref()
+        .is_some_and(|(_, bind)| portal_name(bind) == DEFAULT_NAME)
+    {
+        held.unstored = None;
+    }
+}
+
 /// Runs the held executions and sends their replies; an error is for the caller to report
-/// (the connection then skips messages until Sync).
+/// (the connection then skips messages until Sync). The latest Bind keeps standing for its
+/// portal (see [`store_portal`]).
 ///
 /// # Errors
 /// The batch's error, or a failure to send.
@@ -130,7 +203,13 @@ where
         if held.is_empty() {
             return Ok(());
         }
-        std::mem::take(&mut *held)
+        let mut taken = std::mem::take(&mut *held);
+        let latest = taken
+            .bound
+            .take()
+            .or_else(|| taken.executions.last().map(copy));
+        held.unstored = taken.statement.clone().zip(latest);
+        taken
     };
     // Boxed: running a batch is a large future, and this one is awaited on every message.
     Box::pin(run(client, held)).await
@@ -142,8 +221,10 @@ where
     C::Error: std::fmt::Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let stored = held.statement.clone();
-    let Some(statement) = stored.as_ref().and_then(|s| s.statement.statement.as_ref()) else {
+    let Some(stored) = held.statement.clone() else {
+        return send_replies(client, &held.replies, 0).await;
+    };
+    let Some(statement) = stored.statement.statement.as_ref() else {
         return send_replies(client, &held.replies, 0).await;
     };
     if held.executions.is_empty() {
@@ -151,22 +232,45 @@ where
     }
     let session = super::handlers::session(client)?;
     let before = reported(&session);
-    let result = session.execute_many(statement, &held.executions).await;
+    let result = match params::columns(&stored, &held.executions) {
+        Some(columns) => {
+            let executions = Executions::Columns {
+                params: &columns,
+                count: held.executions.len(),
+            };
+            session.execute_many(statement, executions).await
+        }
+        None => match params::each(&stored, &held.executions) {
+            Ok(values) => {
+                let values: Vec<_> = values.iter().map(Some).collect();
+                session
+                    .execute_many(statement, Executions::Each(&values))
+                    .await
+            }
+            Err(e) => return fail(client, &held.replies, e).await,
+        },
+    };
     send_side_messages(client, &session, &before).await?;
     match result {
         Ok(Some(rows)) => send_replies(client, &held.replies, rows).await,
-        Ok(None) => one_by_one(client, &session, statement, held).await,
-        Err(e) => {
-            // Only the first execution's BindComplete (and Describe) precede the error.
-            let first = held
-                .replies
-                .iter()
-                .position(|r| matches!(r, Reply::Executed))
-                .unwrap_or(held.replies.len());
-            send_replies(client, &held.replies[..first], 0).await?;
-            Err(to_pgwire(&e))
-        }
+        Ok(None) => one_by_one(client, &session, &stored, statement, held).await,
+        Err(e) => fail(client, &held.replies, to_pgwire(&e)).await,
     }
+}
+
+/// Reports the batch's error at its first execution: only that execution's BindComplete (and
+/// Describe) precede it.
+async fn fail<C>(client: &mut C, replies: &[Reply], error: PgWireError) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let first = replies
+        .iter()
+        .position(|r| matches!(r, Reply::Executed))
+        .unwrap_or(replies.len());
+    send_replies(client, &replies[..first], 0).await?;
+    Err(error)
 }
 
 async fn send_replies<C>(client: &mut C, replies: &[Reply], rows: usize) -> PgWireResult<()>
@@ -192,6 +296,7 @@ where
 async fn one_by_one<C>(
     client: &mut C,
     session: &Session,
+    stored: &Arc<StoredStatement<PreparedStatement>>,
     statement: &datafusion::sql::sqlparser::ast::Statement,
     held: Held,
 ) -> PgWireResult<()>
@@ -200,7 +305,10 @@ where
     C::Error: std::fmt::Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let mut executions = held.executions.into_iter();
+    let mut executions = match params::each(stored, &held.executions) {
+        Ok(values) => values.into_iter(),
+        Err(e) => return fail(client, &held.replies, e).await,
+    };
     for reply in held.replies {
         match reply {
             Reply::BindComplete | Reply::NoData => send_replies(client, &[reply], 0).await?,

@@ -12,8 +12,6 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ParamValues;
 use datafusion::sql::sqlparser::ast::{DiscardObject, Statement};
 use futures::{Sink, SinkExt};
 use pgwire::api::DEFAULT_NAME;
@@ -39,7 +37,21 @@ use pgwire::messages::startup::ParameterStatus;
 use crate::sql::{Outcome, PreparedStatement, REPORTED_PARAMETERS, Session, SqlError};
 
 use super::sqlstate::{to_error_info, to_pgwire};
-use super::{batch, encode};
+use super::{batch, encode, params};
+
+/// Runs the held batch (see [`batch`]) and stores the portal it stands for: what every
+/// extended-protocol message but the batch's own does first.
+async fn flush<C>(client: &mut C) -> PgWireResult<()>
+where
+    C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::PortalStore: PortalStore<Statement = PreparedStatement>,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let ran = batch::flush(client).await;
+    batch::store_portal(client)?;
+    ran
+}
 
 /// The session of a connection, created at the end of authentication.
 pub(super) fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
@@ -162,6 +174,7 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         batch::flush(client).await?;
+        batch::forget_unnamed_portal(client);
         self._on_query(client, query).await
     }
 
@@ -241,7 +254,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let statement = match client.portal_store().get_statement(name) {
             Some(Entry::Value(statement)) => statement,
             Some(Entry::Empty) => {
-                batch::flush(client).await?;
+                flush(client).await?;
                 if !message.parameters.is_empty() {
                     return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                         "ERROR".to_owned(),
@@ -260,31 +273,23 @@ impl ExtendedQueryHandler for QueryHandler {
                     .map_err(Into::into);
             }
             None => {
-                batch::flush(client).await?;
+                flush(client).await?;
                 return Err(PgWireError::StatementNotFound(name.to_owned()));
             }
         };
-        let held = statement.statement.batchable && batch::batch(client).lock().takes(&statement);
-        if !held {
-            batch::flush(client).await?;
+        if statement.statement.batchable && batch::batch(client).lock().takes(&statement, &message)
+        {
+            batch::store_portal(client)?;
+            batch::batch(client).lock().bind(&statement, message);
+            return Ok(());
         }
-        let portal = match Portal::try_new(&message, statement.clone()) {
-            Ok(portal) => portal,
-            Err(e) => {
-                batch::flush(client).await?;
-                return Err(e);
-            }
-        };
+        flush(client).await?;
+        let portal = Portal::try_new(&message, statement)?;
         client.portal_store().put_portal(Arc::new(portal));
-        if held {
-            batch::batch(client).lock().bind(&statement);
-            Ok(())
-        } else {
-            client
-                .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
-                .await
-                .map_err(Into::into)
-        }
+        client
+            .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .await
+            .map_err(Into::into)
     }
 
     /// Holds an execution of a held batchable INSERT; runs anything else after the held batch.
@@ -296,29 +301,15 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
-        if let Some(Entry::Value(portal)) = client.portal_store().get_portal(name)
-            && portal.statement.statement.batchable
-            && batch::batch(client).lock().takes(&portal.statement)
-            && matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery)
+            && batch::batch(client).lock().holds(name)
         {
-            let full = match parameters(&portal) {
-                Ok(params) => {
-                    let params = params.unwrap_or(ParamValues::List(Vec::new()));
-                    batch::batch(client)
-                        .lock()
-                        .execute(&portal.statement, params)
-                }
-                Err(e) => {
-                    batch::flush(client).await?;
-                    return Err(e);
-                }
-            };
-            if full {
+            if batch::batch(client).lock().execute() {
                 batch::flush(client).await?;
             }
             return Ok(());
         }
-        batch::flush(client).await?;
+        flush(client).await?;
         // Boxed so that the batched path above does not carry (and move) this large future.
         Box::pin(self._on_execute(client, message)).await
     }
@@ -346,7 +337,7 @@ impl ExtendedQueryHandler for QueryHandler {
         if matches!(client.state(), PgWireConnectionState::AwaitingSync) {
             // An error was reported; what was held after it is skipped.
             batch::discard(client);
-        } else if let Err(e) = batch::flush(client).await {
+        } else if let Err(e) = flush(client).await {
             let info: ErrorInfo = e.into();
             client
                 .feed(PgWireBackendMessage::ErrorResponse(info.into()))
@@ -370,7 +361,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        batch::flush(client).await?;
+        flush(client).await?;
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         match message.target_type {
             TARGET_TYPE_BYTE_STATEMENT => client.portal_store().rm_statement(name),
@@ -396,17 +387,14 @@ impl ExtendedQueryHandler for QueryHandler {
         if message.target_type != TARGET_TYPE_BYTE_STATEMENT {
             // PgJDBC describes the portal of every execution of a batch.
             let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
-            if let Some(Entry::Value(portal)) = client.portal_store().get_portal(name)
-                && portal.statement.statement.batchable
-                && batch::batch(client).lock().takes(&portal.statement)
-            {
-                batch::batch(client).lock().describe(&portal.statement);
+            if batch::batch(client).lock().holds(name) {
+                batch::batch(client).lock().describe();
                 return Ok(());
             }
-            batch::flush(client).await?;
+            flush(client).await?;
             return Box::pin(self._on_describe(client, message)).await;
         }
-        batch::flush(client).await?;
+        flush(client).await?;
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         let stored = match client.portal_store().get_statement(name) {
             Some(Entry::Value(stored)) => stored,
@@ -472,7 +460,7 @@ impl ExtendedQueryHandler for QueryHandler {
             return Ok(Response::EmptyQuery);
         };
         let before = reported(&session);
-        let params = parameters(portal)?;
+        let params = params::parameters(portal)?;
         forget_prepared(client, statement);
         let outcome = session
             .execute(statement, params)
@@ -481,40 +469,6 @@ impl ExtendedQueryHandler for QueryHandler {
         send_side_messages(client, &session, &before).await?;
         response(&session, outcome?, &portal.result_column_format)
     }
-}
-
-/// The portal's parameter values, decoded (text or binary) with the types the client declared
-/// or planning inferred.
-fn parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Option<ParamValues>> {
-    if portal.parameter_len() == 0 {
-        return Ok(None);
-    }
-    let prepared = &portal.statement.statement;
-    let inferred: Vec<Option<&DataType>> = prepared
-        .param_types
-        .iter()
-        .map(|f| f.as_ref().map(|f| f.data_type()))
-        .collect();
-    let declared: Vec<Option<Type>> = if prepared.param_oids.len() == prepared.param_types.len() {
-        prepared
-            .param_types
-            .iter()
-            .zip(&prepared.param_oids)
-            .map(|(f, oid)| f.as_ref().and_then(|_| Type::from_oid(*oid)))
-            .collect()
-    } else {
-        prepared
-            .param_types
-            .iter()
-            .map(|f| f.as_ref().map(encode::parameter_type))
-            .collect()
-    };
-    let declared: Vec<Option<&Type>> = declared.iter().map(Option::as_ref).collect();
-    Ok(Some(
-        arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
-            portal, &inferred, &declared,
-        )?,
-    ))
 }
 
 /// Parses and describes statements for the extended protocol.

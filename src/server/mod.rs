@@ -12,6 +12,7 @@ mod batch;
 mod copy;
 mod encode;
 mod handlers;
+mod params;
 pub mod sqlstate;
 pub mod tls;
 

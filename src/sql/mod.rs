@@ -37,6 +37,7 @@ use crate::pgtypes::TypeError;
 use crate::storage::{Storage, StorageError};
 
 pub use copy::{CopyIn, Format as CopyFormat};
+pub use dml::Executions;
 pub use rewrite::NAME_MARK;
 pub use session::{CancelHandle, PreparedStatement, Session, TxnStatus};
 pub use settings::{REPORTED_PARAMETERS, Settings};

@@ -38,7 +38,8 @@ use super::catalog::{DatabaseCatalog, PG_CATALOG};
 use super::settings::Settings;
 use super::txn::Transaction;
 use super::{
-    Engine, Outcome, Result, SqlError, control, ddl, dml, functions, pg_catalog, rewrite, subplan,
+    Engine, Executions, Outcome, Result, SqlError, control, ddl, dml, functions, pg_catalog,
+    rewrite, subplan,
 };
 
 /// Sequence values this session has seen, for `currval` and `lastval`.
@@ -354,16 +355,15 @@ impl Session {
     pub async fn execute_many(
         &self,
         statement: &Statement,
-        executions: &[ParamValues],
+        executions: Executions<'_>,
     ) -> Result<Option<usize>> {
         *self.shared.cancel.lock() = CancellationToken::new();
         let failed = matches!(&*self.shared.txn.lock(), Some(t) if t.failed && t.explicit);
         let result = if failed {
             Err(SqlError::InFailedTransaction)
         } else {
-            let executions: Vec<Option<&ParamValues>> = executions.iter().map(Some).collect();
             match self.check_writable("INSERT/UPDATE/DELETE") {
-                Ok(()) => dml::execute_many(self, statement, &executions).await,
+                Ok(()) => dml::execute_many(self, statement, executions).await,
                 Err(e) => Err(e),
             }
         };

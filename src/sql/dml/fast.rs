@@ -9,7 +9,7 @@
 //! defaults, bytea literals, a failing cast) returns `None` and goes through the planner, so
 //! both paths give the same results and the same errors.
 
-use datafusion::arrow::compute::CastOptions;
+use datafusion::arrow::compute::{CastOptions, interleave};
 use datafusion::sql::sqlparser::ast::{UnaryOperator, ValueWithSpan};
 
 use super::*;
@@ -18,6 +18,28 @@ use super::*;
 enum Source {
     Parameter(usize),
     Literal(ScalarValue),
+}
+
+/// The parameter values of the executions of one statement.
+#[derive(Debug, Clone, Copy)]
+pub enum Executions<'a> {
+    /// One parameter set per execution (`None`: the statement takes none).
+    Each(&'a [Option<&'a ParamValues>]),
+    /// One array per parameter holding its value in every execution, in order, as the wire
+    /// layer decodes a client batch.
+    Columns {
+        params: &'a [ArrayRef],
+        count: usize,
+    },
+}
+
+impl Executions<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Executions::Each(each) => each.len(),
+            Executions::Columns { count, .. } => *count,
+        }
+    }
 }
 
 /// Tries the planner-free path; `None` means the statement needs the planner.
@@ -29,7 +51,7 @@ pub(super) async fn try_insert(
     statement: &Statement,
     params: Option<&ParamValues>,
 ) -> Result<Option<Outcome>> {
-    Ok(try_insert_many(session, statement, &[params])
+    Ok(try_insert_many(session, statement, Executions::Each(&[params]))
         .await?
         .map(|rows| Outcome::Command {
             tag: "INSERT 0".into(),
@@ -46,7 +68,7 @@ pub(super) async fn try_insert(
 pub(crate) async fn try_insert_many(
     session: &Session,
     statement: &Statement,
-    executions: &[Option<&ParamValues>],
+    executions: Executions<'_>,
 ) -> Result<Option<usize>> {
     let Some((target, listed, rows)) = recognise(session, statement)? else {
         return Ok(None);
@@ -57,25 +79,13 @@ pub(crate) async fn try_insert_many(
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(meta.columns.len());
     for (index, column) in meta.columns.iter().enumerate() {
         let target_type = schema.field(index).data_type();
-        let mut values = Vec::with_capacity(count);
-        match listed.iter().position(|i| *i == index) {
-            Some(position) => {
-                for params in executions {
-                    for row in &rows {
-                        let value = match &row[position] {
-                            Source::Parameter(n) => match parameter(*params, *n) {
-                                Some(v) => v,
-                                None => return Ok(None),
-                            },
-                            Source::Literal(v) => v.clone(),
-                        };
-                        match cast(value, target_type) {
-                            Some(v) => values.push(v),
-                            None => return Ok(None),
-                        }
-                    }
+        let column = match listed.iter().position(|i| *i == index) {
+            Some(position) => match executions {
+                Executions::Each(each) => listed_values(each, &rows, position, target_type)?,
+                Executions::Columns { params, count: runs } => {
+                    listed_columns(params, runs, &rows, position, target_type)?
                 }
-            }
+            },
             None => {
                 let default = match &column.default {
                     None => ScalarValue::Null,
@@ -84,13 +94,15 @@ pub(crate) async fn try_insert_many(
                         None => return Ok(None),
                     },
                 };
-                let Some(default) = cast(default, target_type) else {
-                    return Ok(None);
-                };
-                values.resize(count, default);
+                cast(default, target_type)
+                    .map(|v| v.to_array_of_size(count))
+                    .transpose()?
             }
+        };
+        match column {
+            Some(column) => arrays.push(column),
+            None => return Ok(None),
         }
-        arrays.push(ScalarValue::iter_to_array(values)?);
     }
     let batch = RecordBatch::try_new(schema, arrays)?;
     let batches = validate_rows(&meta, &target.handle.name, vec![batch])?;
@@ -98,6 +110,76 @@ pub(crate) async fn try_insert_many(
     check_unique(session, &target, &ops).await?;
     write(session, &target.handle, target.state.stamp(), ops).await?;
     Ok(Some(rows.len()))
+}
+
+/// The values of the column at `position` of the VALUES rows, for executions decoded one by
+/// one; `None` when a value needs the planner.
+fn listed_values(
+    executions: &[Option<&ParamValues>],
+    rows: &[Vec<Source>],
+    position: usize,
+    target_type: &DataType,
+) -> Result<Option<ArrayRef>> {
+    let mut values = Vec::with_capacity(rows.len() * executions.len());
+    for params in executions {
+        for row in rows {
+            let value = match &row[position] {
+                Source::Parameter(n) => match parameter(*params, *n) {
+                    Some(v) => v,
+                    None => return Ok(None),
+                },
+                Source::Literal(v) => v.clone(),
+            };
+            match cast(value, target_type) {
+                Some(v) => values.push(v),
+                None => return Ok(None),
+            }
+        }
+    }
+    Ok(Some(ScalarValue::iter_to_array(values)?))
+}
+
+/// As [`listed_values`], for parameters decoded column-wise: each VALUES row contributes one
+/// array (its parameter cast to the column type, or its literal), interleaved execution by
+/// execution.
+fn listed_columns(
+    params: &[ArrayRef],
+    runs: usize,
+    rows: &[Vec<Source>],
+    position: usize,
+    target_type: &DataType,
+) -> Result<Option<ArrayRef>> {
+    let mut sources = Vec::with_capacity(rows.len());
+    for row in rows {
+        let source = match &row[position] {
+            Source::Parameter(n) => params
+                .get(*n)
+                .filter(|p| p.len() == runs)
+                .and_then(|p| cast_array(p, target_type)),
+            Source::Literal(v) => cast(v.clone(), target_type)
+                .map(|v| v.to_array_of_size(1))
+                .transpose()?,
+        };
+        match source {
+            Some(source) => sources.push(source),
+            None => return Ok(None),
+        }
+    }
+    if let [only] = sources.as_slice()
+        && only.len() == runs
+    {
+        return Ok(Some(only.clone()));
+    }
+    let indices: Vec<(usize, usize)> = (0..runs)
+        .flat_map(|e| {
+            sources
+                .iter()
+                .enumerate()
+                .map(move |(r, a)| (r, if a.len() == 1 { 0 } else { e }))
+        })
+        .collect();
+    let refs: Vec<&dyn Array> = sources.iter().map(AsRef::as_ref).collect();
+    Ok(Some(interleave(&refs, &indices)?))
 }
 
 /// Whether executions of the statement are worth collecting for [`try_insert_many`]: an
@@ -237,9 +319,19 @@ fn cast(value: ScalarValue, target: &DataType) -> Option<ScalarValue> {
     if value.is_null() {
         return ScalarValue::try_from(target).ok();
     }
-    let options = CastOptions {
-        safe: false,
-        ..CastOptions::default()
-    };
-    value.cast_to_with_options(target, &options).ok()
+    value.cast_to_with_options(target, &STRICT).ok()
 }
+
+/// [`cast`] for a column of values.
+fn cast_array(values: &ArrayRef, target: &DataType) -> Option<ArrayRef> {
+    if values.data_type() == target {
+        return Some(values.clone());
+    }
+    datafusion::arrow::compute::cast_with_options(values, target, &STRICT).ok()
+}
+
+/// Casts that fail rather than turn a bad value into NULL.
+const STRICT: CastOptions<'static> = CastOptions {
+    safe: false,
+    format_options: datafusion::arrow::util::display::FormatOptions::new(),
+};
