@@ -28,6 +28,24 @@ pub enum TlsMode {
     Require,
 }
 
+/// What inserts into Ignition historian data tables do with a key that is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistorianDuplicates {
+    /// Store each (tagid, t_stamp) once, keep the first value, let re-sent batches succeed.
+    Skip,
+    /// Refuse the statement with 23505, as PostgreSQL does.
+    Error,
+}
+
+impl HistorianDuplicates {
+    fn as_setting(self) -> &'static str {
+        match self {
+            HistorianDuplicates::Skip => "skip",
+            HistorianDuplicates::Error => "error",
+        }
+    }
+}
+
 /// deltagate: a PostgreSQL-wire server over Delta Lake tables.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
@@ -59,6 +77,17 @@ pub struct Config {
     /// The user's password. If unset, a random one is generated and logged at start.
     #[arg(long, env = "DELTAGATE_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+
+    /// Inserts into Ignition historian data tables (sqlt_data_<drv>_..., sqlth_<drv>_data, keyed
+    /// by tagid and t_stamp): skip rows whose key is already stored, or fail with 23505 as
+    /// PostgreSQL does. Sessions may change it with SET deltagate.historian_duplicates.
+    #[arg(
+        long,
+        env = "DELTAGATE_HISTORIAN_DUPLICATES",
+        value_enum,
+        default_value = "skip"
+    )]
+    pub historian_duplicates: HistorianDuplicates,
 
     /// Authentication method.
     #[arg(
@@ -225,6 +254,10 @@ impl Config {
             engine: EngineConfig {
                 database: self.database.clone(),
                 superuser: self.user.clone(),
+                setting_defaults: vec![(
+                    "deltagate.historian_duplicates".into(),
+                    self.historian_duplicates.as_setting().into(),
+                )],
                 ..EngineConfig::default()
             },
             server: ServerConfig {

@@ -156,10 +156,16 @@ fn user_of<C: ClientInfo>(client: &C) -> String {
 
 impl ServerParameterProvider for Parameters {
     fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
-        let version = &self.engine.config().server_version;
-        let settings = Settings::new(&user_of(client), version, &startup_parameters(client))
-            .or_else(|_| Settings::new(&user_of(client), version, &[]))
-            .ok()?;
+        let config = self.engine.config();
+        let (version, defaults) = (&config.server_version, &config.setting_defaults);
+        let settings = Settings::new(
+            &user_of(client),
+            version,
+            defaults,
+            &startup_parameters(client),
+        )
+        .or_else(|_| Settings::new(&user_of(client), version, defaults, &[]))
+        .ok()?;
         let mut params: HashMap<String, String> = REPORTED_PARAMETERS
             .iter()
             .filter_map(|name| settings.get(name).ok().map(|v| (name.to_string(), v)))

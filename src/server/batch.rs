@@ -222,13 +222,13 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     let Some(stored) = held.statement.clone() else {
-        return send_replies(client, &held.replies, 0).await;
+        return send_replies(client, &held.replies, &[]).await;
     };
     let Some(statement) = stored.statement.statement.as_ref() else {
-        return send_replies(client, &held.replies, 0).await;
+        return send_replies(client, &held.replies, &[]).await;
     };
     if held.executions.is_empty() {
-        return send_replies(client, &held.replies, 0).await;
+        return send_replies(client, &held.replies, &[]).await;
     }
     let session = super::handlers::session(client)?;
     let before = reported(&session);
@@ -252,7 +252,7 @@ where
     };
     send_side_messages(client, &session, &before).await?;
     match result {
-        Ok(Some(rows)) => send_replies(client, &held.replies, rows).await,
+        Ok(Some(rows)) => send_replies(client, &held.replies, &rows).await,
         Ok(None) => one_by_one(client, &session, &stored, statement, held).await,
         Err(e) => fail(client, &held.replies, to_pgwire(&e)).await,
     }
@@ -269,21 +269,23 @@ where
         .iter()
         .position(|r| matches!(r, Reply::Executed))
         .unwrap_or(replies.len());
-    send_replies(client, &replies[..first], 0).await?;
+    send_replies(client, &replies[..first], &[]).await?;
     Err(error)
 }
 
-async fn send_replies<C>(client: &mut C, replies: &[Reply], rows: usize) -> PgWireResult<()>
+/// Sends the held replies; the n-th execution reports `rows[n]` rows (0 past the end).
+async fn send_replies<C>(client: &mut C, replies: &[Reply], rows: &[usize]) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
+    let mut executed = rows.iter();
     for reply in replies {
         let message = match reply {
             Reply::BindComplete => PgWireBackendMessage::BindComplete(BindComplete::new()),
             Reply::NoData => PgWireBackendMessage::NoData(NoData::new()),
             Reply::Executed => PgWireBackendMessage::CommandComplete(CommandComplete::from(
-                Tag::new("INSERT 0").with_rows(rows),
+                Tag::new("INSERT 0").with_rows(executed.next().copied().unwrap_or(0)),
             )),
         };
         client.feed(message).await?;
@@ -311,7 +313,7 @@ where
     };
     for reply in held.replies {
         match reply {
-            Reply::BindComplete | Reply::NoData => send_replies(client, &[reply], 0).await?,
+            Reply::BindComplete | Reply::NoData => send_replies(client, &[reply], &[]).await?,
             Reply::Executed => {
                 let params = executions.next();
                 let before = reported(session);
@@ -321,7 +323,7 @@ where
                     crate::sql::Outcome::Command { rows, .. } => rows.unwrap_or(0),
                     _ => 0,
                 };
-                send_replies(client, &[reply], rows).await?;
+                send_replies(client, &[reply], &[rows]).await?;
             }
         }
     }

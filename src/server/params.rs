@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{
-    ArrayRef, ArrowPrimitiveType, BooleanBuilder, PrimitiveBuilder, StringBuilder,
-    new_null_array,
+    ArrayRef, ArrowPrimitiveType, BooleanBuilder, PrimitiveBuilder, StringBuilder, new_null_array,
 };
 use datafusion::arrow::datatypes::{
     DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
@@ -101,8 +100,9 @@ pub(super) fn columns(
     let prepared = &statement.statement;
     let count = prepared.param_types.len();
     if executions.iter().any(|b| {
-        b.parameters.len() != count || !matches!(b.parameter_format_codes.len(), 0 | 1)
-            && b.parameter_format_codes.len() != count
+        b.parameters.len() != count
+            || !matches!(b.parameter_format_codes.len(), 0 | 1)
+                && b.parameter_format_codes.len() != count
     }) {
         return None;
     }

@@ -169,6 +169,8 @@ pub struct EngineConfig {
     pub server_version: String,
     /// Superuser name (owner of every object).
     pub superuser: String,
+    /// Server-wide values of session settings (name, value), replacing built-in defaults.
+    pub setting_defaults: Vec<(String, String)>,
 }
 
 impl Default for EngineConfig {
@@ -177,6 +179,7 @@ impl Default for EngineConfig {
             database: "deltagate".to_string(),
             server_version: "16.6".to_string(),
             superuser: "deltagate".to_string(),
+            setting_defaults: Vec::new(),
         }
     }
 }

@@ -166,7 +166,13 @@ impl Session {
         pid: i32,
         startup: &[(String, String)],
     ) -> Result<Session> {
-        let settings = Settings::new(user, &engine.config().server_version, startup)?;
+        let config = engine.config();
+        let settings = Settings::new(
+            user,
+            &config.server_version,
+            &config.setting_defaults,
+            startup,
+        )?;
         let shared = Arc::new(SessionShared {
             engine: engine.clone(),
             user: user.to_string(),
@@ -356,7 +362,7 @@ impl Session {
         &self,
         statement: &Statement,
         executions: Executions<'_>,
-    ) -> Result<Option<usize>> {
+    ) -> Result<Option<Vec<usize>>> {
         *self.shared.cancel.lock() = CancellationToken::new();
         let failed = matches!(&*self.shared.txn.lock(), Some(t) if t.failed && t.explicit);
         let result = if failed {

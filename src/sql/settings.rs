@@ -83,6 +83,12 @@ const DEFINITIONS: &[Definition] = &[
         "Sets the display format for date and time values.",
     ),
     def(
+        "deltagate.historian_duplicates",
+        "skip",
+        true,
+        "What an INSERT or COPY into an Ignition historian data table does with a row whose (tagid, t_stamp) is already stored: skip it (the default, so re-sent batches succeed) or error (23505, as PostgreSQL).",
+    ),
+    def(
         "default_transaction_isolation",
         "read committed",
         true,
@@ -270,11 +276,17 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings for a new session of `user`, with the startup packet's parameters applied.
+    /// Settings for a new session of `user`: the server's `defaults` (configured values that
+    /// replace built-in defaults), then the startup packet's parameters.
     ///
     /// # Errors
     /// Invalid values for known parameters (a startup packet asking for `DateStyle=SQL`).
-    pub fn new(user: &str, server_version: &str, startup: &[(String, String)]) -> Result<Settings> {
+    pub fn new(
+        user: &str,
+        server_version: &str,
+        defaults: &[(String, String)],
+        startup: &[(String, String)],
+    ) -> Result<Settings> {
         let mut values = BTreeMap::new();
         for d in DEFINITIONS {
             values.insert(d.name.to_ascii_lowercase(), d.default.to_string());
@@ -286,6 +298,9 @@ impl Settings {
             values,
             session_defaults: BTreeMap::new(),
         };
+        for (name, value) in defaults {
+            settings.set(name, value)?;
+        }
         for (name, value) in startup {
             match name.as_str() {
                 "user" | "database" | "replication" => {}
@@ -509,6 +524,11 @@ fn validate(name: &str, value: &str) -> Result<String> {
                 .map(|_| tz.to_string())
                 .map_err(|_| invalid(name, value))
         }
+        "deltagate.historian_duplicates" => match trimmed.to_ascii_lowercase().as_str() {
+            "skip" => Ok("skip".into()),
+            "error" => Ok("error".into()),
+            _ => Err(invalid(name, value)),
+        },
         "extra_float_digits" => match trimmed.parse::<i32>() {
             Ok(n) if (-15..=3).contains(&n) => Ok(n.to_string()),
             _ => Err(invalid(name, value)),
@@ -578,7 +598,7 @@ mod tests {
                 "-c search_path=ignition,public".to_string(),
             ),
         ];
-        let mut s = Settings::new("alice", "16.6", &startup).unwrap();
+        let mut s = Settings::new("alice", "16.6", &[], &startup).unwrap();
         assert_eq!(s.get("datestyle").unwrap(), "ISO, MDY");
         assert_eq!(s.get("timezone").unwrap(), "America/Chicago");
         assert_eq!(s.search_path(), vec!["ignition", "public"]);
@@ -591,7 +611,7 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_honour() {
-        let mut s = Settings::new("u", "16.6", &[]).unwrap();
+        let mut s = Settings::new("u", "16.6", &[], &[]).unwrap();
         assert!(matches!(
             s.set("DateStyle", "SQL, DMY"),
             Err(SqlError::Unsupported(_))

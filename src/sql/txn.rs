@@ -271,10 +271,11 @@ pub fn coalesce(ops: Vec<WriteOp>) -> Vec<WriteOp> {
 /// read them.
 #[async_trait]
 pub trait CommitCheck: Send + Sync {
-    /// Verifies the pending changes against the table's current state.
+    /// Verifies the pending changes against the table's current state; may drop rows that
+    /// are no longer to be stored (duplicates on a table that skips them).
     async fn check(
         &self,
-        changes: &TableChanges,
+        changes: &mut TableChanges,
         current: &crate::storage::TableState,
     ) -> Result<()>;
 }
@@ -314,13 +315,13 @@ pub async fn commit(
 
 async fn append(
     storage: &Storage,
-    changes: Vec<TableChanges>,
+    mut changes: Vec<TableChanges>,
     check: &dyn CommitCheck,
 ) -> Result<()> {
     let admission = storage
         .admit(changes.iter().map(|c| c.table.clone()).collect())
         .await?;
-    for change in &changes {
+    for change in &mut changes {
         let current = change.table.state_for_check();
         if current.stamp() != change.base {
             check.check(change, &current).await?;
@@ -346,7 +347,7 @@ async fn append(
 
 async fn apply(
     storage: &Storage,
-    changes: Vec<TableChanges>,
+    mut changes: Vec<TableChanges>,
     check: &dyn CommitCheck,
 ) -> Result<()> {
     let tables: Vec<Arc<TableHandle>> = changes.iter().map(|c| c.table.clone()).collect();
@@ -354,7 +355,7 @@ async fn apply(
     // checks below and the publish.
     let _admission = storage.admit(tables.clone()).await?;
     let mut guard = storage.lock_for_change(tables).await?;
-    for change in &changes {
+    for change in &mut changes {
         let current = guard.current(&change.table);
         if current.stamp() != change.base {
             check.check(change, &current).await?;

@@ -241,20 +241,24 @@ impl KeyIndex {
         }
     }
 
-    /// The first row of `batches` (counted across them) whose key is indexed.
-    fn first_taken(&self, batches: &[RecordBatch]) -> Result<Option<usize>> {
+    /// The rows of `batches` (counted across them) whose key is indexed: all of them, or only
+    /// the first when `all` is false.
+    fn taken(&self, batches: &[RecordBatch], all: bool) -> Result<Vec<usize>> {
+        let mut taken = Vec::new();
         let mut offset = 0;
         for batch in batches {
-            let rows = self.encode(batch)?;
-            if let Some(i) = rows.iter().position(|r| {
-                let key = PackedKey::new(r.as_ref());
-                self.keys.contains(&key) || self.flushed.contains(&key)
-            }) {
-                return Ok(Some(offset + i));
+            for (i, row) in self.encode(batch)?.iter().enumerate() {
+                let key = PackedKey::new(row.as_ref());
+                if self.keys.contains(&key) || self.flushed.contains(&key) {
+                    taken.push(offset + i);
+                    if !all {
+                        return Ok(taken);
+                    }
+                }
             }
             offset += batch.num_rows();
         }
-        Ok(None)
+        Ok(taken)
     }
 }
 
@@ -377,6 +381,16 @@ fn stored_may_hold(
         })
 }
 
+/// Which of a set of new keys the table already holds, as far as the index knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysTaken {
+    /// Rows (counted across the new batches) whose key is buffered, in flight or flushed by
+    /// this server.
+    pub rows: Vec<usize>,
+    /// Whether a stored file may hold one of the other keys: check those exactly.
+    pub stored_unknown: bool,
+}
+
 impl Storage {
     /// Checks new rows' primary keys against the table's in-flight, buffered and stored rows
     /// (see the module comment). Call under the table's admission lock for a decision that holds
@@ -385,14 +399,33 @@ impl Storage {
     /// # Errors
     /// Arrow errors encoding keys, Delta errors reading statistics.
     pub fn key_clash(&self, table: &Arc<TableHandle>, batches: &[RecordBatch]) -> Result<KeyCheck> {
+        let taken = self.keys_taken(table, batches, false)?;
+        Ok(match (taken.rows.first(), taken.stored_unknown) {
+            (Some(row), _) => KeyCheck::Taken(*row),
+            (None, true) => KeyCheck::Unknown,
+            (None, false) => KeyCheck::Free,
+        })
+    }
+
+    /// Like [`Storage::key_clash`], but finds every row whose key the index holds (or only the
+    /// first, when `all` is false), for inserts that skip duplicates.
+    ///
+    /// # Errors
+    /// As [`Storage::key_clash`].
+    pub fn keys_taken(
+        &self,
+        table: &Arc<TableHandle>,
+        batches: &[RecordBatch],
+        all: bool,
+    ) -> Result<KeysTaken> {
         // The snapshot and the index are read together, so a flush moving rows from the
         // buffer to Delta is seen entirely on one side.
-        let Some((state, taken, columns, covered)) = table.with_keys(|state, index| {
+        let Some((state, rows, columns, covered)) = table.with_keys(|state, index| {
             index
                 .map(|index| {
                     Ok::<_, StorageError>((
                         state.clone(),
-                        index.first_taken(batches)?,
+                        index.taken(batches, all)?,
                         index.columns.clone(),
                         index.covered.clone(),
                     ))
@@ -400,16 +433,22 @@ impl Storage {
                 .transpose()
         })?
         else {
-            return Ok(KeyCheck::Free);
+            return Ok(KeysTaken {
+                rows: Vec::new(),
+                stored_unknown: false,
+            });
         };
-        if let Some(row) = taken {
-            return Ok(KeyCheck::Taken(row));
+        if !all && !rows.is_empty() {
+            return Ok(KeysTaken {
+                rows,
+                stored_unknown: false,
+            });
         }
         let boxes = table.file_boxes(&state, &columns)?;
-        if stored_may_hold(&boxes, &covered, &columns, batches) {
-            Ok(KeyCheck::Unknown)
-        } else {
-            Ok(KeyCheck::Free)
-        }
+        let stored_unknown = stored_may_hold(&boxes, &covered, &columns, batches);
+        Ok(KeysTaken {
+            rows,
+            stored_unknown,
+        })
     }
 }

@@ -21,6 +21,7 @@
 
 mod buffer;
 mod catalog;
+pub mod historian;
 mod keys;
 pub mod meta;
 mod provider;
@@ -33,7 +34,7 @@ use deltalake::DeltaTableError;
 
 pub use buffer::{Admission, BufferConfig};
 pub use catalog::{Storage, StorageConfig};
-pub use keys::{KeyCheck, KeySet, PackedKey};
+pub use keys::{KeyCheck, KeySet, KeysTaken, PackedKey};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 pub use provider::PgTableProvider;
 pub use table::{CommitGuard, Stamp, TableHandle, TableState, WriteOp};

@@ -53,7 +53,7 @@ fn python_drivers_and_sqlalchemy_reflection() {
 }
 
 /// The PgJDBC jar from Debian's libpostgresql-jdbc-java.
-fn jdbc_jar() -> String {
+pub fn jdbc_jar() -> String {
     let jar = "/usr/share/java/postgresql.jar";
     assert!(
         std::path::Path::new(jar).exists(),

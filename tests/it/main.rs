@@ -5,6 +5,7 @@ mod clients;
 mod copy;
 mod delta;
 mod harness;
+mod ignition;
 mod ingest;
 mod protocol;
 mod slt;

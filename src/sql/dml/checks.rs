@@ -3,6 +3,7 @@
 //! against the table as the transaction would leave it; plus the re-check at commit.
 
 use super::*;
+use crate::storage::historian;
 
 /// Checks NOT NULL and character lengths, pads `character(n)`, and gives the rows the table's
 /// schema.
@@ -162,7 +163,7 @@ pub(super) async fn check_unique(
 }
 
 /// The primary keys of the rows `ops` insert.
-fn inserted_keys(meta: &TableMeta, ops: &[WriteOp]) -> Result<KeySet> {
+pub(super) fn inserted_keys(meta: &TableMeta, ops: &[WriteOp]) -> Result<KeySet> {
     let key_indices = meta.primary_key_indices();
     let mut keys = KeySet::default();
     if key_indices.is_empty() {
@@ -188,7 +189,7 @@ fn inserted_keys(meta: &TableMeta, ops: &[WriteOp]) -> Result<KeySet> {
 }
 
 /// The key columns of `batches` (not empty), as one batch.
-fn key_columns(batches: &[RecordBatch], key_indices: &[usize]) -> Result<RecordBatch> {
+pub(super) fn key_columns(batches: &[RecordBatch], key_indices: &[usize]) -> Result<RecordBatch> {
     let projected = batches
         .iter()
         .map(|b| b.project(key_indices))
@@ -273,34 +274,40 @@ async fn unique_against(
     batches: &[RecordBatch],
 ) -> Result<()> {
     let meta = &state.meta;
-    let Some(pk) = &meta.primary_key else {
-        return Ok(());
-    };
     let key_indices = meta.primary_key_indices();
-    if batches.is_empty() || key_indices.is_empty() || count(batches) == 0 {
+    if meta.primary_key.is_none() || key_indices.is_empty() || count(batches) == 0 {
         return Ok(());
     }
     let keys = key_columns(batches, &key_indices)?;
-    let violation = |row: usize| -> Result<SqlError> {
-        Ok(SqlError::UniqueViolation {
-            constraint: pk.name.clone(),
-            detail: format!(
-                "Key ({})=({}) already exists.",
-                pk.columns.join(", "),
-                describe_key(&keys, row)?
-            ),
-        })
-    };
     // Within the new rows.
     let converter = key_converter(&keys.schema())?;
     let rows = converter.convert_columns(keys.columns())?;
     let mut seen = HashMap::with_capacity(rows.num_rows());
     for (i, row) in rows.iter().enumerate() {
         if seen.insert(row.owned(), i).is_some() {
-            return Err(violation(i)?);
+            return Err(key_violation(meta, &keys, i)?);
         }
     }
-    // Against the table: a semi join of the stored keys with the new ones, pruned by range.
+    let clash = stored_matches(ctx, target, state, prior, &keys, Some(1)).await?;
+    if let Some(batch) = clash.iter().find(|b| b.num_rows() > 0) {
+        return Err(key_violation(meta, batch, 0)?);
+    }
+    Ok(())
+}
+
+/// The keys among `keys` (key columns only) that the table holds as `prior` operations leave
+/// it on top of `state`: a semi join of the stored keys with the new ones, pruned by the new
+/// keys' range; at most `limit` of them.
+pub(super) async fn stored_matches(
+    ctx: &datafusion::prelude::SessionContext,
+    target: &Target,
+    state: &TableState,
+    prior: &[WriteOp],
+    keys: &RecordBatch,
+    limit: Option<usize>,
+) -> Result<Vec<RecordBatch>> {
+    let meta = &state.meta;
+    let key_indices = meta.primary_key_indices();
     let base: Arc<dyn TableProvider> = Arc::new(PgTableProvider::try_new(state).await?);
     let table = txn::overlay(target.reference.clone(), base, prior)?;
     let key_names: Vec<String> = key_indices
@@ -334,7 +341,7 @@ async fn unique_against(
             .collect::<Vec<_>>(),
     )?;
     let new_keys = ctx.read_batch(renamed)?;
-    let clash = stored
+    Ok(stored
         .join(
             new_keys,
             JoinType::LeftSemi,
@@ -342,20 +349,9 @@ async fn unique_against(
             &new_names.iter().map(String::as_str).collect::<Vec<_>>(),
             None,
         )?
-        .limit(0, Some(1))?
+        .limit(0, limit)?
         .collect()
-        .await?;
-    if let Some(batch) = clash.iter().find(|b| b.num_rows() > 0) {
-        return Err(SqlError::UniqueViolation {
-            constraint: pk.name.clone(),
-            detail: format!(
-                "Key ({})=({}) already exists.",
-                pk.columns.join(", "),
-                describe_key(batch, 0)?
-            ),
-        });
-    }
-    Ok(())
+        .await?)
 }
 
 fn min_value(array: &ArrayRef) -> Result<Option<ScalarValue>> {
@@ -405,6 +401,8 @@ pub struct UniqueCheck {
     ctx: datafusion::prelude::SessionContext,
     storage: Arc<crate::storage::Storage>,
     database: String,
+    /// The session's `deltagate.historian_duplicates` is not strict.
+    skip_duplicates: bool,
 }
 
 impl UniqueCheck {
@@ -413,13 +411,14 @@ impl UniqueCheck {
             ctx: session.ctx.clone(),
             storage: session.engine().storage().clone(),
             database: session.engine().config().database.clone(),
+            skip_duplicates: super::dedup::session_skips(session),
         }
     }
 }
 
 #[async_trait]
 impl CommitCheck for UniqueCheck {
-    async fn check(&self, changes: &TableChanges, current: &TableState) -> Result<()> {
+    async fn check(&self, changes: &mut TableChanges, current: &TableState) -> Result<()> {
         if current.meta.primary_key.is_none() {
             return Ok(());
         }
@@ -448,6 +447,12 @@ impl CommitCheck for UniqueCheck {
                 })
                 .collect();
             if count(&batches) == 0 {
+                return Ok(());
+            }
+            if self.skip_duplicates && historian::is_data_table(&target.handle.name, &current.meta)
+            {
+                let kept = super::dedup::drop_stored(&self.ctx, &self.storage, &target, batches);
+                changes.ops = vec![WriteOp::Insert(kept.await?)];
                 return Ok(());
             }
             return unique_stored(&self.ctx, &self.storage, &target, &batches).await;

@@ -51,17 +51,20 @@ pub(super) async fn try_insert(
     statement: &Statement,
     params: Option<&ParamValues>,
 ) -> Result<Option<Outcome>> {
-    Ok(try_insert_many(session, statement, Executions::Each(&[params]))
-        .await?
-        .map(|rows| Outcome::Command {
-            tag: "INSERT 0".into(),
-            rows: Some(rows),
-        }))
+    Ok(
+        try_insert_many(session, statement, Executions::Each(&[params]))
+            .await?
+            .map(|rows| Outcome::Command {
+                tag: "INSERT 0".into(),
+                rows: Some(rows.iter().sum()),
+            }),
+    )
 }
 
 /// Runs several executions of one statement, one parameter set each, as a single insert:
 /// they are checked and recorded together, so either all of them are stored or none.
-/// Returns the rows each execution inserted, or `None` if the statement needs the planner.
+/// Returns the rows each execution inserted (fewer than it listed where the table skips
+/// duplicate keys), or `None` if the statement needs the planner.
 ///
 /// # Errors
 /// Constraint violations and storage errors of the write.
@@ -69,7 +72,7 @@ pub(crate) async fn try_insert_many(
     session: &Session,
     statement: &Statement,
     executions: Executions<'_>,
-) -> Result<Option<usize>> {
+) -> Result<Option<Vec<usize>>> {
     let Some((target, listed, rows)) = recognise(session, statement)? else {
         return Ok(None);
     };
@@ -82,9 +85,10 @@ pub(crate) async fn try_insert_many(
         let column = match listed.iter().position(|i| *i == index) {
             Some(position) => match executions {
                 Executions::Each(each) => listed_values(each, &rows, position, target_type)?,
-                Executions::Columns { params, count: runs } => {
-                    listed_columns(params, runs, &rows, position, target_type)?
-                }
+                Executions::Columns {
+                    params,
+                    count: runs,
+                } => listed_columns(params, runs, &rows, position, target_type)?,
             },
             None => {
                 let default = match &column.default {
@@ -106,10 +110,14 @@ pub(crate) async fn try_insert_many(
     }
     let batch = RecordBatch::try_new(schema, arrays)?;
     let batches = validate_rows(&meta, &target.handle.name, vec![batch])?;
-    let ops = vec![WriteOp::Insert(batches)];
-    check_unique(session, &target, &ops).await?;
+    let (ops, kept) = checked_insert(session, &target, batches).await?;
     write(session, &target.handle, target.state.stamp(), ops).await?;
-    Ok(Some(rows.len()))
+    let per_execution = rows.len().max(1);
+    Ok(Some(
+        kept.chunks(per_execution)
+            .map(|execution| execution.iter().filter(|k| **k).count())
+            .collect(),
+    ))
 }
 
 /// The values of the column at `position` of the VALUES rows, for executions decoded one by

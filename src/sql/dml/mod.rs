@@ -45,12 +45,13 @@ use super::txn::{self, CommitCheck, TableChanges, Transaction};
 use super::{Outcome, Result, SqlError, control, ddl};
 
 mod checks;
+mod dedup;
 mod defaults;
 mod fast;
 mod upsert;
 
 pub use checks::UniqueCheck;
-use checks::{check_unique, delta_schema, validate_rows};
+use checks::{check_unique, delta_schema, inserted_keys, validate_rows};
 use defaults::{fill_defaults, parse_default, strip_regclass, with_defaults};
 pub use fast::Executions;
 pub(crate) use fast::{batchable, try_insert_many as execute_many};
@@ -242,6 +243,7 @@ pub async fn execute(
         ));
     };
     let meta = target.state.meta.clone();
+    let mut keys_checked = false;
     let (tag, rows, ops) = match op {
         DfWriteOp::Insert(_) => {
             let batches = collect(session, input.as_ref().clone()).await?;
@@ -251,6 +253,11 @@ pub async fn execute(
                     let (ops, affected) =
                         upsert::resolve(session, &target, &clause, &alias, batches).await?;
                     ("INSERT 0", affected, ops)
+                }
+                None if dedup::skips_duplicates(session, &target) => {
+                    let (kept, _) = dedup::without_duplicates(session, &target, batches).await?;
+                    keys_checked = true;
+                    ("INSERT 0", kept.clone(), vec![WriteOp::Insert(kept)])
                 }
                 None => {
                     let ops = vec![WriteOp::Insert(batches.clone())];
@@ -287,7 +294,9 @@ pub async fn execute(
         }
         other => return Err(SqlError::Unsupported(format!("{other} is not supported"))),
     };
-    check_unique(session, &target, &ops).await?;
+    if !keys_checked {
+        check_unique(session, &target, &ops).await?;
+    }
     write(session, &target.handle, target.state.stamp(), ops).await?;
     match returning {
         Some(items) => {
@@ -334,7 +343,6 @@ pub(crate) async fn insert_batches(
         batches
     };
     let batches = validate_rows(&meta, &handle.name, batches)?;
-    let rows = count(&batches);
     let target = Target {
         handle: handle.clone(),
         reference: TableReference::full(
@@ -344,10 +352,27 @@ pub(crate) async fn insert_batches(
         ),
         state,
     };
-    let ops = vec![WriteOp::Insert(batches)];
-    check_unique(session, &target, &ops).await?;
+    let (ops, rows) = checked_insert(session, &target, batches).await?;
     write(session, handle, target.state.stamp(), ops).await?;
-    Ok(rows)
+    Ok(rows.iter().filter(|kept| **kept).count())
+}
+
+/// The write of a plain insert's rows (validated, in the stored schema) after the key checks,
+/// and per row whether it is stored: all, or a 23505 error, except where the table skips
+/// duplicate keys (see `dedup`).
+async fn checked_insert(
+    session: &Session,
+    target: &Target,
+    batches: Vec<RecordBatch>,
+) -> Result<(Vec<WriteOp>, Vec<bool>)> {
+    if dedup::skips_duplicates(session, target) {
+        let (kept, rows) = dedup::without_duplicates(session, target, batches).await?;
+        return Ok((vec![WriteOp::Insert(kept)], rows));
+    }
+    let rows = vec![true; count(&batches)];
+    let ops = vec![WriteOp::Insert(batches)];
+    check_unique(session, target, &ops).await?;
+    Ok((ops, rows))
 }
 
 /// The schema rows are stored with (see [`checks::delta_schema`]).

@@ -1,0 +1,183 @@
+//! Inserts that skip rows whose primary key is already taken.
+//!
+//! Ignition's store-and-forward re-sends a batch whenever an answer goes missing; PostgreSQL
+//! refuses the whole batch with 23505 and Ignition quarantines its good rows with it. So on
+//! historian data tables (see `storage::historian`), while the session's
+//! `deltagate.historian_duplicates` is `skip` (the default), a plain INSERT or COPY behaves as
+//! `INSERT ... ON CONFLICT DO NOTHING`: each `(tagid, t_stamp)` is stored once, the first value
+//! kept, and the re-sent batch succeeds. `error` restores PostgreSQL's 23505.
+//!
+//! It runs at ingest speed: repeats within the statement and the transaction are found by
+//! hashing, buffered and in-flight rows through the storage's key index, and stored rows by an
+//! exact join only where file statistics cannot rule them out. Called by the INSERT paths
+//! (planned, planner-free, COPY) instead of `check_unique`, and at commit by `UniqueCheck` for
+//! rows other sessions stored meanwhile.
+
+use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::compute::filter_record_batch;
+
+use super::checks::{key_columns, stored_matches};
+use super::*;
+use crate::storage::historian;
+
+/// The value of `deltagate.historian_duplicates` that refuses duplicates as PostgreSQL does.
+pub const STRICT: &str = "error";
+
+/// Whether inserts into `target` skip rows with a key the table already holds.
+pub(super) fn skips_duplicates(session: &Session, target: &Target) -> bool {
+    historian::is_data_table(&target.handle.name, &target.state.meta) && session_skips(session)
+}
+
+/// Whether the session skips duplicate keys on historian data tables.
+pub(super) fn session_skips(session: &Session) -> bool {
+    session
+        .shared
+        .settings
+        .lock()
+        .get("deltagate.historian_duplicates")
+        .is_ok_and(|v| v != STRICT)
+}
+
+/// The rows of an insert (validated, in the stored schema) whose key neither an earlier row of
+/// the insert nor the table as this transaction sees it holds, and per row whether it is kept.
+///
+/// # Errors
+/// Storage errors reading keys or statistics.
+pub(super) async fn without_duplicates(
+    session: &Session,
+    target: &Target,
+    batches: Vec<RecordBatch>,
+) -> Result<(Vec<RecordBatch>, Vec<bool>)> {
+    let meta = &target.state.meta;
+    let key_indices = meta.primary_key_indices();
+    if count(&batches) == 0 || key_indices.is_empty() {
+        let rows = count(&batches);
+        return Ok((batches, vec![true; rows]));
+    }
+    let new = concat_batches(&delta_schema(meta), &batches)?;
+    let keys = key_columns(std::slice::from_ref(&new), &key_indices)?;
+    let packed = packed_keys(&keys)?;
+    let oid = target.handle.oid;
+    let pending = pending_ops(session, oid);
+    let mut keep = vec![true; new.num_rows()];
+    if pending
+        .iter()
+        .any(|op| matches!(op, WriteOp::Delete { .. }))
+    {
+        // The table as this transaction leaves it is more than stored rows plus inserts:
+        // compare with exactly that.
+        if let Some(t) = session.shared.txn.lock().as_mut() {
+            t.inserted_keys.remove(&oid);
+        }
+        let matches =
+            stored_matches(&session.ctx, target, &target.state, &pending, &keys, None).await?;
+        let mut taken = packed_set(&matches)?;
+        for (keep, key) in keep.iter_mut().zip(&packed) {
+            *keep = taken.insert(key.clone());
+        }
+    } else {
+        let cached = session
+            .shared
+            .txn
+            .lock()
+            .as_mut()
+            .and_then(|t| t.inserted_keys.remove(&oid));
+        let mut earlier = match cached {
+            Some(keys) => keys,
+            None => inserted_keys(meta, &pending)?,
+        };
+        for (keep, key) in keep.iter_mut().zip(&packed) {
+            *keep = earlier.insert(key.clone());
+        }
+        let storage = session.engine().storage();
+        let stored =
+            stored_rows(&session.ctx, storage, target, &new, &keys, &packed, &keep).await?;
+        for row in stored {
+            keep[row] = false;
+            earlier.remove(&packed[row]);
+        }
+        if let Some(t) = session.shared.txn.lock().as_mut() {
+            t.inserted_keys.insert(oid, earlier);
+        }
+    }
+    let kept = filter_record_batch(&new, &BooleanArray::from(keep.clone()))?;
+    Ok((vec![kept], keep))
+}
+
+/// Rows of `batches` (checked when they were inserted) whose key another session stored since:
+/// dropped at commit, so that a batch re-sent while the first one was still committing stores
+/// nothing twice.
+///
+/// # Errors
+/// Storage errors reading keys or statistics.
+pub(super) async fn drop_stored(
+    ctx: &datafusion::prelude::SessionContext,
+    storage: &crate::storage::Storage,
+    target: &Target,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    let meta = &target.state.meta;
+    let key_indices = meta.primary_key_indices();
+    if count(&batches) == 0 || key_indices.is_empty() {
+        return Ok(batches);
+    }
+    let new = concat_batches(&delta_schema(meta), &batches)?;
+    let keys = key_columns(std::slice::from_ref(&new), &key_indices)?;
+    let packed = packed_keys(&keys)?;
+    let mut keep = vec![true; new.num_rows()];
+    for row in stored_rows(ctx, storage, target, &new, &keys, &packed, &keep).await? {
+        keep[row] = false;
+    }
+    Ok(vec![filter_record_batch(&new, &BooleanArray::from(keep))?])
+}
+
+/// The rows among those still kept whose key is buffered, in flight or stored.
+async fn stored_rows(
+    ctx: &datafusion::prelude::SessionContext,
+    storage: &crate::storage::Storage,
+    target: &Target,
+    new: &RecordBatch,
+    keys: &RecordBatch,
+    packed: &[PackedKey],
+    keep: &[bool],
+) -> Result<Vec<usize>> {
+    let candidates: Vec<usize> = (0..keep.len()).filter(|i| keep[*i]).collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mask = BooleanArray::from(keep.to_vec());
+    let rows = filter_record_batch(new, &mask)?;
+    let taken = storage.keys_taken(&target.handle, std::slice::from_ref(&rows), true)?;
+    let mut found: Vec<usize> = taken.rows.iter().map(|j| candidates[*j]).collect();
+    if taken.stored_unknown {
+        let mut open = vec![false; keep.len()];
+        for &i in &candidates {
+            open[i] = true;
+        }
+        for &i in &found {
+            open[i] = false;
+        }
+        let remaining = filter_record_batch(keys, &BooleanArray::from(open.clone()))?;
+        let matches = stored_matches(ctx, target, &target.state, &[], &remaining, None).await?;
+        let stored = packed_set(&matches)?;
+        found.extend((0..open.len()).filter(|i| open[*i] && stored.contains(&packed[*i])));
+    }
+    Ok(found)
+}
+
+fn packed_keys(keys: &RecordBatch) -> Result<Vec<PackedKey>> {
+    let converter = key_converter(&keys.schema())?;
+    Ok(converter
+        .convert_columns(keys.columns())?
+        .iter()
+        .map(|row| PackedKey::new(row.as_ref()))
+        .collect())
+}
+
+fn packed_set(batches: &[RecordBatch]) -> Result<KeySet> {
+    let mut set = KeySet::default();
+    for batch in batches {
+        set.extend(packed_keys(batch)?);
+    }
+    Ok(set)
+}
