@@ -20,6 +20,7 @@ use crate::storage::PgTableProvider;
 use super::information_schema::InformationSchema;
 use super::pg_catalog::PgCatalogSchema;
 use super::session::SessionShared;
+use super::tag_history;
 use super::txn;
 
 /// Name of the PostgreSQL system catalog schema.
@@ -87,7 +88,11 @@ impl SchemaProvider for UserSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let Some(handle) = self.shared.engine.storage().table(&self.name, name) else {
+        let storage = self.shared.engine.storage();
+        let Some(handle) = storage.table(&self.name, name) else {
+            if name == tag_history::NAME && tag_history::offered(self) {
+                return self.tag_history().await.map(Some);
+            }
             return Ok(None);
         };
         let state = handle.state();
@@ -123,5 +128,26 @@ impl SchemaProvider for UserSchema {
             .storage()
             .table(&self.name, name)
             .is_some()
+            || (name == tag_history::NAME && tag_history::offered(self))
+    }
+}
+
+impl UserSchema {
+    /// The built-in `tag_history` view over the schema's historian data tables.
+    async fn tag_history(&self) -> DfResult<Arc<dyn TableProvider>> {
+        let storage = self.shared.engine.storage();
+        let mut tables = Vec::new();
+        for handle in storage.tables(&self.name) {
+            if tag_history::feeds(&handle.name, &handle.state().meta)
+                && let Some(provider) = self.table(&handle.name).await?
+            {
+                tables.push((handle.name.clone(), provider));
+            }
+        }
+        let tags = self
+            .table("sqlth_te")
+            .await?
+            .ok_or_else(|| DataFusionError::Plan("sqlth_te does not exist".into()))?;
+        tag_history::view(tags, tables)
     }
 }
