@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{
-    ArrayRef, ArrowPrimitiveType, BooleanBuilder, PrimitiveBuilder, StringBuilder, new_null_array,
+    ArrayRef, ArrowPrimitiveType, BooleanArray, PrimitiveArray, StringArray, new_null_array,
 };
 use datafusion::arrow::datatypes::{
     DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
@@ -146,20 +146,12 @@ fn column(
         (&Type::INT8, None | Some(DataType::Int64)) => primitive::<Int64Type>(ty, values),
         (&Type::FLOAT4, None | Some(DataType::Float32)) => primitive::<Float32Type>(ty, values),
         (&Type::FLOAT8, None | Some(DataType::Float64)) => primitive::<Float64Type>(ty, values),
-        (&Type::BOOL, _) => {
-            let mut out = BooleanBuilder::with_capacity(executions.len());
-            for (binary, value) in values {
-                out.append_option(decode::<bool>(ty, binary, value)?);
-            }
-            Some(Arc::new(out.finish()))
-        }
-        (&Type::TEXT | &Type::VARCHAR, None | Some(DataType::Utf8)) => {
-            let mut out = StringBuilder::with_capacity(executions.len(), 0);
-            for (binary, value) in values {
-                out.append_option(decode::<String>(ty, binary, value)?);
-            }
-            Some(Arc::new(out.finish()))
-        }
+        (&Type::BOOL, _) => Some(Arc::new(BooleanArray::from(decode_all::<bool>(
+            ty, values,
+        )?))),
+        (&Type::TEXT | &Type::VARCHAR, None | Some(DataType::Utf8)) => Some(Arc::new(
+            StringArray::from(decode_all::<String>(ty, values)?),
+        )),
         _ => None,
     }
 }
@@ -193,11 +185,21 @@ where
     T: ArrowPrimitiveType,
     T::Native: FromSqlOwned + for<'b> FromSqlText<'b>,
 {
-    let mut out = PrimitiveBuilder::<T>::with_capacity(values.size_hint().0);
-    for (binary, value) in values {
-        out.append_option(decode::<T::Native>(ty, binary, value)?);
-    }
-    Some(Arc::new(out.finish()))
+    let values = decode_all::<T::Native>(ty, values)?;
+    Some(Arc::new(values.into_iter().collect::<PrimitiveArray<T>>()))
+}
+
+/// Every value of a parameter; `None` when one does not decode.
+fn decode_all<'a, T>(
+    ty: &Type,
+    values: impl Iterator<Item = (bool, Option<&'a Bytes>)>,
+) -> Option<Vec<Option<T>>>
+where
+    T: FromSqlOwned + for<'b> FromSqlText<'b>,
+{
+    values
+        .map(|(binary, value)| decode::<T>(ty, binary, value))
+        .collect()
 }
 
 /// One value, decoded as `Portal::parameter` decodes it; `None` when it does not decode.

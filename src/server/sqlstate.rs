@@ -56,6 +56,7 @@ pub fn classify(error: &SqlError) -> Coded {
         },
         SqlError::InFailedTransaction => coded("25P02", error.to_string()),
         SqlError::ActiveTransaction(m) => coded("25P01", m),
+        SqlError::InTransactionBlock(m) => coded("25001", m),
         SqlError::Unsupported(m) => coded("0A000", m),
         SqlError::UndefinedParameter(_) => coded("42704", error.to_string()),
         SqlError::InvalidParameterValue(m) => coded("22023", m),
@@ -108,6 +109,7 @@ fn storage(e: &StorageError) -> Coded {
         }
         // insufficient_resources: the client may retry later; nothing of the write is stored.
         StorageError::BufferFull { .. } => coded("53000", message),
+        StorageError::Unsupported(_) => coded("0A000", message),
         StorageError::Wal(_) => {
             error!(error = %e, "write-ahead log failed");
             coded("58030", message)

@@ -19,11 +19,13 @@ mod ddl;
 mod dml;
 mod functions;
 mod information_schema;
+mod maintenance;
 mod pg_catalog;
 mod rewrite;
 mod session;
 mod settings;
 mod subplan;
+mod tag_history;
 mod txn;
 
 use std::sync::Arc;
@@ -77,6 +79,8 @@ pub enum SqlError {
     InFailedTransaction,
     #[error("{0}")]
     ActiveTransaction(String),
+    #[error("{0}")]
+    InTransactionBlock(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("unrecognized configuration parameter \"{0}\"")]

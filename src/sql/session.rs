@@ -482,6 +482,7 @@ impl Session {
                 dml::execute(self, statement, params).await
             }
             Statement::Copy { .. } => super::copy::execute(self, statement).await,
+            Statement::Vacuum(vacuum) => super::maintenance::vacuum(self, vacuum).await,
             other => {
                 if let Some(outcome) = ddl::execute(self, other).await? {
                     Ok(outcome)

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::buffer::{BufferConfig, Ingest};
 use super::meta::{self, ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
+use super::partition::Container;
 use super::table::{CommitGuard, TableHandle};
 use super::{Result, StorageError, StorageOptions, stable_oid};
 use crate::wal::{Durability, Wal, WalConfig};
@@ -92,7 +93,7 @@ struct SchemaEntry {
 
 /// The warehouse: every schema and table, and the locks that order commits.
 pub struct Storage {
-    config: StorageConfig,
+    pub(super) config: StorageConfig,
     /// Object store rooted at the warehouse.
     store: ObjectStoreRef,
     schemas: RwLock<BTreeMap<String, SchemaEntry>>,
@@ -108,8 +109,10 @@ pub struct Storage {
     stop: CancellationToken,
     /// Serializes discovery with table creation and removal, so a scan never registers a table
     /// that is being created or dropped.
-    ddl: tokio::sync::Mutex<()>,
-    runtime: Arc<RuntimeEnv>,
+    pub(super) ddl: tokio::sync::Mutex<()>,
+    pub(super) runtime: Arc<RuntimeEnv>,
+    /// The Delta tables holding historian months, by schema and folder (see `partition`).
+    pub(super) containers: parking_lot::Mutex<HashMap<(String, String), Arc<Container>>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -154,6 +157,7 @@ impl Storage {
             stop: CancellationToken::new(),
             ddl: tokio::sync::Mutex::new(()),
             runtime,
+            containers: parking_lot::Mutex::new(HashMap::new()),
         };
         storage.discover().await?;
         if !storage.has_schema(DEFAULT_SCHEMA) {
@@ -162,7 +166,7 @@ impl Storage {
         // LSNs must stay above every one a table has recorded, even if the log was lost.
         let mut floor = 0;
         for table in storage.all_tables() {
-            floor = floor.max(storage.flushed_lsn(&table.state()).await?);
+            floor = floor.max(storage.flushed_lsn(&table, &table.state()).await?);
         }
         // Segments are written in full, so keep several of them within the disk budget.
         let wal_config = WalConfig {
@@ -224,7 +228,8 @@ impl Storage {
                 let Some(name) = table_prefix.filename().map(str::to_string) else {
                     continue;
                 };
-                if self.table(&schema, &name).is_some() {
+                if self.table(&schema, &name).is_some() || self.container(&schema, &name).is_some()
+                {
                     continue;
                 }
                 let log = table_prefix.clone().join("_delta_log");
@@ -233,7 +238,8 @@ impl Storage {
                     continue;
                 }
                 match self.load_table(&schema, &name).await {
-                    Ok(handle) => {
+                    Ok(None) => {}
+                    Ok(Some(handle)) => {
                         info!(
                             schema,
                             table = name,
@@ -249,7 +255,7 @@ impl Storage {
         Ok(())
     }
 
-    fn table_url(&self, schema: &str, name: &str) -> Result<Url> {
+    pub(super) fn table_url(&self, schema: &str, name: &str) -> Result<Url> {
         self.config
             .warehouse
             .join(&format!(
@@ -260,17 +266,23 @@ impl Storage {
             .map_err(|e| StorageError::Location(e.to_string()))
     }
 
-    async fn load_table(&self, schema: &str, name: &str) -> Result<Arc<TableHandle>> {
+    /// Loads the Delta table in folder `name`; `None` when it holds historian months, which
+    /// are registered as tables of their own instead.
+    async fn load_table(&self, schema: &str, name: &str) -> Result<Option<Arc<TableHandle>>> {
         let url = self.table_url(schema, name)?;
         let table = DeltaTableBuilder::from_url(url.clone())?
             .with_storage_options(self.config.storage_options.clone())
             .load()
             .await?;
+        if super::partition::column(table.snapshot()?.metadata().configuration()).is_some() {
+            self.load_months(schema, name, url, table)?;
+            return Ok(None);
+        }
         let oid = self.unique_oid("table", schema, name);
-        TableHandle::new(schema, name, oid, url, table, &self.runtime)
+        TableHandle::new(schema, name, oid, url, table, &self.runtime, None).map(Some)
     }
 
-    fn unique_oid(&self, kind: &str, schema: &str, name: &str) -> u32 {
+    pub(super) fn unique_oid(&self, kind: &str, schema: &str, name: &str) -> u32 {
         let taken: std::collections::HashSet<u32> = self
             .schemas
             .read()
@@ -299,7 +311,7 @@ impl Storage {
             });
     }
 
-    fn insert_table(&self, handle: Arc<TableHandle>) {
+    pub(super) fn insert_table(&self, handle: Arc<TableHandle>) {
         self.insert_schema(&handle.schema);
         if let Some(entry) = self.schemas.write().get_mut(&handle.schema) {
             entry.tables.insert(handle.name.clone(), handle);
@@ -412,6 +424,7 @@ impl Storage {
         let prefix = Path::from(encode_segment(schema));
         self.delete_prefix(&prefix).await?;
         self.schemas.write().remove(schema);
+        self.containers.lock().retain(|(s, _), _| s != schema);
         info!(schema, "dropped schema");
         Ok(())
     }
@@ -432,8 +445,14 @@ impl Storage {
         if !self.has_schema(schema) {
             return Err(StorageError::UndefinedSchema(schema.to_string()));
         }
-        if self.relation_exists(schema, name) {
+        if self.relation_exists(schema, name) || self.container(schema, name).is_some() {
             return Err(StorageError::DuplicateTable(name.to_string()));
+        }
+        if let Some(month) = self
+            .create_month(schema, name, &columns, &primary_key, &sequences)
+            .await?
+        {
+            return Ok(month);
         }
         let url = self.table_url(schema, name)?;
         let delta_schema = StructType::try_new(columns.iter().map(meta::delta_field))
@@ -463,12 +482,9 @@ impl Storage {
             .with_raise_if_key_not_exists(false)
             .with_commit_properties(super::table::commit_properties())
             .await
-            .map_err(|source| StorageError::Commit {
-                table: name.to_string(),
-                source,
-            })?;
+            .map_err(StorageError::commit(name))?;
         let oid = self.unique_oid("table", schema, name);
-        let handle = TableHandle::new(schema, name, oid, url, table, &self.runtime)?;
+        let handle = TableHandle::new(schema, name, oid, url, table, &self.runtime, None)?;
         self.insert_table(handle.clone());
         info!(schema, table = name, "created table");
         Ok(handle)
@@ -480,21 +496,28 @@ impl Storage {
     /// Object store errors while deleting.
     pub async fn drop_table(&self, table: &Arc<TableHandle>) -> Result<()> {
         let _ddl = self.ddl.lock().await;
+        if table.slice().is_some() {
+            return self.drop_month(table).await;
+        }
         let _admit = table.clone().lock_admit().await;
-        let _commit = table.lock().await;
+        let _commit = table.commit_lock().lock().await;
         let _view = self.visibility.write().await;
         // Its log records name the Delta table id, so they are never replayed into a new table
         // of the same name.
         table.discard_buffered();
-        if let Some(entry) = self.schemas.write().get_mut(&table.schema) {
-            entry.tables.remove(&table.name);
-        }
+        self.remove_table(table);
         drop(_view);
         let prefix =
             Path::from(encode_segment(&table.schema)).join(encode_segment(&table.name).as_str());
         self.delete_prefix(&prefix).await?;
         info!(schema = table.schema, table = table.name, "dropped table");
         Ok(())
+    }
+
+    pub(super) fn remove_table(&self, table: &TableHandle) {
+        if let Some(entry) = self.schemas.write().get_mut(&table.schema) {
+            entry.tables.remove(&table.name);
+        }
     }
 
     async fn delete_prefix(&self, prefix: &Path) -> Result<()> {
@@ -519,16 +542,21 @@ impl Storage {
         Ok(())
     }
 
-    /// Locks tables for a Delta commit, in OID order so concurrent commits cannot deadlock.
+    /// Locks tables for a Delta commit. The commit locks (one per Delta table: historian
+    /// months share theirs) are taken in one global order so concurrent commits cannot
+    /// deadlock.
     pub async fn lock_for_commit(&self, mut tables: Vec<Arc<TableHandle>>) -> CommitGuard<'_> {
         tables.sort_by_key(|t| t.oid);
         tables.dedup_by_key(|t| t.oid);
-        let mut guards = Vec::with_capacity(tables.len());
-        for table in tables {
-            let guard = table.clone().lock_owned().await;
-            guards.push((table, guard));
+        let mut locks: Vec<Arc<tokio::sync::Mutex<()>>> =
+            tables.iter().map(|t| t.commit_lock().clone()).collect();
+        locks.sort_by_key(|l| Arc::as_ptr(l) as usize);
+        locks.dedup_by_key(|l| Arc::as_ptr(l) as usize);
+        let mut guards = Vec::with_capacity(locks.len());
+        for lock in locks {
+            guards.push(lock.lock_owned().await);
         }
-        CommitGuard::new(guards, &self.visibility)
+        CommitGuard::new(tables, guards, &self.visibility)
     }
 
     /// Locks tables for a change that is not a plain insert (UPDATE, DELETE, TRUNCATE, DDL):

@@ -308,21 +308,38 @@ fn bounds(arrays: &[ArrayRef]) -> Option<(ScalarValue, ScalarValue)> {
 /// missing).
 pub(super) type FileBoxes = Vec<(String, Vec<Option<(ScalarValue, ScalarValue)>>)>;
 
-/// The paths of a snapshot's data files.
+/// The paths of a snapshot's data files (a slice's own only).
 pub(super) fn file_paths(state: &TableState) -> Result<std::collections::HashSet<String>> {
     let snapshot = state.table.snapshot()?;
     Ok(snapshot
         .snapshot()
         .log_data()
         .iter()
+        .filter(|f| {
+            state
+                .slice
+                .as_ref()
+                .is_none_or(|s| s.holds(&f.partition_values_map()))
+        })
         .map(|f| f.path().to_string())
         .collect())
 }
 
-/// The key-column boxes of a snapshot's data files, read from the Delta statistics.
+/// The key-column boxes of a snapshot's data files (a slice's own only), read from the Delta
+/// statistics.
 pub(super) fn file_boxes(state: &TableState, columns: &[usize]) -> Result<FileBoxes> {
     let snapshot = state.table.snapshot()?;
     let log_data = snapshot.snapshot().log_data();
+    // Statistics arrays below cover every file of the Delta table, in this order.
+    let in_slice: Vec<bool> = log_data
+        .iter()
+        .map(|f| {
+            state
+                .slice
+                .as_ref()
+                .is_none_or(|s| s.holds(&f.partition_values_map()))
+        })
+        .collect();
     let mut boxes: FileBoxes = log_data
         .iter()
         .map(|f| (f.path().to_string(), Vec::with_capacity(columns.len())))
@@ -342,7 +359,11 @@ pub(super) fn file_boxes(state: &TableState, columns: &[usize]) -> Result<FileBo
             bounds.push(pair);
         }
     }
-    Ok(boxes)
+    Ok(boxes
+        .into_iter()
+        .zip(in_slice)
+        .filter_map(|(file, keep)| keep.then_some(file))
+        .collect())
 }
 
 /// Whether some data file not `covered` by the index may hold a key inside the new keys' box.

@@ -100,14 +100,19 @@ impl TableMeta {
     ///
     /// # Errors
     /// [`StorageError::Metadata`] when a deltagate property is present but unreadable.
+    /// `hidden` names a column clients do not see (the partition column of a historian month).
     pub fn from_delta(
         schema: &StructType,
         arrow: &Schema,
         properties: &HashMap<String, String>,
         table_oid: u32,
+        hidden: Option<&str>,
     ) -> Result<TableMeta, StorageError> {
         let mut columns = Vec::new();
         for field in schema.fields() {
+            if Some(field.name().as_str()) == hidden {
+                continue;
+            }
             let arrow_field = arrow
                 .field_with_name(field.name())
                 .map_err(|e| StorageError::Metadata(format!("column {}: {e}", field.name())))?;
@@ -274,8 +279,8 @@ mod tests {
                 .map(|c| Field::new(&c.name, c.pg_type.arrow_type(), !c.not_null))
                 .collect::<Vec<_>>(),
         );
-        let back =
-            TableMeta::from_delta(&schema, &arrow, &meta.properties().unwrap(), 16384).unwrap();
+        let back = TableMeta::from_delta(&schema, &arrow, &meta.properties().unwrap(), 16384, None)
+            .unwrap();
         assert_eq!(back.columns, columns);
         assert_eq!(back.primary_key, meta.primary_key);
         assert_eq!(back.sequences, meta.sequences);

@@ -24,8 +24,10 @@ mod catalog;
 pub mod historian;
 mod keys;
 pub mod meta;
+mod partition;
 mod provider;
 mod table;
+mod vacuum;
 
 use std::collections::HashMap;
 
@@ -91,6 +93,18 @@ pub enum StorageError {
     BufferFull { waited: std::time::Duration },
     #[error(transparent)]
     Wal(#[from] crate::wal::WalError),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl StorageError {
+    /// The error of a failed Delta commit to `table`.
+    pub(crate) fn commit(table: &str) -> impl Fn(DeltaTableError) -> StorageError + '_ {
+        move |source| StorageError::Commit {
+            table: table.to_string(),
+            source,
+        }
+    }
 }
 
 /// Result of storage operations.

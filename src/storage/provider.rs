@@ -44,6 +44,9 @@ pub struct PgTableProvider {
     inner: Arc<dyn TableProvider>,
     schema: SchemaRef,
     buffered: Vec<RecordBatch>,
+    /// For a historian month: the filter selecting its partition (whose column, last in the
+    /// Delta schema, clients do not see).
+    slice: Option<Expr>,
 }
 
 impl PgTableProvider {
@@ -58,12 +61,21 @@ impl PgTableProvider {
             .table_provider()
             .with_eager_snapshot(snapshot)
             .await?;
-        let schema = with_pg_metadata(&inner.schema(), &state.meta.arrow_schema);
+        let mut schema = with_pg_metadata(&inner.schema(), &state.meta.arrow_schema);
+        if state.slice.is_some() {
+            let visible: Vec<usize> = (0..state.meta.columns.len()).collect();
+            schema = Arc::new(
+                schema
+                    .project(&visible)
+                    .map_err(|e| super::StorageError::DataFusion(e.into()))?,
+            );
+        }
         let buffered = state.buffered.batches()?;
         Ok(PgTableProvider {
             inner,
             schema,
             buffered,
+            slice: state.slice.as_ref().map(|s| s.predicate()),
         })
     }
 }
@@ -123,7 +135,16 @@ impl TableProvider for PgTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let plan = self.inner.scan(state, projection, filters, limit).await?;
+        let (all, filters) = match &self.slice {
+            Some(predicate) => {
+                let mut filters = filters.to_vec();
+                filters.push(predicate.clone());
+                (Some((0..self.schema.fields().len()).collect()), filters)
+            }
+            None => (None, filters.to_vec()),
+        };
+        let projection = projection.or(all.as_ref());
+        let plan = self.inner.scan(state, projection, &filters, limit).await?;
         let target = match projection {
             Some(indices) => Arc::new(self.schema.project(indices)?),
             None => self.schema.clone(),

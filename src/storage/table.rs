@@ -31,6 +31,7 @@ use url::Url;
 use super::buffer::{self, BufferedRows};
 use super::keys::{self, FileBoxes, KeyIndex, PackedKey};
 use super::meta::{self, ColumnMeta, IndexMeta, TableMeta};
+use super::partition::{self, Container, Slice};
 use super::{Result, StorageError};
 use crate::wal::Lsn;
 
@@ -55,32 +56,53 @@ pub struct TableState {
     pub version: i64,
     /// Rows durable in the write-ahead log but not yet in Delta; part of the table to readers.
     pub buffered: BufferedRows,
+    /// The partition of the Delta table this table is, for a historian month (see `partition`).
+    pub slice: Option<Arc<Slice>>,
 }
 
 impl TableState {
-    fn from_table(table: DeltaTable, oid: u32) -> Result<TableState> {
+    fn from_table(table: DeltaTable, oid: u32, slice: Option<&Arc<Slice>>) -> Result<TableState> {
         let snapshot = table.snapshot()?;
         let version = snapshot.version() as i64;
-        let meta = TableMeta::from_delta(
-            &snapshot.schema(),
-            &snapshot.snapshot().arrow_schema(),
-            snapshot.metadata().configuration(),
-            oid,
-        )?;
+        let configuration = snapshot.metadata().configuration();
+        let meta = match slice {
+            None => TableMeta::from_delta(
+                &snapshot.schema(),
+                &snapshot.snapshot().arrow_schema(),
+                configuration,
+                oid,
+                None,
+            )?,
+            Some(slice) => TableMeta::from_delta(
+                &snapshot.schema(),
+                &snapshot.snapshot().arrow_schema(),
+                &partition::registration(configuration, slice)?.properties,
+                oid,
+                Some(&slice.column),
+            )?,
+        };
         Ok(TableState {
             table,
             meta: Arc::new(meta),
             version,
             buffered: BufferedRows::default(),
+            slice: slice.cloned(),
         })
     }
 
-    /// The Delta table's id (`metaData.id`), which survives renames but not re-creation.
+    /// Identifies this incarnation of the table in log records: the Delta table's id
+    /// (`metaData.id`, which survives renames but not re-creation), and for a historian month
+    /// its registration's id.
     pub fn table_id(&self) -> String {
-        self.table
+        let id = self
+            .table
             .snapshot()
             .map(|s| s.metadata().id().to_string())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        match &self.slice {
+            Some(slice) => format!("{id}/{}", slice.id),
+            None => id,
+        }
     }
 
     /// Changes whenever the table's rows may have changed (a Delta commit or a buffered append).
@@ -135,8 +157,11 @@ pub struct TableHandle {
     pub oid: u32,
     pub location: Url,
     state: RwLock<TableState>,
-    /// Held by writers of Delta commits (flusher, updates, deletes, DDL).
+    /// Held by writers of Delta commits (flusher, updates, deletes, DDL); shared by the slices
+    /// of one Delta table.
     commit_lock: Arc<AsyncMutex<()>>,
+    /// For a historian month: its partition and what it shares with the other months.
+    slice: Option<(Arc<Slice>, Arc<Container>)>,
     /// Held while a write is checked against the table and queued in the log, so two writers
     /// cannot both find a key free; never held across a log sync.
     admit_lock: Arc<AsyncMutex<()>>,
@@ -167,13 +192,14 @@ impl TableHandle {
         location: Url,
         table: DeltaTable,
         runtime: &Arc<RuntimeEnv>,
+        slice: Option<(Arc<Slice>, Arc<Container>)>,
     ) -> Result<Arc<TableHandle>> {
         // Register the table's object store once in the runtime all sessions share.
         let session = SessionStateBuilder::new()
             .with_runtime_env(runtime.clone())
             .build();
         table.update_datafusion_session(&session)?;
-        let state = TableState::from_table(table, oid)?;
+        let state = TableState::from_table(table, oid, slice.as_ref().map(|(s, _)| s))?;
         let sequences = sequence_runtimes(&state.meta);
         let key_columns = state.meta.primary_key_indices();
         let key_types = key_columns
@@ -187,13 +213,39 @@ impl TableHandle {
             oid,
             location,
             state: RwLock::new(state),
-            commit_lock: Arc::new(AsyncMutex::new(())),
+            commit_lock: match &slice {
+                Some((_, container)) => container.lock.clone(),
+                None => Arc::new(AsyncMutex::new(())),
+            },
+            slice,
             admit_lock: Arc::new(AsyncMutex::new(())),
             inflight: Mutex::new(Vec::new()),
             keys: Mutex::new(keys),
             file_boxes: Mutex::new(None),
             sequences: Mutex::new(sequences),
         }))
+    }
+
+    /// The partition this table is, for a historian month.
+    pub fn slice(&self) -> Option<&Arc<Slice>> {
+        self.slice.as_ref().map(|(s, _)| s)
+    }
+
+    /// The Delta application id its flushes commit under: this server's, qualified by the
+    /// month for a slice (months of one Delta table are flushed independently).
+    pub(super) fn app_id(&self, server: &str) -> String {
+        match self.slice() {
+            Some(slice) => format!("{server}:{}", slice.value),
+            None => server.to_string(),
+        }
+    }
+
+    /// Rows as Delta stores them: a slice's rows carry their month.
+    pub(super) fn to_stored(&self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        match self.slice() {
+            Some(slice) => batches.iter().map(|b| slice.with_column(b)).collect(),
+            None => Ok(batches),
+        }
     }
 
     /// The published snapshot.
@@ -312,12 +364,9 @@ impl TableHandle {
         }
     }
 
-    pub(super) async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.commit_lock.lock().await
-    }
-
-    pub(super) async fn lock_owned(self: Arc<Self>) -> OwnedMutexGuard<()> {
-        self.commit_lock.clone().lock_owned().await
+    /// The commit lock, shared by the slices of one Delta table.
+    pub(super) fn commit_lock(&self) -> &Arc<AsyncMutex<()>> {
+        &self.commit_lock
     }
 
     /// Draws `count` values from a sequence; returns the first. Values are `first + k*increment`.
@@ -410,7 +459,9 @@ fn sequence_runtimes(meta: &TableMeta) -> HashMap<String, SequenceRuntime> {
 
 /// Exclusive access to a set of tables for one commit.
 pub struct CommitGuard<'a> {
-    locked: Vec<(Arc<TableHandle>, OwnedMutexGuard<()>)>,
+    locked: Vec<Arc<TableHandle>>,
+    /// One per distinct commit lock of `locked`.
+    _guards: Vec<OwnedMutexGuard<()>>,
     visibility: &'a AsyncRwLock<()>,
     staged: HashMap<u32, TableState>,
     /// Per table, the highest LSN this guard flushed to Delta and the keys of the flushed rows.
@@ -421,11 +472,13 @@ pub struct CommitGuard<'a> {
 
 impl<'a> CommitGuard<'a> {
     pub(super) fn new(
-        locked: Vec<(Arc<TableHandle>, OwnedMutexGuard<()>)>,
+        locked: Vec<Arc<TableHandle>>,
+        guards: Vec<OwnedMutexGuard<()>>,
         visibility: &'a AsyncRwLock<()>,
     ) -> CommitGuard<'a> {
         CommitGuard {
             locked,
+            _guards: guards,
             visibility,
             staged: HashMap::new(),
             flushed: HashMap::new(),
@@ -435,32 +488,47 @@ impl<'a> CommitGuard<'a> {
 
     fn ensure_locked(&self, table: &TableHandle) {
         debug_assert!(
-            self.locked.iter().any(|(t, _)| t.oid == table.oid),
+            self.locked.iter().any(|t| t.oid == table.oid),
             "table {} written without its commit lock",
             table.name
         );
     }
 
-    /// The newest state of a locked table, including changes staged by this guard.
+    /// The newest state of a locked table, including changes staged by this guard. A slice's
+    /// Delta table moves on with its siblings' commits: the state is rebased on the newest
+    /// version, so commits start from it.
     pub fn current(&self, table: &TableHandle) -> TableState {
-        self.staged
+        let state = self
+            .staged
             .get(&table.oid)
             .cloned()
-            .unwrap_or_else(|| table.state())
+            .unwrap_or_else(|| table.state());
+        let Some((slice, container)) = &table.slice else {
+            return state;
+        };
+        let latest = container.latest.lock().clone();
+        if latest.version().map(|v| v as i64) <= Some(state.version) {
+            return state;
+        }
+        match TableState::from_table(latest, table.oid, Some(slice)) {
+            Ok(rebased) => TableState {
+                buffered: state.buffered,
+                ..rebased
+            },
+            Err(e) => {
+                tracing::warn!(table = table.name, error = %e, "cannot rebase month on its table's newest version");
+                state
+            }
+        }
     }
 
-    fn stage(&mut self, table: &TableHandle, delta: DeltaTable) -> Result<()> {
-        let state = TableState::from_table(delta, table.oid)?;
+    pub(super) fn stage(&mut self, table: &TableHandle, delta: DeltaTable) -> Result<()> {
+        if let Some((_, container)) = &table.slice {
+            container.advance(&delta);
+        }
+        let state = TableState::from_table(delta, table.oid, table.slice())?;
         self.staged.insert(table.oid, state);
         Ok(())
-    }
-
-    fn commit_error(table: &TableHandle) -> impl Fn(deltalake::DeltaTableError) -> StorageError {
-        let name = table.name.clone();
-        move |source| StorageError::Commit {
-            table: name.clone(),
-            source,
-        }
     }
 
     pub(super) fn stage_flushed(
@@ -497,13 +565,13 @@ impl<'a> CommitGuard<'a> {
                     if rows == 0 {
                         continue;
                     }
-                    let batches = strip_metadata(batches)?;
+                    let batches = table.to_stored(strip_metadata(batches)?)?;
                     let result = delta
                         .write(batches)
                         .with_save_mode(SaveMode::Append)
                         .with_commit_properties(commit_properties())
                         .await
-                        .map_err(Self::commit_error(table))?;
+                        .map_err(StorageError::commit(&table.name))?;
                     debug!(table = table.name, rows, elapsed = ?started.elapsed(), "appended");
                     result
                 }
@@ -512,10 +580,16 @@ impl<'a> CommitGuard<'a> {
                     // delta-rs plans deletes with its own session (it needs its own planner
                     // extensions); predicates reaching here are plain column expressions.
                     let mut builder = delta.delete().with_commit_properties(commit_properties());
+                    let predicate = match (predicate, table.slice()) {
+                        (Some(p), Some(slice)) => Some(slice.predicate().and(p)),
+                        (None, Some(slice)) => Some(slice.predicate()),
+                        (p, None) => p,
+                    };
                     if let Some(predicate) = predicate {
                         builder = builder.with_predicate(predicate);
                     }
-                    let (result, metrics) = builder.await.map_err(Self::commit_error(table))?;
+                    let (result, metrics) =
+                        builder.await.map_err(StorageError::commit(&table.name))?;
                     debug!(table = table.name, rows = metrics.num_deleted_rows, elapsed = ?started.elapsed(), "deleted");
                     result
                 }
@@ -524,7 +598,29 @@ impl<'a> CommitGuard<'a> {
         self.stage(table, delta)
     }
 
+    /// Writes a table's metadata properties: into the Delta table's own, or for a slice into
+    /// its registration.
     async fn set_properties(
+        &mut self,
+        table: &TableHandle,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        let properties = match table.slice() {
+            Some(slice) => {
+                let current = self.current(table);
+                let snapshot = current.table.snapshot()?;
+                let mut registration =
+                    partition::registration(snapshot.metadata().configuration(), slice)?;
+                registration.properties = properties;
+                HashMap::from([(slice.property(), partition::encode(&registration)?)])
+            }
+            None => properties,
+        };
+        self.write_properties(table, properties).await
+    }
+
+    /// Sets Delta table properties.
+    async fn write_properties(
         &mut self,
         table: &TableHandle,
         properties: HashMap<String, String>,
@@ -538,8 +634,32 @@ impl<'a> CommitGuard<'a> {
             .with_raise_if_not_exists(false)
             .with_commit_properties(commit_properties())
             .await
-            .map_err(Self::commit_error(table))?;
+            .map_err(StorageError::commit(&table.name))?;
         self.stage(table, delta)
+    }
+
+    /// Unregisters a dropped historian month from its Delta table (an empty registration).
+    ///
+    /// # Errors
+    /// Delta commit errors.
+    pub(super) async fn unregister(&mut self, table: &TableHandle) -> Result<()> {
+        self.ensure_locked(table);
+        let Some((slice, container)) = &table.slice else {
+            return Ok(());
+        };
+        let delta = self
+            .current(table)
+            .table
+            .set_tbl_properties()
+            .with_properties(HashMap::from([(slice.property(), String::new())]))
+            .with_raise_if_not_exists(false)
+            .with_commit_properties(commit_properties())
+            .await
+            .map_err(StorageError::commit(&table.name))?;
+        // Not staged: the month has no state any more.
+        container.advance(&delta);
+        self.staged.remove(&table.oid);
+        Ok(())
     }
 
     /// Replaces the table's secondary index definitions.
@@ -562,6 +682,13 @@ impl<'a> CommitGuard<'a> {
     /// [`StorageError::DuplicateColumn`], or Delta commit errors.
     pub async fn add_column(&mut self, table: &TableHandle, column: ColumnMeta) -> Result<()> {
         self.ensure_locked(table);
+        if table.slice.is_some() {
+            // The column would appear in every month of the Delta table.
+            return Err(StorageError::Unsupported(format!(
+                "\"{}\" is a month of a partitioned historian table: its columns cannot change",
+                table.name
+            )));
+        }
         let current = self.current(table);
         if current.meta.column_index(&column.name).is_some() {
             return Err(StorageError::DuplicateColumn {
@@ -591,7 +718,7 @@ impl<'a> CommitGuard<'a> {
             .with_fields([field])
             .with_commit_properties(commit_properties())
             .await
-            .map_err(Self::commit_error(table))?;
+            .map_err(StorageError::commit(&table.name))?;
         self.stage(table, delta)
     }
 
@@ -627,7 +754,7 @@ impl<'a> CommitGuard<'a> {
     /// Makes every staged snapshot visible at once and releases the tables.
     pub async fn publish(self) {
         let _view = self.visibility.write().await;
-        for (table, _guard) in &self.locked {
+        for table in &self.locked {
             if let Some(state) = self.staged.get(&table.oid) {
                 // Rows buffered meanwhile stay; rows this guard flushed leave the buffer.
                 let mut live = table.state.write();

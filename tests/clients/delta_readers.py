@@ -4,6 +4,7 @@ Delta log and Parquet files against what Spark 3.4+/Databricks require.
 
 Usage: delta_readers.py check <table path>      (table written by tests/it/delta.rs)
        delta_readers.py write-external <path>   (a table written by another engine)
+       delta_readers.py months <table path>     (a historian table: per month, rows and sum of tagid)
 """
 import datetime
 import decimal
@@ -127,5 +128,30 @@ def write_external(path):
     print("external table written")
 
 
+def months(path):
+    """Prints `month rows sum(tagid) sum(t_stamp)` per partition, as both readers see them; fails if they differ."""
+    con = duckdb.connect()
+    ext = os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions/v1.5.5/delta.duckdb_extension")
+    con.execute(f"LOAD '{ext}'")
+    by_duckdb = con.execute(
+        f"SELECT month, count(*), sum(tagid), sum(t_stamp) FROM delta_scan('{path}') GROUP BY month ORDER BY month"
+    ).fetchall()
+    import polars as pl
+    by_polars = (
+        polars_deltalake.scan_delta(path)
+        .group_by("month")
+        .agg(pl.len(), pl.col("tagid").sum(), pl.col("t_stamp").sum())
+        .sort("month")
+        .collect()
+        .rows()
+    )
+    by_duckdb = [tuple(int(v) if i else v for i, v in enumerate(r)) for r in by_duckdb]
+    by_polars = [tuple(int(v) if i else v for i, v in enumerate(r)) for r in by_polars]
+    assert by_duckdb == by_polars, f"duckdb {by_duckdb} != polars {by_polars}"
+    for row in by_duckdb:
+        print("month", *row)
+    print("months: ok")
+
+
 if __name__ == "__main__":
-    {"check": check, "write-external": write_external}[sys.argv[1]](sys.argv[2])
+    {"check": check, "write-external": write_external, "months": months}[sys.argv[1]](sys.argv[2])

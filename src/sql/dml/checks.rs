@@ -5,6 +5,13 @@
 use super::*;
 use crate::storage::historian;
 
+/// Casts that fail on a value they cannot represent, rather than making it NULL.
+pub(super) const STRICT_CAST: datafusion::arrow::compute::CastOptions<'static> =
+    datafusion::arrow::compute::CastOptions {
+        safe: false,
+        format_options: datafusion::arrow::util::display::FormatOptions::new(),
+    };
+
 /// Checks NOT NULL and character lengths, pads `character(n)`, and gives the rows the table's
 /// schema.
 pub(super) fn validate_rows(
@@ -24,11 +31,7 @@ pub(super) fn validate_rows(
                 let array = if array.data_type() == target {
                     array
                 } else {
-                    let options = datafusion::arrow::compute::CastOptions {
-                        safe: false,
-                        ..Default::default()
-                    };
-                    datafusion::arrow::compute::cast_with_options(&array, target, &options)?
+                    datafusion::arrow::compute::cast_with_options(&array, target, &STRICT_CAST)?
                 };
                 // Logical nulls: a NullArray (an untyped NULL) reports no physical ones.
                 if column.not_null && array.logical_null_count() > 0 {

@@ -9,7 +9,7 @@
 //! defaults, bytea literals, a failing cast) returns `None` and goes through the planner, so
 //! both paths give the same results and the same errors.
 
-use datafusion::arrow::compute::{CastOptions, interleave};
+use datafusion::arrow::compute::interleave;
 use datafusion::sql::sqlparser::ast::{UnaryOperator, ValueWithSpan};
 
 use super::*;
@@ -327,7 +327,9 @@ fn cast(value: ScalarValue, target: &DataType) -> Option<ScalarValue> {
     if value.is_null() {
         return ScalarValue::try_from(target).ok();
     }
-    value.cast_to_with_options(target, &STRICT).ok()
+    value
+        .cast_to_with_options(target, &super::checks::STRICT_CAST)
+        .ok()
 }
 
 /// [`cast`] for a column of values.
@@ -335,11 +337,5 @@ fn cast_array(values: &ArrayRef, target: &DataType) -> Option<ArrayRef> {
     if values.data_type() == target {
         return Some(values.clone());
     }
-    datafusion::arrow::compute::cast_with_options(values, target, &STRICT).ok()
+    datafusion::arrow::compute::cast_with_options(values, target, &super::checks::STRICT_CAST).ok()
 }
-
-/// Casts that fail rather than turn a bad value into NULL.
-const STRICT: CastOptions<'static> = CastOptions {
-    safe: false,
-    format_options: datafusion::arrow::util::display::FormatOptions::new(),
-};

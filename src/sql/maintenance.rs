@@ -1,0 +1,61 @@
+//! Maintenance statements: `VACUUM [FULL] [table]`.
+//!
+//! PostgreSQL's VACUUM reclaims the space of dead rows; deltagate's dead rows are Delta files
+//! that deletes, updates and dropped historian months left behind, and `VACUUM` deletes them
+//! (see `storage::vacuum` for the retention rules). Like PostgreSQL, it cannot run inside a
+//! transaction block. Called by the session's statement dispatch.
+
+use std::sync::Arc;
+
+use datafusion::sql::sqlparser::ast::VacuumStatement;
+
+use super::ddl::{detached, resolve_table};
+use super::rewrite::name_parts;
+use super::session::Session;
+use super::{Outcome, Result, SqlError};
+
+/// Runs `VACUUM`: on one table, or on every table (each Delta table once).
+///
+/// # Errors
+/// 25001 inside a transaction block, 42P01 for an unknown table, storage errors.
+pub async fn vacuum(session: &Session, statement: &VacuumStatement) -> Result<Outcome> {
+    if session
+        .shared
+        .txn
+        .lock()
+        .as_ref()
+        .is_some_and(|t| t.explicit)
+    {
+        return Err(SqlError::InTransactionBlock(
+            "VACUUM cannot run inside a transaction block".into(),
+        ));
+    }
+    session.check_writable("VACUUM")?;
+    let storage = session.engine().storage().clone();
+    let tables = match &statement.table_name {
+        Some(name) => vec![
+            resolve_table(session, name)
+                .and_then(|(schema, table)| storage.table(&schema, &table))
+                .ok_or_else(|| SqlError::UndefinedTable(name_parts(name).join(".")))?,
+        ],
+        None => {
+            let mut tables = storage.all_tables();
+            // Historian months share their Delta table: vacuum it once.
+            tables.sort_by(|a, b| a.location.as_str().cmp(b.location.as_str()));
+            tables.dedup_by(|a, b| a.location == b.location);
+            tables
+        }
+    };
+    let full = statement.full;
+    detached(async move {
+        for table in tables {
+            storage.vacuum(&Arc::clone(&table), full).await?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Outcome::Command {
+        tag: "VACUUM".into(),
+        rows: None,
+    })
+}
