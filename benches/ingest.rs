@@ -17,9 +17,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::{Deltagate, PASSWORD, Postgres, USER};
-use futures::SinkExt;
+use common::{Deltagate, PASSWORD, Postgres, USER, copy_csv};
 use tokio_postgres::NoTls;
 
 const JDBC_TABLE: &str = "sqlt_data_1_2026_11";
@@ -87,20 +85,7 @@ fn csv(rows: usize) -> Vec<u8> {
 async fn copy_load(conn: &str, data: &[u8]) -> Duration {
     let client = client(conn).await;
     let started = Instant::now();
-    let sink = client
-        .copy_in(&format!(
-            "COPY {COPY_TABLE} (tagid, intvalue, floatvalue, stringvalue, datevalue, dataintegrity, t_stamp) \
-             FROM STDIN WITH (FORMAT csv)"
-        ))
-        .await
-        .expect("copy");
-    futures::pin_mut!(sink);
-    for chunk in data.chunks(1 << 20) {
-        sink.send(Bytes::copy_from_slice(chunk))
-            .await
-            .expect("send");
-    }
-    sink.finish().await.expect("finish");
+    copy_csv(&client, COPY_TABLE, data).await;
     started.elapsed()
 }
 
@@ -189,8 +174,14 @@ async fn main() {
         "deltagate peak resident memory: {:.0} MiB",
         peak as f64 / (1 << 20) as f64
     );
-    for table in [JDBC_TABLE, COPY_TABLE] {
-        let (files, bytes) = parquet_files(&deltagate.warehouse.join("public").join(table));
+    // Both tables are months of Ignition driver 1: partitions of one Delta table.
+    for (table, month) in [(JDBC_TABLE, "2026-11"), (COPY_TABLE, "2026-12")] {
+        let (files, bytes) = parquet_files(
+            &deltagate
+                .warehouse
+                .join("public/sqlt_data_1")
+                .join(format!("month={month}")),
+        );
         println!(
             "Delta files of {table}: {files} files, {:.1} MiB, {:.1} bytes/row",
             bytes as f64 / (1 << 20) as f64,

@@ -166,11 +166,21 @@ impl Deltagate {
         let dir = tempfile::tempdir().expect("tempdir");
         let warehouse = dir.path().join("warehouse");
         let port = free_port();
+        let child = Deltagate::spawn(port, &warehouse);
+        Deltagate {
+            port,
+            warehouse,
+            child,
+            _dir: dir,
+        }
+    }
+
+    fn spawn(port: u16, warehouse: &std::path::Path) -> Child {
         let child = Command::new(env!("CARGO_BIN_EXE_deltagate"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--warehouse")
-            .arg(&warehouse)
+            .arg(warehouse)
             .args(["--user", USER, "--database", USER])
             .env("DELTAGATE_PASSWORD", PASSWORD)
             .env("DELTAGATE_LOG", "warn")
@@ -179,12 +189,14 @@ impl Deltagate {
             .spawn()
             .expect("start deltagate");
         wait_for(port, "deltagate");
-        Deltagate {
-            port,
-            warehouse,
-            child,
-            _dir: dir,
-        }
+        child
+    }
+
+    /// Stops the server cleanly (everything flushed to Delta) and starts it again.
+    #[allow(dead_code)]
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Deltagate::spawn(self.port, &self.warehouse);
     }
 
     /// Peak resident memory so far (VmHWM), in bytes.
@@ -230,4 +242,24 @@ impl Drop for Deltagate {
 pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
+}
+
+/// Sends `data` (CSV rows of Ignition's data table columns) to `table` with COPY FROM STDIN.
+#[allow(dead_code)]
+pub async fn copy_csv(client: &tokio_postgres::Client, table: &str, data: &[u8]) {
+    use futures::SinkExt;
+    let sink = client
+        .copy_in(&format!(
+            "COPY {table} (tagid, intvalue, floatvalue, stringvalue, datevalue, dataintegrity, t_stamp) \
+             FROM STDIN WITH (FORMAT csv)"
+        ))
+        .await
+        .expect("copy");
+    futures::pin_mut!(sink);
+    for chunk in data.chunks(1 << 20) {
+        sink.send(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .expect("send");
+    }
+    sink.finish().await.expect("finish");
 }
