@@ -137,18 +137,7 @@ pub(super) async fn check_unique(
     }
     for op in ops {
         if let WriteOp::Insert(batches) = op {
-            // The transaction's keys so far, kept between statements (see
-            // `Transaction::inserted_keys`), rebuilt from its rows when missing.
-            let cached = session
-                .shared
-                .txn
-                .lock()
-                .as_mut()
-                .and_then(|t| t.inserted_keys.remove(&oid));
-            let mut earlier = match cached {
-                Some(keys) => keys,
-                None => inserted_keys(&target.state.meta, &pending_ops(session, oid))?,
-            };
+            let mut earlier = take_inserted_keys(session, target)?;
             unique_fast(
                 &session.ctx,
                 session.engine().storage(),
@@ -165,8 +154,25 @@ pub(super) async fn check_unique(
     Ok(())
 }
 
+/// The keys the transaction inserted into the target so far, kept between statements (see
+/// `Transaction::inserted_keys`) and taken out of it while a statement adds to them (callers put
+/// them back), rebuilt from the transaction's rows when missing.
+pub(super) fn take_inserted_keys(session: &Session, target: &Target) -> Result<KeySet> {
+    let oid = target.handle.oid;
+    let cached = session
+        .shared
+        .txn
+        .lock()
+        .as_mut()
+        .and_then(|t| t.inserted_keys.remove(&oid));
+    match cached {
+        Some(keys) => Ok(keys),
+        None => inserted_keys(&target.state.meta, &pending_ops(session, oid)),
+    }
+}
+
 /// The primary keys of the rows `ops` insert.
-pub(super) fn inserted_keys(meta: &TableMeta, ops: &[WriteOp]) -> Result<KeySet> {
+fn inserted_keys(meta: &TableMeta, ops: &[WriteOp]) -> Result<KeySet> {
     let key_indices = meta.primary_key_indices();
     let mut keys = KeySet::default();
     if key_indices.is_empty() {

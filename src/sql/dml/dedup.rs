@@ -16,7 +16,7 @@
 use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::compute::filter_record_batch;
 
-use super::checks::{key_columns, stored_matches};
+use super::checks::{key_columns, stored_matches, take_inserted_keys};
 use super::*;
 use crate::storage::historian;
 
@@ -76,16 +76,7 @@ pub(super) async fn without_duplicates(
             *keep = taken.insert(key.clone());
         }
     } else {
-        let cached = session
-            .shared
-            .txn
-            .lock()
-            .as_mut()
-            .and_then(|t| t.inserted_keys.remove(&oid));
-        let mut earlier = match cached {
-            Some(keys) => keys,
-            None => inserted_keys(meta, &pending)?,
-        };
+        let mut earlier = take_inserted_keys(session, target)?;
         for (keep, key) in keep.iter_mut().zip(&packed) {
             *keep = earlier.insert(key.clone());
         }

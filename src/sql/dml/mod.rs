@@ -51,7 +51,7 @@ mod fast;
 mod upsert;
 
 pub use checks::UniqueCheck;
-use checks::{check_unique, delta_schema, inserted_keys, validate_rows};
+use checks::{check_unique, delta_schema, validate_rows};
 use defaults::{fill_defaults, parse_default, strip_regclass, with_defaults};
 pub use fast::Executions;
 pub(crate) use fast::{batchable, try_insert_many as execute_many};
