@@ -50,6 +50,9 @@ pub(super) fn fill_defaults(
         .iter()
         .filter(|c| !listed.contains(&c.name) && c.default.is_some())
         .collect();
+    if let SetExpr::Select(select) = source.body.as_mut() {
+        name_repeated_expressions(&mut select.projection);
+    }
     match source.body.as_mut() {
         SetExpr::Values(values) => {
             for row in &mut values.rows {
@@ -109,6 +112,29 @@ pub(super) fn fill_defaults(
         insert.columns.push(column_name(&column.name));
     }
     Ok(())
+}
+
+/// Gives each unnamed SELECT item whose text repeats another's (`SELECT 'x', 1, 1`) a name of
+/// its own: INSERT takes them by position, but a projection needs unique names.
+fn name_repeated_expressions(projection: &mut [SelectItem]) {
+    let texts: Vec<Option<String>> = projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(expr) => Some(expr.to_string()),
+            _ => None,
+        })
+        .collect();
+    for (i, item) in projection.iter_mut().enumerate() {
+        let repeated = texts[i].as_ref().is_some_and(|text| {
+            texts.iter().filter(|t| t.as_ref() == Some(text)).count() > 1
+        });
+        if let (true, SelectItem::UnnamedExpr(expr)) = (repeated, &*item) {
+            *item = SelectItem::ExprWithAlias {
+                expr: expr.clone(),
+                alias: Ident::with_quote('"', format!("?column?{}", i + 1)),
+            };
+        }
+    }
 }
 
 /// Computes the defaults of the columns not `given` for rows decoded outside SQL (COPY); a
