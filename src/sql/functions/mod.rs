@@ -19,9 +19,11 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
@@ -160,10 +162,51 @@ pub(super) fn external(e: StorageError) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
 
+/// `to_timestamp(double precision)`: Unix seconds to `timestamptz`, rounded to the microsecond
+/// as PostgreSQL rounds (DataFusion's own truncates through nanoseconds, so
+/// `to_timestamp(1790812800.001)` would show `.000999`).
+fn to_timestamp(shared: &Arc<SessionShared>) -> ScalarUDF {
+    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
+    udf(
+        shared,
+        "to_timestamp",
+        arities(&[&[DataType::Float64]], Volatility::Immutable),
+        utc.clone(),
+        move |_, args| {
+            let rows = args.number_rows.max(1);
+            let seconds = cast(&args.args[0].to_array(rows)?, &DataType::Float64)?;
+            let seconds = seconds
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(|| DataFusionError::Internal("expected float8".into()))?;
+            let micros = seconds
+                .iter()
+                .map(|s| {
+                    s.map(|s| {
+                        let us = (s * 1e6).round();
+                        // PostgreSQL's range ends (4714-11-24 BC .. 294276 AD) lie well inside i64.
+                        if us.is_finite() && us.abs() < 9.2e18 {
+                            Ok(us as i64)
+                        } else {
+                            Err(DataFusionError::Execution(
+                                "timestamp out of range: \"to_timestamp\"".into(),
+                            ))
+                        }
+                    })
+                    .transpose()
+                })
+                .collect::<DfResult<TimestampMicrosecondArray>>()?
+                .with_timezone("+00:00");
+            Ok(ColumnarValue::Array(Arc::new(micros)))
+        },
+    )
+}
+
 /// Registers every function on a session's context.
 pub fn register(ctx: &SessionContext, shared: &Arc<SessionShared>) {
     for f in sequences::functions(shared)
         .into_iter()
+        .chain([to_timestamp(shared)])
         .chain(session::functions(shared))
         .chain(catalog::functions(shared))
         .chain(json::functions(shared))
