@@ -135,13 +135,12 @@ impl SchemaProvider for UserSchema {
 impl UserSchema {
     /// The built-in `tag_history` view over the schema's historian data tables.
     async fn tag_history(&self) -> DfResult<Arc<dyn TableProvider>> {
-        let storage = self.shared.engine.storage();
+        let names = tag_history::sources(&self.shared.engine.storage().tables(&self.name))
+            .unwrap_or_default();
         let mut tables = Vec::new();
-        for handle in storage.tables(&self.name) {
-            if tag_history::feeds(&handle.name, &handle.state().meta)
-                && let Some(provider) = self.table(&handle.name).await?
-            {
-                tables.push((handle.name.clone(), provider));
+        for name in names {
+            if let Some(provider) = self.table(&name).await? {
+                tables.push((name, provider));
             }
         }
         let tags = self

@@ -76,6 +76,9 @@ impl InformationSchema {
         for table in pg_catalog::relations::tables(&self.shared) {
             push(&table.schema, &table.handle.name, "BASE TABLE");
         }
+        for view in pg_catalog::relations::views(&self.shared) {
+            push(&view.schema, view.name, "VIEW");
+        }
         for name in pg_catalog::PgCatalogSchema::new(self.shared.clone()).table_names() {
             push(PG_CATALOG, &name, "BASE TABLE");
         }
@@ -114,15 +117,22 @@ impl InformationSchema {
             ("is_updatable", Kind::Text),
         ]);
         let db = self.database();
-        for table in pg_catalog::relations::tables(&self.shared) {
-            for (i, column) in table.meta.columns.iter().enumerate() {
+        // (schema, relation, columns, updatable): tables, then the built-in views.
+        let tables = pg_catalog::relations::tables(&self.shared);
+        let views = pg_catalog::relations::views(&self.shared);
+        let relations = tables
+            .iter()
+            .map(|t| (&t.schema, t.handle.name.as_str(), &t.meta.columns, "YES"))
+            .chain(views.iter().map(|v| (&v.schema, v.name, &v.columns, "NO")));
+        for (schema, relation, columns, updatable) in relations {
+            for (i, column) in columns.iter().enumerate() {
                 let t = column.pg_type;
                 let (precision, radix, scale) = numeric_facts(t);
                 let length = t.char_length().map(|n| n as i32);
                 rows.push(vec![
                     db.clone().into(),
-                    table.schema.clone().into(),
-                    table.handle.name.clone().into(),
+                    schema.clone().into(),
+                    relation.into(),
                     column.name.clone().into(),
                     (i as i32 + 1).into(),
                     column.default.clone().into(),
@@ -152,7 +162,7 @@ impl InformationSchema {
                     V::Null,
                     "NEVER".into(),
                     V::Null,
-                    "YES".into(),
+                    updatable.into(),
                 ]);
             }
         }
@@ -263,7 +273,7 @@ impl InformationSchema {
     }
 
     fn views(&self) -> DfResult<RecordBatch> {
-        Rows::new(&[
+        let mut rows = Rows::new(&[
             ("table_catalog", Kind::Text),
             ("table_schema", Kind::Text),
             ("table_name", Kind::Text),
@@ -271,8 +281,19 @@ impl InformationSchema {
             ("check_option", Kind::Text),
             ("is_updatable", Kind::Text),
             ("is_insertable_into", Kind::Text),
-        ])
-        .finish()
+        ]);
+        for view in pg_catalog::relations::views(&self.shared) {
+            rows.push(vec![
+                self.database().into(),
+                view.schema.into(),
+                view.name.into(),
+                view.definition.into(),
+                "NONE".into(),
+                "NO".into(),
+                "NO".into(),
+            ]);
+        }
+        rows.finish()
     }
 
     fn sequences(&self) -> DfResult<RecordBatch> {

@@ -8,7 +8,9 @@
 //! `sqlth_te` and no relation of its own named `tag_history`, and is planned afresh for each
 //! statement from the tables that exist then, each as the session sees it (buffered rows and
 //! the transaction's writes included), so filters on `t_stamp` prune each month's files.
-//! Resolved by the session's catalog (`catalog::UserSchema`).
+//! Resolved by the session's catalog (`catalog::UserSchema`); described, like any view, in
+//! `pg_class` (relkind `v`), `pg_attribute`, `pg_views` and `information_schema`, with a
+//! definition ([`definition`]) that is the same query in SQL and runs unchanged on PostgreSQL.
 
 use std::sync::Arc;
 
@@ -19,16 +21,111 @@ use datafusion::datasource::provider_as_source;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, cast, col, lit, when};
 
-use crate::storage::historian;
+use datafusion::sql::sqlparser::ast::ObjectName;
+
+use super::rewrite::name_parts;
+use super::session::Session;
+use crate::pgtypes::PgType;
+use crate::storage::{TableHandle, historian};
 
 /// The view's name.
 pub const NAME: &str = "tag_history";
 /// The tag table it joins.
 const TAGS: &str = "sqlth_te";
 
+/// The view's columns and their types, in order (what [`view`] plans, as the catalog shows it).
+pub const COLUMNS: [(&str, PgType); 10] = [
+    ("tagpath", PgType::Text),
+    ("ts", PgType::Timestamptz),
+    ("value", PgType::Float8),
+    ("intvalue", PgType::Int8),
+    ("floatvalue", PgType::Float8),
+    ("stringvalue", PgType::Text),
+    ("datevalue", PgType::Timestamp),
+    ("quality", PgType::Int4),
+    ("tagid", PgType::Int4),
+    ("t_stamp", PgType::Int8),
+];
+
+/// The data columns read from each historian table, in order.
+const DATA: [&str; 7] = [
+    "tagid",
+    "intvalue",
+    "floatvalue",
+    "stringvalue",
+    "datevalue",
+    "dataintegrity",
+    "t_stamp",
+];
+
 /// Whether a schema offers the view.
 pub fn offered(schema: &dyn SchemaProvider) -> bool {
     schema.table_exist(TAGS)
+}
+
+/// The names of the tables feeding the view in a schema holding `tables`, in name order, or
+/// `None` when the schema does not offer it (no `sqlth_te`, or a table of its own named so).
+pub fn sources(tables: &[Arc<TableHandle>]) -> Option<Vec<String>> {
+    let has = |name: &str| tables.iter().any(|t| t.name == name);
+    if !has(TAGS) || has(NAME) {
+        return None;
+    }
+    let mut names: Vec<String> = tables
+        .iter()
+        .filter(|t| feeds(&t.name, &t.state().meta))
+        .map(|t| t.name.clone())
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+/// The schema-qualified view a statement's relation name resolves to (through the search path
+/// when unqualified), if it names one.
+pub fn resolve(session: &Session, name: &ObjectName) -> Option<String> {
+    let storage = session.engine().storage();
+    let offers = |schema: &str| sources(&storage.tables(schema)).is_some();
+    match name_parts(name).as_slice() {
+        [view] if view == NAME => session
+            .shared
+            .existing_search_path()
+            .into_iter()
+            .find(|schema| offers(schema))
+            .map(|schema| format!("{schema}.{NAME}")),
+        [schema, view] | [_, schema, view] if view == NAME && offers(schema) => {
+            Some(format!("{schema}.{NAME}"))
+        }
+        _ => None,
+    }
+}
+
+/// The view's query in SQL over the data tables `tables`, as `pg_get_viewdef` prints it.
+pub fn definition(tables: &[String]) -> String {
+    let select = |from: &str| {
+        format!(
+            " SELECT te.tagpath::text AS tagpath,\n    \
+             to_timestamp(d.t_stamp::double precision / 1000.0::double precision) AS ts,\n    \
+             COALESCE(d.floatvalue, d.intvalue::double precision) AS value,\n    \
+             d.intvalue,\n    d.floatvalue,\n    d.stringvalue::text AS stringvalue,\n    \
+             d.datevalue,\n    d.dataintegrity AS quality,\n    d.tagid,\n    d.t_stamp\n   \
+             FROM {from}"
+        )
+    };
+    if tables.is_empty() {
+        return select(&format!(
+            "(SELECT NULL::integer AS tagid, NULL::bigint AS intvalue, \
+             NULL::double precision AS floatvalue, NULL::text AS stringvalue, \
+             NULL::timestamp without time zone AS datevalue, NULL::integer AS dataintegrity, \
+             NULL::bigint AS t_stamp WHERE false) d\n     JOIN {TAGS} te ON te.id = d.tagid;"
+        ));
+    }
+    let union = tables
+        .iter()
+        .map(|t| format!(" SELECT {}\n           FROM {t}", DATA.join(", ")))
+        .collect::<Vec<_>>()
+        .join("\n        UNION ALL\n        ");
+    select(&format!(
+        "( {union}) d\n     JOIN {TAGS} te ON te.id = d.tagid;"
+    ))
 }
 
 /// The view over the historian data tables `tables` (name and provider) of a schema.
@@ -42,16 +139,7 @@ pub fn view(
     let mut data: Option<LogicalPlanBuilder> = None;
     for (name, provider) in tables {
         let c = |column: &str| col(Column::new(Some(name.as_str()), column));
-        let columns = [
-            "tagid",
-            "intvalue",
-            "floatvalue",
-            "stringvalue",
-            "datevalue",
-            "dataintegrity",
-            "t_stamp",
-        ];
-        if columns
+        if DATA
             .iter()
             .any(|c| provider.schema().field_with_name(c).is_err())
         {
@@ -132,6 +220,6 @@ fn empty(tags: Arc<dyn TableProvider>) -> DfResult<datafusion::logical_expr::Log
 }
 
 /// Whether a table of the schema feeds the view.
-pub fn feeds(name: &str, meta: &crate::storage::TableMeta) -> bool {
+fn feeds(name: &str, meta: &crate::storage::TableMeta) -> bool {
     historian::is_data_table(name, meta)
 }

@@ -69,7 +69,7 @@ fn pgjdbc_batches_metadata_keys_and_cancel() {
     assert!(out.contains("jdbc: ok"), "{out}");
 }
 
-fn psql(server: &TestServer, commands: &[&str]) -> String {
+pub fn psql(server: &TestServer, commands: &[&str]) -> String {
     let mut args = vec!["-X", "-v", "ON_ERROR_STOP=1", "--no-psqlrc"];
     for command in commands {
         args.push("-c");

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::clients::{jdbc_jar, python, run_client};
+use crate::clients::{jdbc_jar, psql, python, run_client};
 use crate::harness::{PASSWORD, TestServer, USER};
 
 fn emulate(server: &TestServer, url_options: &str, mode: &str) -> String {
@@ -236,4 +236,99 @@ async fn historian_months_are_partitions_of_one_delta_table() {
         .await
         .expect_err("month columns are fixed");
     assert_eq!(crate::harness::sqlstate(&error), "0A000");
+}
+
+/// `tag_history` is a view to clients: psql lists and describes it, with its definition, and
+/// that definition (from `pg_views`) is a query giving the view's own answer.
+#[tokio::test]
+async fn tag_history_is_a_view_clients_can_describe() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/ignition/postgres.sql");
+    let ddl = std::fs::read_to_string(schema).expect("schemas/ignition/postgres.sql");
+    client.batch_execute(&ddl).await.unwrap();
+    let mut statements = vec![
+        "INSERT INTO sqlth_te (tagpath, scid, datatype, querymode, created) \
+         SELECT 'site/tag' || v, 1, 1, 3, 0 FROM generate_series(1, 20) AS t(v)"
+            .to_string(),
+    ];
+    for (table, tags, t_stamp) in [
+        ("sqlt_data_1_2026_10", 30, 1_790_812_800_000i64),
+        ("sqlt_data_1_2026_11", 20, 1_793_491_200_000),
+        ("sqlt_data_2_2026_11", 10, 1_793_491_260_000),
+    ] {
+        statements.push(format!("CREATE TABLE IF NOT EXISTS {table} {MONTH_DDL}"));
+        statements.push(format!(
+            "INSERT INTO {table} (tagid, intvalue, floatvalue, dataintegrity, t_stamp) \
+             SELECT v, v, CASE WHEN v % 2 = 0 THEN v * 0.5 END, 192, {t_stamp} + v \
+             FROM generate_series(1, {tags}) AS t(v)"
+        ));
+    }
+    client.batch_execute(&statements.join(";")).await.unwrap();
+    let definition: String = client
+        .query_one(
+            "SELECT definition FROM pg_views WHERE schemaname = 'public' AND viewname = 'tag_history'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let summary = |from: &str| {
+        format!(
+            "SELECT count(*), sum(value), min(ts)::text, max(ts)::text, max(tagpath), \
+             sum(quality)::bigint FROM {from}"
+        )
+    };
+    let answer = |row: tokio_postgres::Row| {
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, f64>(1),
+            row.get::<_, String>(2),
+            row.get::<_, String>(3),
+            row.get::<_, String>(4),
+            row.get::<_, i64>(5),
+        )
+    };
+    let view = answer(
+        client
+            .query_one(&summary("tag_history"), &[])
+            .await
+            .unwrap(),
+    );
+    // Tags 21..30 of October are not in sqlth_te: the join leaves them out.
+    assert_eq!(
+        view,
+        (
+            50,
+            // value: the float value where there is one, else the integer value.
+            (1..=20).map(|v| if v % 2 == 0 { v as f64 * 0.5 } else { v as f64 }).sum::<f64>()
+                * 2.0
+                + (1..=10).map(|v| if v % 2 == 0 { v as f64 * 0.5 } else { v as f64 }).sum::<f64>(),
+            "2026-10-01 00:00:00.001+00".to_string(),
+            "2026-11-01 00:01:00.01+00".to_string(),
+            "site/tag9".to_string(),
+            50 * 192,
+        )
+    );
+    let inline = format!("({}) AS v", definition.trim().trim_end_matches(';'));
+    let rerun = answer(client.query_one(&summary(&inline), &[]).await.unwrap());
+    assert_eq!(rerun, view, "definition:\n{definition}");
+
+    let out = psql(&server, &["\\dv"]);
+    assert!(
+        out.contains(" public | tag_history | view | deltagate"),
+        "{out}"
+    );
+    let out = psql(&server, &["\\d+ tag_history"]);
+    for expected in [
+        "View \"public.tag_history\"",
+        " tagpath     | text                        |",
+        " ts          | timestamp with time zone    |",
+        " datevalue   | timestamp without time zone |",
+        "View definition:",
+        "FROM sqlt_data_2_2026_11",
+        "JOIN sqlth_te te ON te.id = d.tagid;",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
 }

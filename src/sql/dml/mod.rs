@@ -42,7 +42,7 @@ use crate::storage::{
 use super::rewrite::{name_parts, normalize_ident, quoted};
 use super::session::{Session, parameter_types};
 use super::txn::{self, CommitCheck, TableChanges, Transaction};
-use super::{Outcome, Result, SqlError, control, ddl};
+use super::{Outcome, Result, SqlError, control, ddl, tag_history};
 
 mod checks;
 mod dedup;
@@ -71,8 +71,12 @@ pub(crate) fn resolve_target(
     session: &Session,
     name: &ObjectName,
 ) -> Result<(Arc<TableHandle>, TableState)> {
-    let (schema, table) = ddl::resolve_table(session, name)
-        .ok_or_else(|| SqlError::UndefinedTable(name_parts(name).join(".")))?;
+    let Some((schema, table)) = ddl::resolve_table(session, name) else {
+        return Err(match tag_history::resolve(session, name) {
+            Some(view) => SqlError::Unsupported(format!("cannot write to view \"{view}\"")),
+            None => SqlError::UndefinedTable(name_parts(name).join(".")),
+        });
+    };
     let handle = session
         .engine()
         .storage()

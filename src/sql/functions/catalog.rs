@@ -32,7 +32,10 @@ fn relation_by_oid(shared: &SessionShared, oid: u32) -> Option<(String, String)>
             }
         }
     }
-    None
+    relations::views(shared)
+        .into_iter()
+        .find(|view| view.oid == oid)
+        .map(|view| (view.schema, view.name.to_string()))
 }
 
 pub(super) fn functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
@@ -58,7 +61,11 @@ pub(super) fn functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
                             return Some(true);
                         }
                         let (schema, name) = relation_by_oid(shared, oid as u32)?;
-                        let first = path.iter().find(|s| storage.relation_exists(s, &name));
+                        let views = relations::views(shared);
+                        let first = path.iter().find(|s| {
+                            storage.relation_exists(s, &name)
+                                || views.iter().any(|v| &v.schema == *s && v.name == name)
+                        });
                         Some(first == Some(&schema))
                     })
                 })
@@ -175,6 +182,37 @@ pub(super) fn functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
                             n => index.columns.get(n as usize - 1).map(|c| quote_ident(c)),
                         }
                     })
+                })
+                .collect();
+            Ok(text_result(out))
+        },
+    ));
+    out.push(udf(
+        shared,
+        "pg_get_viewdef",
+        arities(
+            &[
+                &[DataType::Int32],
+                &[DataType::Int64],
+                &[DataType::Int32, DataType::Boolean],
+                &[DataType::Int64, DataType::Boolean],
+                &[DataType::Int32, DataType::Int32],
+                &[DataType::Int64, DataType::Int32],
+            ],
+            Volatility::Stable,
+        ),
+        DataType::Utf8,
+        |shared, args| {
+            let rows = args.number_rows.max(1);
+            let views = relations::views(shared);
+            let out = ints(&args.args[0], rows)?
+                .into_iter()
+                .map(|oid| {
+                    let oid = oid? as u32;
+                    views
+                        .iter()
+                        .find(|v| v.oid == oid)
+                        .map(|v| v.definition.clone())
                 })
                 .collect();
             Ok(text_result(out))

@@ -195,7 +195,7 @@ impl SchemaProvider for PgCatalogSchema {
             "pg_sequences" => views::pg_sequences(&self.shared),
             "pg_tables" => views::pg_tables(&self.shared),
             "pg_indexes" => views::pg_indexes(&self.shared),
-            "pg_views" => views::pg_views(),
+            "pg_views" => views::pg_views(&self.shared),
             "pg_matviews" => views::pg_matviews(),
             "pg_database" => system::pg_database(&self.shared),
             "pg_settings" => system::pg_settings(&self.shared),

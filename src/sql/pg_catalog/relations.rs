@@ -8,10 +8,11 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::error::Result as DfResult;
 
 use crate::pgtypes::PgType;
-use crate::storage::{TableHandle, TableMeta, stable_oid};
+use crate::storage::{ColumnMeta, TableHandle, TableMeta, stable_oid};
 
 use super::super::catalog::{INFORMATION_SCHEMA, PG_CATALOG};
 use super::super::session::SessionShared;
+use super::super::tag_history;
 use super::{INFORMATION_SCHEMA_OID, Kind, PG_CATALOG_OID, Rows, SUPERUSER_OID, V};
 
 /// OID of the `heap` access method.
@@ -48,6 +49,46 @@ pub(crate) struct SequenceInfo {
     pub max: i64,
     pub data_type: PgType,
     pub last_value: Option<i64>,
+}
+
+/// A built-in view of a user schema (`tag_history`) with what the catalog relations need of it.
+pub(crate) struct ViewInfo {
+    pub schema: String,
+    pub schema_oid: u32,
+    pub oid: u32,
+    pub name: &'static str,
+    pub columns: Vec<ColumnMeta>,
+    /// The query, as `pg_get_viewdef` prints it.
+    pub definition: String,
+}
+
+/// Every built-in view, in schema order.
+pub(crate) fn views(shared: &SessionShared) -> Vec<ViewInfo> {
+    let storage = shared.engine.storage();
+    let columns: Vec<ColumnMeta> = tag_history::COLUMNS
+        .iter()
+        .map(|(name, pg_type)| ColumnMeta {
+            name: (*name).into(),
+            pg_type: *pg_type,
+            not_null: false,
+            default: None,
+        })
+        .collect();
+    storage
+        .schemas()
+        .into_iter()
+        .filter_map(|(schema, schema_oid)| {
+            let sources = tag_history::sources(&storage.tables(&schema))?;
+            Some(ViewInfo {
+                oid: stable_oid("view", &schema, tag_history::NAME),
+                name: tag_history::NAME,
+                columns: columns.clone(),
+                definition: tag_history::definition(&sources),
+                schema,
+                schema_oid,
+            })
+        })
+        .collect()
 }
 
 /// Every user table, in schema and name order.
@@ -338,6 +379,17 @@ pub(crate) fn pg_class(shared: &SessionShared) -> DfResult<RecordBatch> {
             ));
         }
     }
+    for view in views(shared) {
+        rows.push(class_row(
+            view.oid,
+            view.name,
+            view.schema_oid,
+            0,
+            false,
+            "v",
+            view.columns.len(),
+        ));
+    }
     rows.finish()
 }
 
@@ -439,6 +491,11 @@ pub(crate) fn pg_attribute(shared: &SessionShared) -> DfResult<RecordBatch> {
                     push(index.oid, &column.name, column.pg_type, i + 1, false, false);
                 }
             }
+        }
+    }
+    for view in views(shared) {
+        for (i, column) in view.columns.iter().enumerate() {
+            push(view.oid, &column.name, column.pg_type, i + 1, false, false);
         }
     }
     rows.finish()

@@ -5,7 +5,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::error::Result as DfResult;
 
 use super::super::session::SessionShared;
-use super::relations::{index_definition, tables};
+use super::relations::{index_definition, tables, views};
 use super::{Kind, Rows, V};
 
 pub(crate) fn pg_sequence(shared: &SessionShared) -> DfResult<RecordBatch> {
@@ -120,14 +120,23 @@ pub(crate) fn pg_indexes(shared: &SessionShared) -> DfResult<RecordBatch> {
     rows.finish()
 }
 
-pub(crate) fn pg_views() -> DfResult<RecordBatch> {
-    Rows::new(&[
+pub(crate) fn pg_views(shared: &SessionShared) -> DfResult<RecordBatch> {
+    let mut rows = Rows::new(&[
         ("schemaname", Kind::Text),
         ("viewname", Kind::Text),
         ("viewowner", Kind::Text),
         ("definition", Kind::Text),
-    ])
-    .finish()
+    ]);
+    let owner = shared.engine.config().superuser.clone();
+    for view in views(shared) {
+        rows.push(vec![
+            view.schema.into(),
+            view.name.into(),
+            owner.clone().into(),
+            view.definition.into(),
+        ]);
+    }
+    rows.finish()
 }
 
 pub(crate) fn pg_matviews() -> DfResult<RecordBatch> {
