@@ -143,6 +143,9 @@ pub struct PreparedStatement {
     pub param_oids: Vec<u32>,
 }
 
+/// Smallest Parquet file a scan splits into byte ranges read in parallel.
+const REPARTITION_FILE_MIN_SIZE: usize = 16 << 20;
+
 /// A client session.
 pub struct Session {
     pub(crate) shared: Arc<SessionShared>,
@@ -190,7 +193,14 @@ impl Session {
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(false)
             .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
-            .set_str("datafusion.execution.time_zone", "UTC");
+            .set_str("datafusion.execution.time_zone", "UTC")
+            // Each byte range of a split file opens it again (footer, page index): below this
+            // size a selective query pays more for that than a full scan gains in parallelism.
+            // Flushed files of a historian table (2M rows) stay under it.
+            .set_usize(
+                "datafusion.optimizer.repartition_file_min_size",
+                REPARTITION_FILE_MIN_SIZE,
+            );
         let catalogs = MemoryCatalogProviderList::new();
         datafusion::catalog::CatalogProviderList::register_catalog(
             &catalogs,

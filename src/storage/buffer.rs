@@ -25,13 +25,14 @@ use datafusion::arrow::ipc::writer::StreamWriter;
 use deltalake::kernel::Transaction;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
 use tracing::{info, warn};
 
 use crate::wal::{Location, Lsn, Record};
 
 use super::table::{TableHandle, commit_properties, strip_metadata};
-use super::{Result, Storage, StorageError};
+use super::{Result, Storage, StorageError, TableMeta};
 
 const RECORD_INSERT: u8 = 1;
 
@@ -400,12 +401,27 @@ fn sorted_by_key(
 /// use), and a lookup of one tag reads one or two row groups, not a million rows.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// Rows per data page (Parquet's default is 20,000). The page index lets a reader decode only
+/// the pages holding a tag; with small pages a one-tag lookup (Ignition's seed query) decodes a
+/// few thousand rows per column instead of forty thousand, for a slightly larger file.
+const PAGE_ROWS: usize = 4 * 1024;
+
+/// How a flush writes the Parquet files of a table.
+///
+/// The last primary-key column (`t_stamp` of a historian table, the `id` of a serial key) is
+/// nearly unique within its row group, so a dictionary would hold almost every value: it is
+/// written plain instead, which compresses as well and spares a reader of one page decoding the
+/// whole row group's dictionary first.
+fn writer_properties(meta: &TableMeta) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-        .set_created_by(format!("deltagate {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("deltagate {}", env!("CARGO_PKG_VERSION")));
+    if let Some(last) = meta.primary_key.as_ref().and_then(|pk| pk.columns.last()) {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(last.as_str()), false);
+    }
+    builder.build()
 }
 
 impl Storage {
@@ -858,7 +874,7 @@ impl super::table::CommitGuard<'_> {
             .table
             .write(table.to_stored(batches)?)
             .with_save_mode(SaveMode::Append)
-            .with_writer_properties(writer_properties())
+            .with_writer_properties(writer_properties(&current.meta))
             .with_commit_properties(properties)
             .await
             .map_err(StorageError::commit(&table.name))?;
