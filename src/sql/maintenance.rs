@@ -19,13 +19,8 @@ use super::{Outcome, Result, SqlError};
 /// # Errors
 /// 25001 inside a transaction block, 42P01 for an unknown table, storage errors.
 pub async fn vacuum(session: &Session, statement: &VacuumStatement) -> Result<Outcome> {
-    if session
-        .shared
-        .txn
-        .lock()
-        .as_ref()
-        .is_some_and(|t| t.explicit)
-    {
+    // Also an implicit block: PostgreSQL refuses VACUUM in a multi-statement query string.
+    if session.shared.txn.lock().is_some() {
         return Err(SqlError::InTransactionBlock(
             "VACUUM cannot run inside a transaction block".into(),
         ));

@@ -20,7 +20,6 @@ use datafusion::common::Column;
 use datafusion::datasource::provider_as_source;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, cast, col, lit, when};
-
 use datafusion::sql::sqlparser::ast::ObjectName;
 
 use super::rewrite::name_parts;

@@ -187,6 +187,16 @@ async fn historian_months_are_partitions_of_one_delta_table() {
         parquet_files(&october) > 0,
         "plain VACUUM keeps files within the retention"
     );
+    // As in PostgreSQL, not inside a transaction block, explicit or implicit.
+    for sql in ["BEGIN; VACUUM FULL", "SELECT 1; VACUUM FULL"] {
+        let error = client.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(crate::harness::sqlstate(&error), "25001", "{sql}: {error}");
+        client.batch_execute("ROLLBACK").await.unwrap();
+    }
+    assert!(
+        parquet_files(&october) > 0,
+        "a refused VACUUM deletes nothing"
+    );
     client.batch_execute("VACUUM FULL").await.unwrap();
     assert_eq!(
         parquet_files(&october),
@@ -301,9 +311,13 @@ async fn tag_history_is_a_view_clients_can_describe() {
         (
             50,
             // value: the float value where there is one, else the integer value.
-            (1..=20).map(|v| if v % 2 == 0 { v as f64 * 0.5 } else { v as f64 }).sum::<f64>()
+            (1..=20)
+                .map(|v| if v % 2 == 0 { v as f64 * 0.5 } else { v as f64 })
+                .sum::<f64>()
                 * 2.0
-                + (1..=10).map(|v| if v % 2 == 0 { v as f64 * 0.5 } else { v as f64 }).sum::<f64>(),
+                + (1..=10)
+                    .map(|v| if v % 2 == 0 { v as f64 * 0.5 } else { v as f64 })
+                    .sum::<f64>(),
             "2026-10-01 00:00:00.001+00".to_string(),
             "2026-11-01 00:01:00.01+00".to_string(),
             "site/tag9".to_string(),

@@ -125,9 +125,9 @@ fn name_repeated_expressions(projection: &mut [SelectItem]) {
         })
         .collect();
     for (i, item) in projection.iter_mut().enumerate() {
-        let repeated = texts[i].as_ref().is_some_and(|text| {
-            texts.iter().filter(|t| t.as_ref() == Some(text)).count() > 1
-        });
+        let repeated = texts[i]
+            .as_ref()
+            .is_some_and(|text| texts.iter().filter(|t| t.as_ref() == Some(text)).count() > 1);
         if let (true, SelectItem::UnnamedExpr(expr)) = (repeated, &*item) {
             *item = SelectItem::ExprWithAlias {
                 expr: expr.clone(),

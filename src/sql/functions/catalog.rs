@@ -50,6 +50,7 @@ pub(super) fn functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
             let rows = args.number_rows.max(1);
             let path = shared.existing_search_path();
             let storage = shared.engine.storage();
+            let views = relations::views(shared);
             let mut cache: HashMap<i64, Option<bool>> = HashMap::new();
             let oids = ints(&args.args[0], rows)?;
             let out: Vec<Option<bool>> = oids
@@ -61,7 +62,6 @@ pub(super) fn functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
                             return Some(true);
                         }
                         let (schema, name) = relation_by_oid(shared, oid as u32)?;
-                        let views = relations::views(shared);
                         let first = path.iter().find(|s| {
                             storage.relation_exists(s, &name)
                                 || views.iter().any(|v| &v.schema == *s && v.name == name)

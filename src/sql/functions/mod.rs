@@ -166,13 +166,12 @@ pub(super) fn external(e: StorageError) -> DataFusionError {
 /// as PostgreSQL rounds (DataFusion's own truncates through nanoseconds, so
 /// `to_timestamp(1790812800.001)` would show `.000999`).
 fn to_timestamp(shared: &Arc<SessionShared>) -> ScalarUDF {
-    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()));
     udf(
         shared,
         "to_timestamp",
         arities(&[&[DataType::Float64]], Volatility::Immutable),
-        utc.clone(),
-        move |_, args| {
+        DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+        |_, args| {
             let rows = args.number_rows.max(1);
             let seconds = cast(&args.args[0].to_array(rows)?, &DataType::Float64)?;
             let seconds = seconds

@@ -3,8 +3,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArguments, Ident, ObjectName, Query, SelectItem, SetExpr, Statement, TableFactor,
-    VisitMut, VisitorMut,
+    Expr, FunctionArguments, Ident, ObjectName, Query, SelectItem, SetExpr, Statement,
+    TableAliasColumnDef, TableFactor, VisitMut, VisitorMut,
 };
 
 use super::{name_parts, normalize_ident, parse_expr};
@@ -98,6 +98,19 @@ impl VisitorMut for FunctionsInFrom {
                 "unnest(range(CAST({} AS BIGINT), CAST({} AS BIGINT) + 1))",
                 args[0], args[1]
             ),
+            // A one-column function's column takes the table alias's name: `generate_series(1,
+            // 3) g` has a column `g` (DataFusion would call it `value`).
+            "generate_series" => {
+                if let Some(alias) = alias
+                    && alias.columns.is_empty()
+                {
+                    alias.columns.push(TableAliasColumnDef {
+                        name: alias.name.clone(),
+                        data_type: None,
+                    });
+                }
+                return ControlFlow::Continue(());
+            }
             _ => return ControlFlow::Continue(()),
         };
         {
