@@ -2,7 +2,7 @@
 //! Spark's protocol; and Delta tables written by another engine are served.
 
 use crate::clients::{python, run_client};
-use crate::harness::TestServer;
+use crate::harness::{TestServer, first_column};
 
 #[tokio::test]
 async fn independent_readers_see_every_type() {
@@ -77,16 +77,7 @@ async fn tables_written_by_other_engines_are_served() {
             ("c".into(), None, 3)
         ]
     );
-    let types: Vec<String> = client
-        .query(
-            "SELECT data_type FROM information_schema.columns WHERE table_name = 'external_readings' ORDER BY ordinal_position",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let types: Vec<String> = first_column(&client, "SELECT data_type FROM information_schema.columns WHERE table_name = 'external_readings' ORDER BY ordinal_position").await;
     assert_eq!(
         types,
         vec![

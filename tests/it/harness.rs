@@ -197,6 +197,20 @@ impl Drop for TestServer {
     }
 }
 
+/// The first column of a query's rows.
+pub async fn first_column<T: tokio_postgres::types::FromSqlOwned>(
+    client: &Client,
+    sql: &str,
+) -> Vec<T> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// The SQLSTATE of a tokio-postgres error.
 pub fn sqlstate(error: &tokio_postgres::Error) -> String {
     error

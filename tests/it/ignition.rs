@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::clients::{jdbc_jar, psql, python, run_client};
-use crate::harness::{PASSWORD, TestServer, USER};
+use crate::harness::{PASSWORD, TestServer, USER, first_column};
 
 fn emulate(server: &TestServer, url_options: &str, mode: &str) -> String {
     let program =
@@ -114,16 +114,11 @@ async fn historian_months_are_partitions_of_one_delta_table() {
         .await
         .unwrap();
     // Each month is a table with its own keys and indexes.
-    let indexes: Vec<String> = client
-        .query(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'sqlt_data_1_2026_10' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let indexes: Vec<String> = first_column(
+        &client,
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'sqlt_data_1_2026_10' ORDER BY 1",
+    )
+    .await;
     assert_eq!(
         indexes,
         ["sqlt_data_1_2026_10_pkey", "sqlt_data_1_2026_10t_stampndx"]
@@ -221,16 +216,7 @@ async fn historian_months_are_partitions_of_one_delta_table() {
     assert_eq!(count(&client, "sqlt_data_1_2026_10").await, 3);
     assert_eq!(count(&client, "sqlt_data_1_2026_11").await, 150);
     assert_eq!(count(&client, "sqlt_data_1_20261201").await, 5);
-    let names: Vec<String> = client
-        .query(
-            "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'sqlt_data%' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let names: Vec<String> = first_column(&client, "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'sqlt_data%' ORDER BY 1").await;
     assert_eq!(
         names,
         [

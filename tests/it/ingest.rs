@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{TestServer, sqlstate};
+use crate::harness::{TestServer, first_column, sqlstate};
 
 /// Buffer rows for an hour: everything stays in the log and memory unless shutdown flushes it.
 const HOLD: &[&str] = &["--flush-age", "1h", "--flush-rows", "10000000"];
@@ -67,13 +67,11 @@ async fn buffered_rows_are_read_updated_and_survive_restart_and_crash() {
         .await
         .expect("aggregate");
     assert_eq!((row.get::<_, i64>(0), row.get::<_, f64>(1)), (7, 35.0));
-    let top: Vec<i64> = client
-        .query("SELECT id FROM m WHERE v >= 5 ORDER BY v DESC LIMIT 3", &[])
-        .await
-        .expect("top")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let top: Vec<i64> = first_column(
+        &client,
+        "SELECT id FROM m WHERE v >= 5 ORDER BY v DESC LIMIT 3",
+    )
+    .await;
     assert_eq!(top, vec![19, 18, 17]);
     // Keys hold against buffered rows.
     let error = client

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::Type;
 
-use crate::harness::{TestServer, sqlstate};
+use crate::harness::{TestServer, first_column, sqlstate};
 
 fn rows_of(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
     messages
@@ -406,16 +406,11 @@ async fn tables_sequences_and_keys_survive_restart() {
             ),
         ]
     );
-    let indexes: Vec<String> = client
-        .query(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = 'plant' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let indexes: Vec<String> = first_column(
+        &client,
+        "SELECT indexname FROM pg_indexes WHERE schemaname = 'plant' ORDER BY 1",
+    )
+    .await;
     assert_eq!(indexes, vec!["tags_path_idx", "tags_pkey"]);
     let err = client
         .execute("INSERT INTO plant.tags (id, path) VALUES (1, 'dup')", &[])
