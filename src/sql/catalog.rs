@@ -96,6 +96,7 @@ impl SchemaProvider for UserSchema {
             return Ok(None);
         };
         let state = handle.state();
+        handle.cache_page_indexes(&state, storage.runtime());
         let base: Arc<dyn TableProvider> = Arc::new(
             PgTableProvider::try_new(&state)
                 .await

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
@@ -32,6 +33,7 @@ use super::buffer::{self, BufferedRows};
 use super::keys::{self, FileBoxes, KeyIndex, PackedKey};
 use super::meta::{self, ColumnMeta, IndexMeta, TableMeta};
 use super::partition::{self, Container, Slice};
+use super::provider;
 use super::{Result, StorageError};
 use crate::wal::Lsn;
 
@@ -149,6 +151,9 @@ impl SequenceRuntime {
     }
 }
 
+/// Files per table whose page indexes are kept in the metadata cache.
+const PAGE_INDEX_FILES: usize = 128;
+
 /// A table of the warehouse.
 pub struct TableHandle {
     pub schema: String,
@@ -172,6 +177,8 @@ pub struct TableHandle {
     /// Key-column boxes of the data files, for the Delta version they were read at.
     file_boxes: Mutex<Option<(i64, Arc<FileBoxes>)>>,
     sequences: Mutex<HashMap<String, SequenceRuntime>>,
+    /// The newest Delta version whose files' page indexes were put in the metadata cache.
+    page_indexes_cached: AtomicI64,
 }
 
 impl std::fmt::Debug for TableHandle {
@@ -223,7 +230,41 @@ impl TableHandle {
             keys: Mutex::new(keys),
             file_boxes: Mutex::new(None),
             sequences: Mutex::new(sequences),
+            page_indexes_cached: AtomicI64::new(-1),
         }))
+    }
+
+    /// Starts caching the page indexes of a snapshot's files (see
+    /// [`provider::cache_page_indexes`]), once per Delta version.
+    pub fn cache_page_indexes(&self, state: &TableState, runtime: &Arc<RuntimeEnv>) {
+        if self
+            .page_indexes_cached
+            .fetch_max(state.version, Ordering::Relaxed)
+            >= state.version
+        {
+            return;
+        }
+        if let Ok(snapshot) = state.table.snapshot() {
+            // The newest files: recent history is what trends and seed queries read, and the
+            // cache (50 MB) holds the footers of a few hundred files.
+            let mut files: Vec<(i64, String, u64)> = snapshot
+                .snapshot()
+                .log_data()
+                .iter()
+                .map(|f| {
+                    let size = f.size().max(0) as u64;
+                    (f.modification_time(), f.path().into_owned(), size)
+                })
+                .collect();
+            files.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            let files = files
+                .into_iter()
+                .take(PAGE_INDEX_FILES)
+                .map(|(_, path, size)| (path, size))
+                .collect();
+            let root = state.table.table_url().clone();
+            tokio::spawn(provider::cache_page_indexes(runtime.clone(), root, files));
+        }
     }
 
     /// The partition this table is, for a historian month.
