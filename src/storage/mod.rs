@@ -30,7 +30,11 @@ mod table;
 mod vacuum;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use deltalake::DeltaTableError;
 
@@ -109,6 +113,27 @@ impl StorageError {
 
 /// Result of storage operations.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// The batch with one more column at the end.
+///
+/// # Errors
+/// Arrow errors (a column of another length).
+pub fn append_column(
+    batch: &RecordBatch,
+    field: Field,
+    values: ArrayRef,
+) -> std::result::Result<RecordBatch, ArrowError> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(field);
+    let mut columns = batch.columns().to_vec();
+    columns.push(values);
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
 
 /// A stable OID for a catalog object, derived from its kind and qualified name.
 ///

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::logical_expr::{Expr, col, lit};
 use deltalake::DeltaTable;
 use parking_lot::Mutex;
@@ -85,21 +85,16 @@ impl Slice {
     /// # Errors
     /// Arrow errors building the batch.
     pub fn with_column(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let mut fields: Vec<Field> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(&self.column, DataType::Utf8, true));
-        let mut columns = batch.columns().to_vec();
         let values: ArrayRef = Arc::new(StringArray::from(vec![
             self.value.as_str();
             batch.num_rows()
         ]));
-        columns.push(values);
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(|e| StorageError::DataFusion(e.into()))
+        super::append_column(
+            batch,
+            Field::new(&self.column, DataType::Utf8, true),
+            values,
+        )
+        .map_err(|e| StorageError::DataFusion(e.into()))
     }
 
     /// Whether a data file (by its partition values) belongs to the slice.

@@ -19,6 +19,8 @@ use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut,
 };
 
+use crate::storage::append_column;
+
 use super::*;
 
 /// The `ON CONFLICT` clause of an INSERT, checked against the table's primary key.
@@ -231,19 +233,8 @@ async fn updated_rows(
         ))
     };
     let with_row = |batch: RecordBatch| -> Result<RecordBatch> {
-        let mut fields: Vec<Field> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new("__deltagate_row", DataType::UInt64, false));
-        let mut columns = batch.columns().to_vec();
-        columns.push(row_numbers(batch.num_rows()));
-        Ok(RecordBatch::try_new(
-            Arc::new(Schema::new(fields)),
-            columns,
-        )?)
+        let row = Field::new("__deltagate_row", DataType::UInt64, false);
+        Ok(append_column(&batch, row, row_numbers(batch.num_rows()))?)
     };
     let frame = session.ctx.read_batch(with_row(old)?)?.alias(alias)?.join(
         session
