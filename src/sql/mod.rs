@@ -22,6 +22,7 @@ mod information_schema;
 mod maintenance;
 mod pg_catalog;
 mod rewrite;
+mod seek;
 mod session;
 mod settings;
 mod subplan;

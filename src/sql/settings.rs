@@ -101,6 +101,12 @@ const DEFINITIONS: &[Definition] = &[
         "Sets the default read-only status of new transactions.",
     ),
     def(
+        "enable_indexscan",
+        "on",
+        true,
+        "Enables key seeks: queries for the first or last rows of primary-key values within a range, ordered by the next key column with a LIMIT, read only the pages that can hold them instead of planning a scan.",
+    ),
+    def(
         "extra_float_digits",
         "1",
         true,
@@ -545,7 +551,10 @@ fn validate(name: &str, value: &str) -> Result<String> {
                 "deltagate supports only standard_conforming_strings = on".into(),
             )),
         },
-        "default_transaction_read_only" | "transaction_read_only" | "row_security" => bool_value(),
+        "default_transaction_read_only"
+        | "transaction_read_only"
+        | "row_security"
+        | "enable_indexscan" => bool_value(),
         "transaction_isolation" | "default_transaction_isolation" => {
             let lowered = trimmed.to_ascii_lowercase();
             match lowered.as_str() {

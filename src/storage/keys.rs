@@ -304,9 +304,17 @@ fn bounds(arrays: &[ArrayRef]) -> Option<(ScalarValue, ScalarValue)> {
     Some((low?, high?))
 }
 
-/// Per data file, its path and the min/max of each key column (`None` where statistics are
-/// missing).
-pub(super) type FileBoxes = Vec<(String, Vec<Option<(ScalarValue, ScalarValue)>>)>;
+/// A data file: its path (relative to the table), size, and the min/max of each key column
+/// (`None` where statistics are missing).
+#[derive(Debug)]
+pub(super) struct FileBox {
+    pub path: String,
+    pub size: u64,
+    pub bounds: Vec<Option<(ScalarValue, ScalarValue)>>,
+}
+
+/// The boxes of a snapshot's data files.
+pub(super) type FileBoxes = Vec<FileBox>;
 
 /// The paths of a snapshot's data files (a slice's own only).
 pub(super) fn file_paths(state: &TableState) -> Result<std::collections::HashSet<String>> {
@@ -342,12 +350,16 @@ pub(super) fn file_boxes(state: &TableState, columns: &[usize]) -> Result<FileBo
         .collect();
     let mut boxes: FileBoxes = log_data
         .iter()
-        .map(|f| (f.path().to_string(), Vec::with_capacity(columns.len())))
+        .map(|f| FileBox {
+            path: f.path().to_string(),
+            size: f.size().max(0) as u64,
+            bounds: Vec::with_capacity(columns.len()),
+        })
         .collect();
     for &index in columns {
         let column = Column::new_unqualified(&state.meta.columns[index].name);
         let (mins, maxs) = (log_data.min_values(&column), log_data.max_values(&column));
-        for (file, (_, bounds)) in boxes.iter_mut().enumerate() {
+        for (file, FileBox { bounds, .. }) in boxes.iter_mut().enumerate() {
             let pair = match (&mins, &maxs) {
                 (Some(mins), Some(maxs)) => {
                     let low = ScalarValue::try_from_array(mins, file)?;
@@ -373,7 +385,7 @@ fn stored_may_hold(
     columns: &[usize],
     batches: &[RecordBatch],
 ) -> bool {
-    if boxes.iter().all(|(path, _)| covered.contains(path)) {
+    if boxes.iter().all(|file| covered.contains(&file.path)) {
         return false;
     }
     let mut new_box = Vec::with_capacity(columns.len());
@@ -386,9 +398,10 @@ fn stored_may_hold(
     }
     boxes
         .iter()
-        .filter(|(path, _)| !covered.contains(path))
-        .any(|(_, file)| {
-            file.iter()
+        .filter(|file| !covered.contains(&file.path))
+        .any(|file| {
+            file.bounds
+                .iter()
                 .zip(&new_box)
                 .all(|(bounds, (low, high))| match bounds {
                     // Missing statistics: the file may hold anything.

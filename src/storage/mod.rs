@@ -26,6 +26,7 @@ mod keys;
 pub mod meta;
 mod partition;
 mod provider;
+mod seek;
 mod table;
 mod vacuum;
 
@@ -43,6 +44,7 @@ pub use catalog::{Storage, StorageConfig};
 pub use keys::{KeyCheck, KeySet, KeysTaken, PackedKey};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 pub use provider::PgTableProvider;
+pub use seek::KeySeek;
 pub use table::{CommitGuard, Stamp, TableHandle, TableState, WriteOp};
 
 /// Errors of the storage layer.

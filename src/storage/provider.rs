@@ -36,10 +36,10 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
-use deltalake::parquet::file::metadata::PageIndexPolicy;
+use deltalake::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use futures::StreamExt;
-use object_store::ObjectMeta;
 use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
 use url::Url;
 
 use super::Result;
@@ -98,42 +98,66 @@ impl PgTableProvider {
 /// Best effort: a file that cannot be read here is read the slower way by the scan.
 pub(super) async fn cache_page_indexes(
     runtime: Arc<RuntimeEnv>,
-    mut root: Url,
+    root: Url,
     files: Vec<(String, u64)>,
 ) {
+    for (path, size) in files {
+        let Some((store, object)) = file_object(&runtime, &root, &path, size) else {
+            continue;
+        };
+        if let Err(e) = parquet_metadata(&runtime, store.as_ref(), &object).await {
+            tracing::debug!(file = %object.location, error = %e, "page index not cached");
+        }
+    }
+}
+
+/// The object store holding a data file of the table at `root`, and the file's object as the
+/// scans and the metadata cache name it (`path` relative to `root`; modification time 0, as
+/// delta-rs's scan gives it). `None` for a path that does not resolve to a registered store.
+pub(super) fn file_object(
+    runtime: &RuntimeEnv,
+    root: &Url,
+    path: &str,
+    size: u64,
+) -> Option<(Arc<dyn ObjectStore>, ObjectMeta)> {
+    let mut root = root.clone();
     if !root.path().ends_with('/') {
         root.set_path(&format!("{}/", root.path()));
     }
-    let cache = runtime.cache_manager.get_file_metadata_cache();
-    for (path, size) in files {
-        let Ok(url) = root.join(&path) else {
-            continue;
-        };
-        let store = ObjectStoreUrl::parse(format!(
-            "{}://{}",
-            url.scheme(),
-            &url[url::Position::BeforeHost..url::Position::AfterPort]
-        ))
-        .and_then(|store| runtime.object_store(&store));
-        let (Ok(store), Ok(location)) = (store, Path::from_url_path(url.path())) else {
-            continue;
-        };
-        let meta = ObjectMeta {
-            location,
-            size,
-            last_modified: DateTime::from_timestamp_nanos(0),
-            e_tag: None,
-            version: None,
-        };
-        if let Err(e) = DFParquetMetadata::new(store.as_ref(), &meta)
-            .with_file_metadata_cache(Some(Arc::clone(&cache)))
-            .with_page_index_policy(Some(PageIndexPolicy::Optional))
-            .fetch_metadata()
-            .await
-        {
-            tracing::debug!(file = %url, error = %e, "page index not cached");
-        }
-    }
+    let url = root.join(path).ok()?;
+    let store = ObjectStoreUrl::parse(format!(
+        "{}://{}",
+        url.scheme(),
+        &url[url::Position::BeforeHost..url::Position::AfterPort]
+    ))
+    .and_then(|store| runtime.object_store(&store))
+    .ok()?;
+    let location = Path::from_url_path(url.path()).ok()?;
+    let meta = ObjectMeta {
+        location,
+        size,
+        last_modified: DateTime::from_timestamp_nanos(0),
+        e_tag: None,
+        version: None,
+    };
+    Some((store, meta))
+}
+
+/// A data file's Parquet footer with its page index, from the metadata cache every session's
+/// scans share (read and cached on a miss).
+///
+/// # Errors
+/// Object store and Parquet errors reading the footer.
+pub(super) async fn parquet_metadata(
+    runtime: &RuntimeEnv,
+    store: &dyn ObjectStore,
+    object: &ObjectMeta,
+) -> DfResult<Arc<ParquetMetaData>> {
+    DFParquetMetadata::new(store, object)
+        .with_file_metadata_cache(Some(runtime.cache_manager.get_file_metadata_cache()))
+        .with_page_index_policy(Some(PageIndexPolicy::Optional))
+        .fetch_metadata()
+        .await
 }
 
 /// Copies field metadata from `pg` onto the same-named fields of `scan`, and declares every

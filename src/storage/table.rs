@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
@@ -179,6 +179,8 @@ pub struct TableHandle {
     sequences: Mutex<HashMap<String, SequenceRuntime>>,
     /// The newest Delta version whose files' page indexes were put in the metadata cache.
     page_indexes_cached: AtomicI64,
+    /// Queries answered by a key seek (`pg_stat_user_tables.idx_scan`).
+    pub seeks: AtomicU64,
 }
 
 impl std::fmt::Debug for TableHandle {
@@ -231,6 +233,7 @@ impl TableHandle {
             file_boxes: Mutex::new(None),
             sequences: Mutex::new(sequences),
             page_indexes_cached: AtomicI64::new(-1),
+            seeks: AtomicU64::new(0),
         }))
     }
 

@@ -8,4 +8,5 @@ mod harness;
 mod ignition;
 mod ingest;
 mod protocol;
+mod seek;
 mod slt;

@@ -1,6 +1,8 @@
 //! Catalog views over user objects (`pg_sequences`, `pg_tables`, `pg_indexes`, statistics)
 //! and the relations deltagate has no rows for, with PostgreSQL's columns.
 
+use std::sync::atomic::Ordering;
+
 use datafusion::arrow::array::RecordBatch;
 use datafusion::error::Result as DfResult;
 
@@ -158,6 +160,7 @@ pub(crate) fn pg_stat_user_tables(shared: &SessionShared) -> DfResult<RecordBatc
         ("schemaname", Kind::Text),
         ("relname", Kind::Text),
         ("seq_scan", Kind::I64),
+        ("idx_scan", Kind::I64),
         ("n_live_tup", Kind::I64),
         ("n_dead_tup", Kind::I64),
     ]);
@@ -167,6 +170,7 @@ pub(crate) fn pg_stat_user_tables(shared: &SessionShared) -> DfResult<RecordBatc
             table.schema.clone().into(),
             table.handle.name.clone().into(),
             0i64.into(),
+            (table.handle.seeks.load(Ordering::Relaxed) as i64).into(),
             0i64.into(),
             0i64.into(),
         ]);
