@@ -45,11 +45,11 @@ use super::provider::{file_object, parquet_metadata};
 use super::table::{TableHandle, TableState};
 use super::{Result, Storage, StorageError};
 
-/// Rows a seek without a LIMIT reads at most (as selected by page); past it, a scan, which
-/// runs in parallel and streams its result, is the better plan. (On Ignition's month of 3M rows
+/// Rows a seek reads at most (as selected by page); past it, a scan, which runs in parallel
+/// and streams its result, is the better plan. A seek with a small LIMIT stops long before. (On Ignition's month of 3M rows
 /// a one-day range of 10 tags selects 57k rows, a seek 2.3x faster than the scan; a month of
 /// 100 tags 713k, a seek 2x slower.)
-const UNLIMITED_SEEK_ROWS: usize = 1 << 17;
+const SEEK_ROWS: usize = 1 << 17;
 
 /// Rows to seek: those whose first key column is one of `prefix` and whose second lies in
 /// `range`, ordered by the second, the first `limit` of them.
@@ -419,9 +419,9 @@ impl Storage {
             false => a.0.cmp(&b.0),
         });
 
-        // Row groups to read, with the rows their page index admits. A seek with a LIMIT reads
-        // each as soon as it comes up, since what it finds may settle the rest; one without
-        // reads them all, and only if they fit in UNLIMITED_SEEK_ROWS.
+        // Row groups to read, with the rows their page index admits, SEEK_ROWS at most. A seek
+        // with a LIMIT reads each as soon as it comes up, since what it finds may settle the
+        // rest; one without reads them all once they are known to fit.
         let mut pending = Vec::new();
         let (mut opened, mut selected) = (0usize, 0usize);
         for (bound, file) in files {
@@ -467,11 +467,12 @@ impl Storage {
                     continue;
                 }
                 selected += rows;
+                if selected > SEEK_ROWS {
+                    return Ok(None);
+                }
                 if seek.limit.is_some() {
                     let batches = read_group(&open, group, selection).await?;
                     found = target.add(found, &batches, &read_schema)?;
-                } else if selected > UNLIMITED_SEEK_ROWS {
-                    return Ok(None);
                 } else {
                     pending.push((Arc::clone(&open), group, selection));
                 }

@@ -265,3 +265,44 @@ async fn seeks_answer_exactly_as_scans_do() {
         );
     }
 }
+
+/// A seek that would read more than 128k rows leaves the query to the planner (which scans in
+/// parallel and streams), with the same answer; a small LIMIT over a few pages is sought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_key_ranges_are_left_to_the_planner() {
+    let mut server = TestServer::start_with(&["--flush-rows", "1000", "--flush-age", "1h"]);
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE wide (tagid int4, t_stamp int8, v float8, PRIMARY KEY (tagid, t_stamp)); \
+             INSERT INTO wide SELECT g % 4, g, g * 0.5 FROM generate_series(1, 200000) AS s(g)",
+        )
+        .await
+        .expect("load");
+    // A clean restart flushes everything to Delta: the cap counts rows read from files.
+    server.restart();
+    let client = server.client().await;
+    let large =
+        "SELECT t_stamp FROM wide WHERE tagid IN (1, 2, 3) ORDER BY t_stamp DESC LIMIT 140000";
+    // With a lower bound on t_stamp only the last page of each tag's run is read.
+    let small = "SELECT t_stamp FROM wide WHERE tagid IN (1, 2, 3) AND t_stamp > 190000 \
+                 ORDER BY t_stamp DESC LIMIT 3";
+    let before = idx_scans(&client, "wide").await;
+    let rows: Vec<i64> = first_column(&client, large).await;
+    assert_eq!(rows.len(), 140_000);
+    assert_eq!(rows[0], 199_999);
+    assert_eq!(
+        rows[139_999],
+        199_999 - (139_999 / 3 * 4 + [0, 1, 2][139_999 % 3])
+    );
+    assert_eq!(
+        idx_scans(&client, "wide").await,
+        before,
+        "a large range was sought"
+    );
+    assert_eq!(
+        first_column::<i64>(&client, small).await,
+        vec![199_999, 199_998, 199_997]
+    );
+    assert_eq!(idx_scans(&client, "wide").await, before + 1);
+}
