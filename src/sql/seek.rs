@@ -28,7 +28,7 @@ use datafusion::sql::sqlparser::ast::{
     Query, Select, SelectItem, SetExpr, Statement, TableFactor, UnaryOperator, Value,
 };
 
-use crate::storage::{KeySeek, TableHandle};
+use crate::storage::{KeySeek, TableHandle, TableMeta};
 
 use super::rewrite::{name_parts, normalize_ident};
 use super::session::Session;
@@ -78,102 +78,8 @@ pub(super) async fn try_seek(
         return Ok(None);
     }
     let state = handle.state();
-    let meta = &state.meta;
-    let key = meta.primary_key_indices();
-    let (Some(&first), Some(&second)) = (key.first(), key.get(1)) else {
+    let Some((seek, names)) = bind(&shape, &state.meta, &qualifier, params) else {
         return Ok(None);
-    };
-    let column = |expr: &Expr| -> Option<usize> {
-        let name = match expr {
-            Expr::Identifier(ident) => normalize_ident(ident),
-            Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
-                if normalize_ident(&parts[0]) != qualifier {
-                    return None;
-                }
-                normalize_ident(&parts[1])
-            }
-            _ => return None,
-        };
-        meta.column_index(&name)
-    };
-    let value = |expr: &Expr| integer(expr, params);
-
-    // Select list: columns, possibly renamed.
-    let mut projection = Vec::new();
-    let mut names = Vec::new();
-    for item in &shape.select.projection {
-        match item {
-            SelectItem::Wildcard(options) if options.to_string().is_empty() => {
-                projection.extend(0..meta.columns.len());
-                names.extend(meta.columns.iter().map(|c| c.name.clone()));
-            }
-            SelectItem::UnnamedExpr(expr) => {
-                let Some(index) = column(expr) else {
-                    return Ok(None);
-                };
-                projection.push(index);
-                names.push(meta.columns[index].name.clone());
-            }
-            SelectItem::ExprWithAlias { expr, alias } => {
-                let Some(index) = column(expr) else {
-                    return Ok(None);
-                };
-                projection.push(index);
-                names.push(normalize_ident(alias));
-            }
-            _ => return Ok(None),
-        }
-    }
-
-    // WHERE: a set for the first key column, a range for the second.
-    let mut prefix: Option<Vec<i64>> = None;
-    let mut range = (Bound::Unbounded, Bound::Unbounded);
-    let mut conditions = Vec::new();
-    if let Some(selection) = &shape.select.selection {
-        conjuncts(selection, &mut conditions);
-    }
-    for condition in conditions {
-        if let Some(values) = key_values(condition, first, &column, &value) {
-            prefix = Some(match prefix {
-                None => values,
-                Some(known) => known.into_iter().filter(|v| values.contains(v)).collect(),
-            });
-        } else if let Some((low, high)) = key_range(condition, second, &column, &value) {
-            range = (tighter(range.0, low, true), tighter(range.1, high, false));
-        } else {
-            return Ok(None);
-        }
-    }
-    let Some(prefix) = prefix else {
-        return Ok(None);
-    };
-    // ORDER BY names an output column before a table column, as in PostgreSQL.
-    let renamed = match &shape.order.expr {
-        Expr::Identifier(ident) => {
-            let name = normalize_ident(ident);
-            names
-                .iter()
-                .zip(&projection)
-                .any(|(output, index)| *output == name && *index != second)
-        }
-        _ => false,
-    };
-    if renamed || column(&shape.order.expr) != Some(second) {
-        return Ok(None);
-    }
-    let limit = match shape.limit {
-        None => None,
-        Some(expr) => match value(expr).and_then(|v| usize::try_from(v).ok()) {
-            Some(limit) => Some(limit),
-            None => return Ok(None),
-        },
-    };
-    let seek = KeySeek {
-        prefix,
-        range,
-        descending: shape.order.options.asc == Some(false),
-        limit,
-        projection,
     };
     let storage = session.shared.engine.storage();
     let Some(batch) = storage.seek(&handle, &state, &seek).await? else {
@@ -195,6 +101,103 @@ pub(super) async fn try_seek(
         stream: Box::pin(stream),
         tag: "SELECT".to_string(),
     }))
+}
+
+/// The seek a query of the seekable shape on a table with this `meta` asks for, and the names
+/// of its result columns; `None` when its conditions, columns or values are not a key seek's.
+fn bind(
+    shape: &Shape<'_>,
+    meta: &TableMeta,
+    qualifier: &str,
+    params: Option<&ParamValues>,
+) -> Option<(KeySeek, Vec<String>)> {
+    let key = meta.primary_key_indices();
+    let (Some(&first), Some(&second)) = (key.first(), key.get(1)) else {
+        return None;
+    };
+    let column = |expr: &Expr| -> Option<usize> {
+        let name = match expr {
+            Expr::Identifier(ident) => normalize_ident(ident),
+            Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                if normalize_ident(&parts[0]) != *qualifier {
+                    return None;
+                }
+                normalize_ident(&parts[1])
+            }
+            _ => return None,
+        };
+        meta.column_index(&name)
+    };
+    let value = |expr: &Expr| integer(expr, params);
+
+    // Select list: columns, possibly renamed.
+    let mut projection = Vec::new();
+    let mut names = Vec::new();
+    for item in &shape.select.projection {
+        match item {
+            SelectItem::Wildcard(options) if options.to_string().is_empty() => {
+                projection.extend(0..meta.columns.len());
+                names.extend(meta.columns.iter().map(|c| c.name.clone()));
+            }
+            SelectItem::UnnamedExpr(expr) => {
+                let index = column(expr)?;
+                projection.push(index);
+                names.push(meta.columns[index].name.clone());
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                projection.push(column(expr)?);
+                names.push(normalize_ident(alias));
+            }
+            _ => return None,
+        }
+    }
+
+    // WHERE: a set for the first key column, a range for the second.
+    let mut prefix: Option<Vec<i64>> = None;
+    let mut range = (Bound::Unbounded, Bound::Unbounded);
+    let mut conditions = Vec::new();
+    if let Some(selection) = &shape.select.selection {
+        conjuncts(selection, &mut conditions);
+    }
+    for condition in conditions {
+        if let Some(values) = key_values(condition, first, &column, &value) {
+            prefix = Some(match prefix {
+                None => values,
+                Some(known) => known.into_iter().filter(|v| values.contains(v)).collect(),
+            });
+        } else if let Some((low, high)) = key_range(condition, second, &column, &value) {
+            range = (tighter(range.0, low, true), tighter(range.1, high, false));
+        } else {
+            return None;
+        }
+    }
+    let prefix = prefix?;
+    // ORDER BY names an output column before a table column, as in PostgreSQL.
+    let renamed = match &shape.order.expr {
+        Expr::Identifier(ident) => {
+            let name = normalize_ident(ident);
+            names
+                .iter()
+                .zip(&projection)
+                .any(|(output, index)| *output == name && *index != second)
+        }
+        _ => false,
+    };
+    if renamed || column(&shape.order.expr) != Some(second) {
+        return None;
+    }
+    let limit = match shape.limit {
+        None => None,
+        Some(expr) => Some(usize::try_from(value(expr)?).ok()?),
+    };
+    let seek = KeySeek {
+        prefix,
+        range,
+        descending: shape.order.options.asc == Some(false),
+        limit,
+        projection,
+    };
+    Some((seek, names))
 }
 
 /// The parts of a query of the seekable shape, if it has it.
