@@ -22,13 +22,12 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::ParamValues;
 use datafusion::physical_plan::memory::MemoryStream;
-use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, CastKind, DataType as SqlType, Expr, GroupByExpr, LimitClause, OrderByKind,
     Query, Select, SelectItem, SetExpr, Statement, TableFactor, UnaryOperator, Value,
 };
 
-use crate::storage::{KeySeek, TableHandle, TableMeta};
+use crate::storage::{KeySeek, TableHandle, TableMeta, as_i64};
 
 use super::rewrite::{name_parts, normalize_ident};
 use super::session::Session;
@@ -462,12 +461,7 @@ fn integer(expr: &Expr, params: Option<&ParamValues>) -> Option<i64> {
                 let ParamValues::List(values) = params? else {
                     return None;
                 };
-                match &values.get(index.checked_sub(1)?)?.value {
-                    ScalarValue::Int16(Some(v)) => Some(i64::from(*v)),
-                    ScalarValue::Int32(Some(v)) => Some(i64::from(*v)),
-                    ScalarValue::Int64(Some(v)) => Some(*v),
-                    _ => None,
-                }
+                as_i64(&values.get(index.checked_sub(1)?)?.value)
             }
             _ => None,
         },

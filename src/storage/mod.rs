@@ -44,7 +44,7 @@ pub use catalog::{Storage, StorageConfig};
 pub use keys::{KeyCheck, KeySet, KeysTaken, PackedKey};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 pub use provider::PgTableProvider;
-pub use seek::KeySeek;
+pub use seek::{KeySeek, as_i64};
 pub use table::{CommitGuard, Stamp, TableHandle, TableState, WriteOp};
 
 /// Errors of the storage layer.

@@ -96,6 +96,15 @@ impl Target {
         (low <= high).then_some(if self.descending { high } else { low })
     }
 
+    /// Orders best second-key values of files or row groups: the one to visit first first.
+    fn best_first(&self, a: i64, b: i64) -> std::cmp::Ordering {
+        if self.descending {
+            b.cmp(&a)
+        } else {
+            a.cmp(&b)
+        }
+    }
+
     /// Whether `found` (the best rows so far, sorted best first) can no longer be improved by
     /// rows whose best second-key value is `bound`.
     fn settled(&self, found: Option<&RecordBatch>, bound: i64) -> bool {
@@ -194,7 +203,8 @@ fn is_integer(data_type: &DataType) -> bool {
     )
 }
 
-fn as_i64(value: &ScalarValue) -> Option<i64> {
+/// An integer scalar as `i64` (`None` for NULL and other types): the values seeks compare.
+pub fn as_i64(value: &ScalarValue) -> Option<i64> {
     match value {
         ScalarValue::Int16(Some(v)) => Some(i64::from(*v)),
         ScalarValue::Int32(Some(v)) => Some(i64::from(*v)),
@@ -414,10 +424,7 @@ impl Storage {
                 Some((target.best_within(second_low, second_high)?, file))
             })
             .collect();
-        files.sort_by(|a, b| match seek.descending {
-            true => b.0.cmp(&a.0),
-            false => a.0.cmp(&b.0),
-        });
+        files.sort_by(|a, b| target.best_first(a.0, b.0));
 
         // Row groups to read, with the rows their page index admits, SEEK_ROWS at most. A seek
         // with a LIMIT reads each as soon as it comes up, since what it finds may settle the
@@ -450,10 +457,7 @@ impl Storage {
                     Some((target.best_within(second_low, second_high)?, i))
                 })
                 .collect();
-            groups.sort_by(|a, b| match seek.descending {
-                true => b.0.cmp(&a.0),
-                false => a.0.cmp(&b.0),
-            });
+            groups.sort_by(|a, b| target.best_first(a.0, b.0));
             for (bound, group) in groups {
                 if target.settled(found.as_ref(), bound) {
                     break;
