@@ -10,11 +10,13 @@
 //! snapshot for those rows.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::{max, max_string, min, min_string};
-use datafusion::arrow::datatypes::{DataType, Int16Type, Int32Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int8Type, Int16Type, Int32Type, Int64Type};
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::Column;
 use datafusion::physical_optimizer::pruning::PruningStatistics;
@@ -34,8 +36,8 @@ pub enum KeyCheck {
     Unknown,
 }
 
-/// An encoded key (arrow row format), held inline when short (as integer keys are) so that
-/// millions of them cost no allocation each.
+/// An encoded key, held inline when short (as integer keys are) so that millions of them cost
+/// no allocation each. Made by [`pack_keys`]; equal keys of one table's key types pack equally.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PackedKey {
     /// Two words rather than a `u128`, whose 16-byte alignment would pad every map slot.
@@ -44,78 +46,148 @@ pub enum PackedKey {
 }
 
 impl PackedKey {
-    pub fn new(row: &[u8]) -> PackedKey {
+    /// A key in arrow's row format: inline below 16 bytes, the length in the last byte keeping
+    /// keys of different lengths apart.
+    fn from_row(row: &[u8]) -> PackedKey {
         if row.len() < 16 {
             let mut bytes = [0u8; 16];
             bytes[..row.len()].copy_from_slice(row);
-            // The length in the last byte keeps keys of different lengths apart.
             bytes[15] = row.len() as u8;
-            let (low, high) = bytes.split_at(8);
-            PackedKey::Short([
-                u64::from_le_bytes(low.try_into().unwrap_or_default()),
-                u64::from_le_bytes(high.try_into().unwrap_or_default()),
-            ])
+            PackedKey::from_u128(u128::from_le_bytes(bytes))
         } else {
             PackedKey::Long(row.into())
         }
     }
+
+    fn from_u128(key: u128) -> PackedKey {
+        PackedKey::Short([key as u64, (key >> 64) as u64])
+    }
+}
+
+/// The width in bits of an integer key column, which [`pack_keys`] packs without the row format.
+fn integer_bits(data_type: &DataType) -> Option<u32> {
+    match data_type {
+        DataType::Int8 => Some(8),
+        DataType::Int16 => Some(16),
+        DataType::Int32 => Some(32),
+        DataType::Int64 => Some(64),
+        _ => None,
+    }
+}
+
+/// Packs the keys of rows given as their key columns.
+///
+/// Integer keys of at most 128 bits without NULLs (historian keys `(int4, int8)`, serial ids)
+/// are packed straight from the columns, two shifts a value; ingest packs every key it checks.
+/// Other keys, and batches with a NULL key value, go through arrow's row format; such a batch
+/// of integer columns packs its keys as `Long`, so they cannot meet a directly packed key.
+///
+/// # Errors
+/// Arrow errors encoding rows.
+pub fn pack_keys(columns: &[ArrayRef]) -> std::result::Result<Vec<PackedKey>, ArrowError> {
+    let rows = columns.first().map_or(0, |c| c.len());
+    let bits: Option<Vec<u32>> = columns
+        .iter()
+        .map(|c| integer_bits(c.data_type()))
+        .collect();
+    let integer = bits.filter(|b| b.iter().sum::<u32>() <= 128);
+    if let Some(bits) = &integer
+        && columns.iter().all(|c| c.null_count() == 0)
+    {
+        let mut packed = vec![0u128; rows];
+        for (column, bits) in columns.iter().zip(bits) {
+            // Each value as its unsigned bit pattern: an injective code for equality.
+            macro_rules! shift_in {
+                ($type:ty, $unsigned:ty) => {
+                    for (key, value) in packed
+                        .iter_mut()
+                        .zip(column.as_primitive::<$type>().values())
+                    {
+                        *key = (*key << bits) | u128::from(*value as $unsigned);
+                    }
+                };
+            }
+            match column.data_type() {
+                DataType::Int8 => shift_in!(Int8Type, u8),
+                DataType::Int16 => shift_in!(Int16Type, u16),
+                DataType::Int32 => shift_in!(Int32Type, u32),
+                _ => shift_in!(Int64Type, u64),
+            }
+        }
+        return Ok(packed.into_iter().map(PackedKey::from_u128).collect());
+    }
+    let fields = columns
+        .iter()
+        .map(|c| SortField::new(c.data_type().clone()))
+        .collect();
+    let encoded = RowConverter::new(fields)?.convert_columns(columns)?;
+    Ok(encoded
+        .iter()
+        .map(|row| match integer {
+            Some(_) => PackedKey::Long(row.as_ref().into()),
+            None => PackedKey::from_row(row.as_ref()),
+        })
+        .collect())
 }
 
 /// A set of keys. Keys are hashed millions of times a second at ingest and come from the
 /// server's own encoding, so a fast non-cryptographic hasher is the right trade.
 pub type KeySet = std::collections::HashSet<PackedKey, foldhash::fast::RandomState>;
 
-/// Packed keys to values, for the index that holds every buffered key: short keys are stored
+/// Packed keys to counts, for the index that holds every buffered key: short keys are stored
 /// inline in their own map, without the enum's tag and padding (24 bytes a slot, not 32).
-struct PackedMap<V> {
-    short: HashMap<[u64; 2], V, foldhash::fast::RandomState>,
-    long: HashMap<Box<[u8]>, V, foldhash::fast::RandomState>,
+#[derive(Default)]
+struct PackedMap {
+    short: HashMap<[u64; 2], u32, foldhash::fast::RandomState>,
+    long: HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>,
 }
 
-impl<V> Default for PackedMap<V> {
-    fn default() -> Self {
-        PackedMap {
-            short: HashMap::default(),
-            long: HashMap::default(),
-        }
-    }
-}
-
-impl<V: Default> PackedMap<V> {
-    fn len(&self) -> usize {
-        self.short.len() + self.long.len()
-    }
-
+impl PackedMap {
     fn reserve(&mut self, additional: usize) {
         self.short.reserve(additional);
     }
 
-    fn contains(&self, key: &PackedKey) -> bool {
+    fn get(&self, key: &PackedKey) -> Option<u32> {
         match key {
-            PackedKey::Short(k) => self.short.contains_key(k),
-            PackedKey::Long(k) => self.long.contains_key(k),
+            PackedKey::Short(k) => self.short.get(k),
+            PackedKey::Long(k) => self.long.get(k),
+        }
+        .copied()
+    }
+
+    /// Applies `f` to the key's value (0 when absent); a value left at 0 is removed.
+    fn update(&mut self, key: &PackedKey, f: impl FnOnce(u32) -> u32) {
+        fn apply<K: std::hash::Hash + Eq>(
+            map: &mut HashMap<K, u32, foldhash::fast::RandomState>,
+            key: K,
+            f: impl FnOnce(u32) -> u32,
+        ) {
+            match map.entry(key) {
+                Entry::Occupied(mut entry) => {
+                    let value = f(*entry.get());
+                    if value == 0 {
+                        entry.remove();
+                    } else {
+                        entry.insert(value);
+                    }
+                }
+                Entry::Vacant(entry) => {
+                    let value = f(0);
+                    if value != 0 {
+                        entry.insert(value);
+                    }
+                }
+            }
+        }
+        match key {
+            PackedKey::Short(k) => apply(&mut self.short, *k, f),
+            PackedKey::Long(k) => apply(&mut self.long, k.clone(), f),
         }
     }
 
-    fn get_mut(&mut self, key: &PackedKey) -> Option<&mut V> {
-        match key {
-            PackedKey::Short(k) => self.short.get_mut(k),
-            PackedKey::Long(k) => self.long.get_mut(k),
-        }
-    }
-
-    fn entry(&mut self, key: PackedKey) -> &mut V {
-        match key {
-            PackedKey::Short(k) => self.short.entry(k).or_default(),
-            PackedKey::Long(k) => self.long.entry(k).or_default(),
-        }
-    }
-
-    fn remove(&mut self, key: &PackedKey) {
-        match key {
-            PackedKey::Short(k) => self.short.remove(k),
-            PackedKey::Long(k) => self.long.remove(k),
-        };
+    fn retain(&mut self, mut f: impl FnMut(&mut u32) -> bool) {
+        self.short.retain(|_, v| f(v));
+        self.long.retain(|_, v| f(v));
     }
 
     fn clear(&mut self) {
@@ -124,58 +196,73 @@ impl<V: Default> PackedMap<V> {
     }
 }
 
+fn arrow_error(e: ArrowError) -> StorageError {
+    StorageError::DataFusion(e.into())
+}
+
 /// Keys flushed rows keep in the index at most; past it, flushed files are screened by their
 /// statistics only.
 const FLUSHED_KEYS_LIMIT: usize = 16_000_000;
+
+/// The flag of an index value whose key this server flushed to Delta; the other bits count the
+/// key's in-flight and buffered rows. One map for both costs one probe per key checked.
+const FLUSHED: u32 = 1 << 31;
+
+/// The live-row count of an index value less one row.
+fn less_live(value: u32) -> u32 {
+    (value & !FLUSHED).saturating_sub(1)
+}
 
 /// Keys of a table's in-flight and buffered rows, and of the rows this server flushed since the
 /// last UPDATE/DELETE (whose files are then `covered`: the index answers for them exactly).
 pub(super) struct KeyIndex {
     columns: Vec<usize>,
-    converter: RowConverter,
-    keys: PackedMap<u32>,
-    flushed: PackedMap<()>,
+    /// Key to live-row count, with [`FLUSHED`]; no key maps to 0.
+    keys: PackedMap,
+    /// Keys with [`FLUSHED`] set.
+    flushed: usize,
     covered: std::collections::HashSet<String>,
 }
 
-fn arrow_error(e: datafusion::arrow::error::ArrowError) -> StorageError {
-    StorageError::DataFusion(e.into())
-}
-
 impl KeyIndex {
-    /// The index for a table whose key columns have these indices and types; `None` without
-    /// a primary key.
-    pub(super) fn new(columns: Vec<usize>, types: Vec<DataType>) -> Option<KeyIndex> {
+    /// The index for a table whose key columns have these indices; `None` without a primary key.
+    pub(super) fn new(columns: Vec<usize>) -> Option<KeyIndex> {
         if columns.is_empty() {
             return None;
         }
-        let converter = RowConverter::new(types.into_iter().map(SortField::new).collect()).ok()?;
         Some(KeyIndex {
             columns,
-            converter,
             keys: PackedMap::default(),
-            flushed: PackedMap::default(),
+            flushed: 0,
             covered: std::collections::HashSet::new(),
         })
     }
 
-    fn encode(&self, batch: &RecordBatch) -> Result<datafusion::arrow::row::Rows> {
+    /// The keys of a batch's rows, packed.
+    fn batch_keys(&self, batch: &RecordBatch) -> Result<Vec<PackedKey>> {
         let columns: Vec<ArrayRef> = self
             .columns
             .iter()
             .map(|i| batch.column(*i).clone())
             .collect();
-        self.converter
-            .convert_columns(&columns)
-            .map_err(arrow_error)
+        pack_keys(&columns).map_err(arrow_error)
+    }
+
+    /// The keys of rows, packed.
+    pub(super) fn packed(&self, batches: &[RecordBatch]) -> Result<Vec<PackedKey>> {
+        let mut keys = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+        for batch in batches {
+            keys.extend(self.batch_keys(batch)?);
+        }
+        Ok(keys)
     }
 
     pub(super) fn add(&mut self, batches: &[RecordBatch]) -> Result<()> {
         self.keys
             .reserve(batches.iter().map(RecordBatch::num_rows).sum());
         for batch in batches {
-            for row in self.encode(batch)?.iter() {
-                *self.keys.entry(PackedKey::new(row.as_ref())) += 1;
+            for key in &self.batch_keys(batch)? {
+                self.keys.update(key, |v| v + 1);
             }
         }
         Ok(())
@@ -183,59 +270,46 @@ impl KeyIndex {
 
     pub(super) fn remove(&mut self, batches: &[RecordBatch]) -> Result<()> {
         for batch in batches {
-            for row in self.encode(batch)?.iter() {
-                self.unlive(&PackedKey::new(row.as_ref()));
+            for key in &self.batch_keys(batch)? {
+                self.keys.update(key, |v| less_live(v) | (v & FLUSHED));
             }
         }
         Ok(())
     }
 
-    fn unlive(&mut self, key: &PackedKey) {
-        if let Some(count) = self.keys.get_mut(key) {
-            *count -= 1;
-            if *count == 0 {
-                self.keys.remove(key);
-            }
-        }
-    }
-
     pub(super) fn clear(&mut self) {
         self.keys.clear();
-        self.forget_flushed();
+        self.flushed = 0;
+        self.covered.clear();
     }
 
     /// Rows were deleted or rewritten in Delta: flushed keys may be stale.
     pub(super) fn forget_flushed(&mut self) {
-        self.flushed = PackedMap::default();
+        self.keys.retain(|v| {
+            *v &= !FLUSHED;
+            *v != 0
+        });
+        self.flushed = 0;
         self.covered.clear();
-    }
-
-    /// The keys of rows, encoded.
-    pub(super) fn packed(&self, batches: &[RecordBatch]) -> Result<Vec<PackedKey>> {
-        let mut keys = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
-        for batch in batches {
-            keys.extend(
-                self.encode(batch)?
-                    .iter()
-                    .map(|r| PackedKey::new(r.as_ref())),
-            );
-        }
-        Ok(keys)
     }
 
     /// Rows with these keys moved from the buffer to the Delta `files`: their keys stay indexed
     /// (as flushed) while there is room, and those files need no statistics check.
     pub(super) fn flushed(&mut self, keys: &[PackedKey], files: Vec<String>) {
-        let keep = self.flushed.len() + keys.len() <= FLUSHED_KEYS_LIMIT;
-        if keep {
-            self.flushed.reserve(keys.len());
-        }
+        let keep = self.flushed + keys.len() <= FLUSHED_KEYS_LIMIT;
+        let mut marked = 0;
         for key in keys {
-            self.unlive(key);
-            if keep {
-                self.flushed.entry(key.clone());
-            }
+            self.keys.update(key, |v| {
+                let live = less_live(v);
+                if keep || v & FLUSHED != 0 {
+                    marked += usize::from(v & FLUSHED == 0);
+                    live | FLUSHED
+                } else {
+                    live
+                }
+            });
         }
+        self.flushed += marked;
         if keep {
             self.covered.extend(files);
         }
@@ -247,9 +321,8 @@ impl KeyIndex {
         let mut taken = Vec::new();
         let mut offset = 0;
         for batch in batches {
-            for (i, row) in self.encode(batch)?.iter().enumerate() {
-                let key = PackedKey::new(row.as_ref());
-                if self.keys.contains(&key) || self.flushed.contains(&key) {
+            for (i, key) in self.batch_keys(batch)?.iter().enumerate() {
+                if self.keys.get(key).is_some() {
                     taken.push(offset + i);
                     if !all {
                         return Ok(taken);
@@ -484,5 +557,94 @@ impl Storage {
             rows,
             stored_unknown,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int32Array, Int64Array, StringArray};
+
+    use super::*;
+
+    fn historian(tags: Vec<Option<i32>>, stamps: Vec<i64>) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(Int32Array::from(tags)),
+            Arc::new(Int64Array::from(stamps)),
+        ]
+    }
+
+    #[test]
+    fn integer_keys_pack_equal_exactly_when_equal() {
+        // Values whose bytes collide under careless packing: signs, and a tag's bits spilling
+        // into the stamp's.
+        let tags = [0, 1, -1, i32::MIN, i32::MAX, 256];
+        let stamps = [0, 1, -1, i64::MIN, i64::MAX, 1 << 32, 1_793_491_200_000];
+        let pairs: Vec<(i32, i64)> = tags
+            .iter()
+            .flat_map(|t| stamps.iter().map(move |s| (*t, *s)))
+            .collect();
+        let columns = historian(
+            pairs.iter().map(|p| Some(p.0)).collect(),
+            pairs.iter().map(|p| p.1).collect(),
+        );
+        let packed = pack_keys(&columns).unwrap();
+        assert!(packed.iter().all(|k| matches!(k, PackedKey::Short(_))));
+        let distinct: std::collections::HashSet<&PackedKey> = packed.iter().collect();
+        assert_eq!(distinct.len(), pairs.len());
+        // The same keys in another batch pack the same.
+        let again = pack_keys(&historian(vec![Some(-1)], vec![1 << 32])).unwrap();
+        let at = pairs.iter().position(|p| *p == (-1, 1 << 32)).unwrap();
+        assert_eq!(again[0], packed[at]);
+    }
+
+    #[test]
+    fn null_and_non_integer_keys_use_the_row_format() {
+        let with_null = pack_keys(&historian(vec![None, Some(0)], vec![0, 0])).unwrap();
+        assert!(matches!(with_null[1], PackedKey::Long(_)));
+        assert_ne!(with_null[0], with_null[1]);
+        let plain = pack_keys(&historian(vec![Some(0)], vec![0])).unwrap();
+        assert_ne!(plain[0], with_null[1]);
+        let names: ArrayRef = Arc::new(StringArray::from(vec!["a", "b", "a"]));
+        let packed = pack_keys(&[names]).unwrap();
+        assert_eq!(packed[0], packed[2]);
+        assert_ne!(packed[0], packed[1]);
+    }
+
+    #[test]
+    fn the_index_counts_live_rows_and_remembers_flushed_keys() {
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new("tagid", DataType::Int32, false),
+            datafusion::arrow::datatypes::Field::new("t_stamp", DataType::Int64, false),
+        ]));
+        let batch = |tags: Vec<i32>, stamps: Vec<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                historian(tags.into_iter().map(Some).collect(), stamps),
+            )
+            .unwrap()
+        };
+        let mut index = KeyIndex::new(vec![0, 1]).unwrap();
+        let first = batch(vec![1, 2], vec![10, 10]);
+        index.add(std::slice::from_ref(&first)).unwrap();
+        index.add(&[batch(vec![1], vec![10])]).unwrap();
+        let probe = [batch(vec![3, 2, 1], vec![10, 10, 10])];
+        assert_eq!(index.taken(&probe, true).unwrap(), vec![1, 2]);
+        // One of the two rows of (1, 10) fails to reach the log; the other is flushed.
+        index.remove(&[batch(vec![1], vec![10])]).unwrap();
+        let keys = index.packed(std::slice::from_ref(&first)).unwrap();
+        index.flushed(&keys, vec!["part-0.parquet".into()]);
+        assert_eq!(index.flushed, 2);
+        assert_eq!(index.taken(&probe, true).unwrap(), vec![1, 2]);
+        // A failed write of a flushed key keeps it flushed.
+        index.add(&[batch(vec![2], vec![10])]).unwrap();
+        index.remove(&[batch(vec![2], vec![10])]).unwrap();
+        assert_eq!(index.taken(&probe, false).unwrap(), vec![1]);
+        // An UPDATE or DELETE forgets flushed keys, not live ones.
+        index.add(&[batch(vec![3], vec![10])]).unwrap();
+        index.forget_flushed();
+        assert_eq!(index.taken(&probe, true).unwrap(), vec![0]);
+        assert!(index.covered.is_empty());
     }
 }

@@ -210,12 +210,7 @@ impl TableHandle {
         table.update_datafusion_session(&session)?;
         let state = TableState::from_table(table, oid, slice.as_ref().map(|(s, _)| s))?;
         let sequences = sequence_runtimes(&state.meta);
-        let key_columns = state.meta.primary_key_indices();
-        let key_types = key_columns
-            .iter()
-            .map(|i| state.meta.arrow_schema.field(*i).data_type().clone())
-            .collect();
-        let keys = KeyIndex::new(key_columns, key_types);
+        let keys = KeyIndex::new(state.meta.primary_key_indices());
         Ok(Arc::new(TableHandle {
             schema: schema.to_string(),
             name: name.to_string(),

@@ -179,7 +179,6 @@ fn inserted_keys(meta: &TableMeta, ops: &[WriteOp]) -> Result<KeySet> {
         return Ok(keys);
     }
     let schema = delta_schema(meta).project(&key_indices)?;
-    let converter = key_converter(&schema)?;
     for op in ops {
         if let WriteOp::Insert(batches) = op {
             for batch in batches {
@@ -188,9 +187,7 @@ fn inserted_keys(meta: &TableMeta, ops: &[WriteOp]) -> Result<KeySet> {
                     .zip(schema.fields())
                     .map(|(i, f)| datafusion::arrow::compute::cast(batch.column(*i), f.data_type()))
                     .collect::<Result<Vec<_>, _>>()?;
-                for row in converter.convert_columns(&columns)?.iter() {
-                    keys.insert(PackedKey::new(row.as_ref()));
-                }
+                keys.extend(pack_keys(&columns)?);
             }
         }
     }
@@ -240,14 +237,9 @@ async fn unique_fast(
         return Ok(());
     }
     let keys = key_columns(batches, &key_indices)?;
-    let converter = key_converter(&keys.schema())?;
     earlier.reserve(keys.num_rows());
-    for (i, row) in converter
-        .convert_columns(keys.columns())?
-        .iter()
-        .enumerate()
-    {
-        if !earlier.insert(PackedKey::new(row.as_ref())) {
+    for (i, key) in pack_keys(keys.columns())?.into_iter().enumerate() {
+        if !earlier.insert(key) {
             return Err(key_violation(meta, &keys, i)?);
         }
     }

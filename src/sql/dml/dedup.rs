@@ -48,18 +48,15 @@ pub(super) async fn without_duplicates(
     target: &Target,
     batches: Vec<RecordBatch>,
 ) -> Result<(Vec<RecordBatch>, Vec<bool>)> {
-    let meta = &target.state.meta;
-    let key_indices = meta.primary_key_indices();
-    if count(&batches) == 0 || key_indices.is_empty() {
-        let rows = count(&batches);
+    let key_indices = target.state.meta.primary_key_indices();
+    let rows = count(&batches);
+    if rows == 0 || key_indices.is_empty() {
         return Ok((batches, vec![true; rows]));
     }
-    let new = concat_batches(&delta_schema(meta), &batches)?;
-    let keys = key_columns(std::slice::from_ref(&new), &key_indices)?;
-    let packed = packed_keys(&keys)?;
+    let packed = batch_keys(&batches, &key_indices)?;
     let oid = target.handle.oid;
     let pending = pending_ops(session, oid);
-    let mut keep = vec![true; new.num_rows()];
+    let mut keep = vec![true; rows];
     if pending
         .iter()
         .any(|op| matches!(op, WriteOp::Delete { .. }))
@@ -69,6 +66,7 @@ pub(super) async fn without_duplicates(
         if let Some(t) = session.shared.txn.lock().as_mut() {
             t.inserted_keys.remove(&oid);
         }
+        let keys = key_columns(&batches, &key_indices)?;
         let matches =
             stored_matches(&session.ctx, target, &target.state, &pending, &keys, None).await?;
         let mut taken = packed_set(&matches)?;
@@ -77,12 +75,12 @@ pub(super) async fn without_duplicates(
         }
     } else {
         let mut earlier = take_inserted_keys(session, target)?;
+        earlier.reserve(packed.len());
         for (keep, key) in keep.iter_mut().zip(&packed) {
             *keep = earlier.insert(key.clone());
         }
         let storage = session.engine().storage();
-        let stored =
-            stored_rows(&session.ctx, storage, target, &new, &keys, &packed, &keep).await?;
+        let stored = stored_rows(&session.ctx, storage, target, &batches, &packed, &keep).await?;
         for row in stored {
             keep[row] = false;
             earlier.remove(&packed[row]);
@@ -91,8 +89,7 @@ pub(super) async fn without_duplicates(
             t.inserted_keys.insert(oid, earlier);
         }
     }
-    let kept = filter_record_batch(&new, &BooleanArray::from(keep.clone()))?;
-    Ok((vec![kept], keep))
+    Ok((kept_rows(batches, &keep)?, keep))
 }
 
 /// Rows of `batches` (checked when they were inserted) whose key another session stored since:
@@ -107,19 +104,16 @@ pub(super) async fn drop_stored(
     target: &Target,
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
-    let meta = &target.state.meta;
-    let key_indices = meta.primary_key_indices();
+    let key_indices = target.state.meta.primary_key_indices();
     if count(&batches) == 0 || key_indices.is_empty() {
         return Ok(batches);
     }
-    let new = concat_batches(&delta_schema(meta), &batches)?;
-    let keys = key_columns(std::slice::from_ref(&new), &key_indices)?;
-    let packed = packed_keys(&keys)?;
-    let mut keep = vec![true; new.num_rows()];
-    for row in stored_rows(ctx, storage, target, &new, &keys, &packed, &keep).await? {
+    let packed = batch_keys(&batches, &key_indices)?;
+    let mut keep = vec![true; packed.len()];
+    for row in stored_rows(ctx, storage, target, &batches, &packed, &keep).await? {
         keep[row] = false;
     }
-    Ok(vec![filter_record_batch(&new, &BooleanArray::from(keep))?])
+    kept_rows(batches, &keep)
 }
 
 /// The rows among those still kept whose key is buffered, in flight or stored.
@@ -127,8 +121,7 @@ async fn stored_rows(
     ctx: &datafusion::prelude::SessionContext,
     storage: &crate::storage::Storage,
     target: &Target,
-    new: &RecordBatch,
-    keys: &RecordBatch,
+    batches: &[RecordBatch],
     packed: &[PackedKey],
     keep: &[bool],
 ) -> Result<Vec<usize>> {
@@ -136,19 +129,16 @@ async fn stored_rows(
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let mask = BooleanArray::from(keep.to_vec());
-    let rows = filter_record_batch(new, &mask)?;
-    let taken = storage.keys_taken(&target.handle, std::slice::from_ref(&rows), true)?;
+    let rows = kept_rows(batches.to_vec(), keep)?;
+    let taken = storage.keys_taken(&target.handle, &rows, true)?;
     let mut found: Vec<usize> = taken.rows.iter().map(|j| candidates[*j]).collect();
     if taken.stored_unknown {
-        let mut open = vec![false; keep.len()];
-        for &i in &candidates {
-            open[i] = true;
-        }
+        let mut open = keep.to_vec();
         for &i in &found {
             open[i] = false;
         }
-        let remaining = filter_record_batch(keys, &BooleanArray::from(open.clone()))?;
+        let key_indices = target.state.meta.primary_key_indices();
+        let remaining = key_columns(&kept_rows(batches.to_vec(), &open)?, &key_indices)?;
         let matches = stored_matches(ctx, target, &target.state, &[], &remaining, None).await?;
         let stored = packed_set(&matches)?;
         found.extend((0..open.len()).filter(|i| open[*i] && stored.contains(&packed[*i])));
@@ -156,19 +146,40 @@ async fn stored_rows(
     Ok(found)
 }
 
-fn packed_keys(keys: &RecordBatch) -> Result<Vec<PackedKey>> {
-    let converter = key_converter(&keys.schema())?;
-    Ok(converter
-        .convert_columns(keys.columns())?
-        .iter()
-        .map(|row| PackedKey::new(row.as_ref()))
-        .collect())
+/// The rows of `batches` that `keep` marks (counted across them); the batches themselves when
+/// it marks all, as it mostly does.
+fn kept_rows(batches: Vec<RecordBatch>, keep: &[bool]) -> Result<Vec<RecordBatch>> {
+    if keep.iter().all(|k| *k) {
+        return Ok(batches);
+    }
+    let mut offset = 0;
+    batches
+        .into_iter()
+        .map(|batch| {
+            let mask = BooleanArray::from(keep[offset..offset + batch.num_rows()].to_vec());
+            offset += batch.num_rows();
+            Ok(filter_record_batch(&batch, &mask)?)
+        })
+        .collect()
+}
+
+/// The packed primary keys of rows, counted across the batches.
+fn batch_keys(batches: &[RecordBatch], key_indices: &[usize]) -> Result<Vec<PackedKey>> {
+    let mut keys = Vec::with_capacity(count(batches));
+    for batch in batches {
+        let columns: Vec<_> = key_indices
+            .iter()
+            .map(|i| batch.column(*i).clone())
+            .collect();
+        keys.extend(pack_keys(&columns)?);
+    }
+    Ok(keys)
 }
 
 fn packed_set(batches: &[RecordBatch]) -> Result<KeySet> {
     let mut set = KeySet::default();
     for batch in batches {
-        set.extend(packed_keys(batch)?);
+        set.extend(pack_keys(batch.columns())?);
     }
     Ok(set)
 }
