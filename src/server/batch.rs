@@ -164,7 +164,19 @@ where
     C: ClientInfo + ClientPortalStore,
     C::PortalStore: PortalStore<Statement = PreparedStatement>,
 {
-    let unstored = batch(client).lock().unstored.take();
+    store_held_portal(client, &batch(client))
+}
+
+/// [`store_portal`] with the connection's held executions at hand.
+///
+/// # Errors
+/// As [`store_portal`].
+pub(super) fn store_held_portal<C>(client: &C, batch: &Batch) -> PgWireResult<()>
+where
+    C: ClientInfo + ClientPortalStore,
+    C::PortalStore: PortalStore<Statement = PreparedStatement>,
+{
+    let unstored = batch.lock().unstored.take();
     if let Some((statement, bind)) = unstored {
         let portal = Portal::try_new(&bind, statement)?;
         client.portal_store().put_portal(Arc::new(portal));

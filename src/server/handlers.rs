@@ -277,11 +277,14 @@ impl ExtendedQueryHandler for QueryHandler {
                 return Err(PgWireError::StatementNotFound(name.to_owned()));
             }
         };
-        if statement.statement.batchable && batch::batch(client).lock().takes(&statement, &message)
-        {
-            batch::store_portal(client)?;
-            batch::batch(client).lock().bind(&statement, message);
-            return Ok(());
+        if statement.statement.batchable {
+            // Looked up once: this runs for every row of a client batch.
+            let held = batch::batch(client);
+            if held.lock().takes(&statement, &message) {
+                batch::store_held_portal(client, &held)?;
+                held.lock().bind(&statement, message);
+                return Ok(());
+            }
         }
         flush(client).await?;
         let portal = Portal::try_new(&message, statement)?;
@@ -301,13 +304,18 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
-        if matches!(client.state(), PgWireConnectionState::ReadyForQuery)
-            && batch::batch(client).lock().holds(name)
-        {
-            if batch::batch(client).lock().execute() {
-                batch::flush(client).await?;
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            let full = {
+                let held = batch::batch(client);
+                let mut held = held.lock();
+                held.holds(name).then(|| held.execute())
+            };
+            if let Some(full) = full {
+                if full {
+                    batch::flush(client).await?;
+                }
+                return Ok(());
             }
-            return Ok(());
         }
         flush(client).await?;
         // Boxed so that the batched path above does not carry (and move) this large future.
@@ -387,9 +395,13 @@ impl ExtendedQueryHandler for QueryHandler {
         if message.target_type != TARGET_TYPE_BYTE_STATEMENT {
             // PgJDBC describes the portal of every execution of a batch.
             let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
-            if batch::batch(client).lock().holds(name) {
-                batch::batch(client).lock().describe();
-                return Ok(());
+            {
+                let held = batch::batch(client);
+                let mut held = held.lock();
+                if held.holds(name) {
+                    held.describe();
+                    return Ok(());
+                }
             }
             flush(client).await?;
             return Box::pin(self._on_describe(client, message)).await;

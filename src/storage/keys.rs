@@ -62,10 +62,21 @@ impl PackedKey {
     fn from_u128(key: u128) -> PackedKey {
         PackedKey::Short([key as u64, (key >> 64) as u64])
     }
+
+    /// The key as a number ordered as the key tuples are, for a key [`pack_keys`] packed
+    /// straight from `integer` columns (other keys have no such order: `None`).
+    pub(super) fn ordered(&self, integer: bool) -> Option<u128> {
+        match self {
+            PackedKey::Short([low, high]) if integer => {
+                Some(u128::from(*low) | (u128::from(*high) << 64))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The width in bits of an integer key column, which [`pack_keys`] packs without the row format.
-fn integer_bits(data_type: &DataType) -> Option<u32> {
+pub(super) fn integer_bits(data_type: &DataType) -> Option<u32> {
     match data_type {
         DataType::Int8 => Some(8),
         DataType::Int16 => Some(16),
@@ -78,7 +89,8 @@ fn integer_bits(data_type: &DataType) -> Option<u32> {
 /// Packs the keys of rows given as their key columns.
 ///
 /// Integer keys of at most 128 bits without NULLs (historian keys `(int4, int8)`, serial ids)
-/// are packed straight from the columns, two shifts a value; ingest packs every key it checks.
+/// are packed straight from the columns, two shifts a value (ingest packs every key it checks),
+/// in key order (see [`PackedKey::ordered`]).
 /// Other keys, and batches with a NULL key value, go through arrow's row format; such a batch
 /// of integer columns packs its keys as `Long`, so they cannot meet a directly packed key.
 ///
@@ -96,14 +108,16 @@ pub fn pack_keys(columns: &[ArrayRef]) -> std::result::Result<Vec<PackedKey>, Ar
     {
         let mut packed = vec![0u128; rows];
         for (column, bits) in columns.iter().zip(bits) {
-            // Each value as its unsigned bit pattern: an injective code for equality.
+            // Each value's bits with the sign bit flipped: unsigned order is then the values'
+            // order, so packed keys compare as the key tuples do.
+            let sign = 1u128 << (bits - 1);
             macro_rules! shift_in {
                 ($type:ty, $unsigned:ty) => {
                     for (key, value) in packed
                         .iter_mut()
                         .zip(column.as_primitive::<$type>().values())
                     {
-                        *key = (*key << bits) | u128::from(*value as $unsigned);
+                        *key = (*key << bits) | (u128::from(*value as $unsigned) ^ sign);
                     }
                 };
             }
@@ -593,6 +607,12 @@ mod tests {
         assert!(packed.iter().all(|k| matches!(k, PackedKey::Short(_))));
         let distinct: std::collections::HashSet<&PackedKey> = packed.iter().collect();
         assert_eq!(distinct.len(), pairs.len());
+        // Packed keys order as the key tuples do.
+        let mut by_tuple: Vec<usize> = (0..pairs.len()).collect();
+        by_tuple.sort_by_key(|i| pairs[*i]);
+        let mut by_packed: Vec<usize> = (0..pairs.len()).collect();
+        by_packed.sort_by_key(|i| packed[*i].ordered(true).unwrap());
+        assert_eq!(by_tuple, by_packed);
         // The same keys in another batch pack the same.
         let again = pack_keys(&historian(vec![Some(-1)], vec![1 << 32])).unwrap();
         let at = pairs.iter().position(|p| *p == (-1, 1 << 32)).unwrap();
