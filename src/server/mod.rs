@@ -248,7 +248,12 @@ impl Server {
                             self.registry.clone(),
                         )),
                         queries: Arc::new(handlers::QueryHandler::default()),
-                        cancel: cancel.clone(),
+                        // The connection's own: pgwire clones its handlers for every message,
+                        // and a counter shared by all connections would bounce between cores.
+                        cancel: Arc::new(Canceller {
+                            pgwire: DefaultCancelHandler::new(self.connections.clone()),
+                            registry: self.registry.clone(),
+                        }),
                     };
                     tracker.spawn(async move {
                         let _permit = permit;
