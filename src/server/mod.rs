@@ -23,15 +23,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::Sink;
+use futures::{Sink, StreamExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
-use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
+use pgwire::api::query::ExtendedQueryHandler;
+use pgwire::api::{ClientInfo, ConnectionManager, PgWireConnectionState, PgWireServerHandlers};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use tokio::net::TcpListener;
+use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
@@ -151,6 +153,86 @@ impl PgWireServerHandlers for Connection {
     }
 }
 
+/// How long a client may take from connecting to the end of authentication (pgwire's limit).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Connection {
+    /// Serves one client as pgwire's `process_socket` does, except that Bind, Describe and
+    /// Execute reach the query handler directly: pgwire's loop clones five handler `Arc`s for
+    /// every message, and a client's batched insert is three messages a row.
+    async fn serve(self, socket: TcpStream, tls: Option<TlsAcceptor>) -> std::io::Result<()> {
+        let startup_timeout = tokio::time::sleep(STARTUP_TIMEOUT);
+        tokio::pin!(startup_timeout);
+        let negotiated = tokio::select! {
+            _ = &mut startup_timeout => return Ok(()),
+            socket = negotiate_tls::<crate::sql::PreparedStatement>(socket, tls) => socket?,
+        };
+        // A direct TLS handshake without a certificate configured.
+        let Some(mut socket) = negotiated else {
+            return Ok(());
+        };
+        loop {
+            let state = socket.state();
+            let starting = matches!(
+                state,
+                PgWireConnectionState::AwaitingStartup
+                    | PgWireConnectionState::AuthenticationInProgress
+            );
+            let message = if starting {
+                tokio::select! {
+                    _ = &mut startup_timeout => None,
+                    message = socket.next() => message,
+                }
+            } else {
+                socket.next().await
+            };
+            let Some(Ok(message)) = message else {
+                break;
+            };
+            if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+                break;
+            }
+            let is_extended_query = match state {
+                PgWireConnectionState::CopyInProgress(extended) => extended,
+                _ => message.is_extended_query(),
+            };
+            // The states in which pgwire hands these messages to the query handler.
+            let querying = !starting
+                && !matches!(
+                    state,
+                    PgWireConnectionState::AwaitingSync | PgWireConnectionState::CopyInProgress(_)
+                );
+            let result = match message {
+                PgWireFrontendMessage::Bind(bind) if querying => {
+                    self.queries.on_bind(&mut socket, bind).await
+                }
+                PgWireFrontendMessage::Describe(describe) if querying => {
+                    self.queries.on_describe(&mut socket, describe).await
+                }
+                PgWireFrontendMessage::Execute(execute) if querying => {
+                    self.queries.on_execute(&mut socket, execute).await
+                }
+                message => {
+                    process_message(
+                        message,
+                        &mut socket,
+                        self.startup.clone(),
+                        self.queries.clone(),
+                        self.queries.clone(),
+                        self.queries.clone(),
+                        self.cancel.clone(),
+                    )
+                    .await
+                }
+            };
+            if let Err(error) = result {
+                process_error(&mut socket, error, is_extended_query).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Answers every connection attempt with FATAL 53300, like a full PostgreSQL.
 struct TooManyConnections {
     cancel: Arc<Canceller>,
@@ -257,7 +339,7 @@ impl Server {
                     };
                     tracker.spawn(async move {
                         let _permit = permit;
-                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                        if let Err(e) = handlers.serve(socket, tls).await {
                             info!(%peer, error = %e, "connection ended with error");
                         }
                     });
