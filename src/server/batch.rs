@@ -74,15 +74,8 @@ pub(super) struct Held {
     unstored: Option<(Arc<StoredStatement<PreparedStatement>>, Bind)>,
 }
 
-/// The connection's held executions, kept in the session extensions.
-pub(super) type Batch = Arc<Mutex<Held>>;
-
-/// The held executions of the connection.
-pub(super) fn batch<C: ClientInfo>(client: &C) -> Batch {
-    client
-        .session_extensions()
-        .get_or_insert_with(|| Mutex::new(Held::default()))
-}
+/// The executions held back on a connection, owned by its query handler.
+pub(super) type Batch = Mutex<Held>;
 
 /// A copy of a Bind (pgwire's is not `Clone`); the values are shared, not copied.
 fn copy(bind: &Bind) -> Bind {
@@ -120,7 +113,13 @@ impl Held {
 
     /// Holds a Bind of `statement` (see [`Held::takes`]).
     pub(super) fn bind(&mut self, statement: &Arc<StoredStatement<PreparedStatement>>, bind: Bind) {
-        self.statement = Some(statement.clone());
+        if !self
+            .statement
+            .as_ref()
+            .is_some_and(|held| Arc::ptr_eq(held, statement))
+        {
+            self.statement = Some(statement.clone());
+        }
         self.bound = Some(bind);
         self.replies.push(Reply::BindComplete);
     }
@@ -151,27 +150,15 @@ impl Held {
 }
 
 /// Drops the held executions unanswered (an error was reported before them), and their portal.
-pub(super) fn discard<C: ClientInfo>(client: &C) {
-    *batch(client).lock() = Held::default();
+pub(super) fn discard(batch: &Batch) {
+    *batch.lock() = Held::default();
 }
 
 /// Stores the portal of the latest held Bind: call before looking a portal up or changing one.
 ///
 /// # Errors
 /// None in practice: pgwire makes a portal of any Bind.
-pub(super) fn store_portal<C>(client: &C) -> PgWireResult<()>
-where
-    C: ClientInfo + ClientPortalStore,
-    C::PortalStore: PortalStore<Statement = PreparedStatement>,
-{
-    store_held_portal(client, &batch(client))
-}
-
-/// [`store_portal`] with the connection's held executions at hand.
-///
-/// # Errors
-/// As [`store_portal`].
-pub(super) fn store_held_portal<C>(client: &C, batch: &Batch) -> PgWireResult<()>
+pub(super) fn store_portal<C>(client: &C, batch: &Batch) -> PgWireResult<()>
 where
     C: ClientInfo + ClientPortalStore,
     C::PortalStore: PortalStore<Statement = PreparedStatement>,
@@ -185,8 +172,7 @@ where
 }
 
 /// Forgets the unnamed portal of the latest held Bind: a simple Query drops the unnamed portal.
-pub(super) fn forget_unnamed_portal<C: ClientInfo>(client: &C) {
-    let batch = batch(client);
+pub(super) fn forget_unnamed_portal(batch: &Batch) {
     let mut held = batch.lock();
     if held
         .unstored
@@ -203,14 +189,13 @@ pub(super) fn forget_unnamed_portal<C: ClientInfo>(client: &C) {
 ///
 /// # Errors
 /// The batch's error, or a failure to send.
-pub(super) async fn flush<C>(client: &mut C) -> PgWireResult<()>
+pub(super) async fn flush<C>(client: &mut C, batch: &Batch) -> PgWireResult<()>
 where
     C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
     C::Error: std::fmt::Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     let held = {
-        let batch = batch(client);
         let mut held = batch.lock();
         if held.is_empty() {
             return Ok(());

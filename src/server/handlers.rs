@@ -41,15 +41,15 @@ use super::{batch, encode, params};
 
 /// Runs the held batch (see [`batch`]) and stores the portal it stands for: what every
 /// extended-protocol message but the batch's own does first.
-async fn flush<C>(client: &mut C) -> PgWireResult<()>
+async fn flush<C>(client: &mut C, batch: &batch::Batch) -> PgWireResult<()>
 where
     C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
     C::PortalStore: PortalStore<Statement = PreparedStatement>,
     C::Error: Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let ran = batch::flush(client).await;
-    batch::store_portal(client)?;
+    let ran = batch::flush(client, batch).await;
+    batch::store_portal(client, batch)?;
     ran
 }
 
@@ -162,6 +162,8 @@ where
 #[derive(Debug, Default)]
 pub struct QueryHandler {
     parser: Arc<StatementParser>,
+    /// The connection's held executions (see [`batch`]).
+    held: batch::Batch,
 }
 
 #[async_trait]
@@ -173,8 +175,8 @@ impl SimpleQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        batch::flush(client).await?;
-        batch::forget_unnamed_portal(client);
+        batch::flush(client, &self.held).await?;
+        batch::forget_unnamed_portal(&self.held);
         self._on_query(client, query).await
     }
 
@@ -229,7 +231,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        batch::flush(client).await?;
+        batch::flush(client, &self.held).await?;
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         match StoredStatement::parse(client, &message, self.parser.clone()).await? {
             Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
@@ -254,7 +256,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let statement = match client.portal_store().get_statement(name) {
             Some(Entry::Value(statement)) => statement,
             Some(Entry::Empty) => {
-                flush(client).await?;
+                flush(client, &self.held).await?;
                 if !message.parameters.is_empty() {
                     return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                         "ERROR".to_owned(),
@@ -273,20 +275,18 @@ impl ExtendedQueryHandler for QueryHandler {
                     .map_err(Into::into);
             }
             None => {
-                flush(client).await?;
+                flush(client, &self.held).await?;
                 return Err(PgWireError::StatementNotFound(name.to_owned()));
             }
         };
         if statement.statement.batchable {
-            // Looked up once: this runs for every row of a client batch.
-            let held = batch::batch(client);
-            if held.lock().takes(&statement, &message) {
-                batch::store_held_portal(client, &held)?;
-                held.lock().bind(&statement, message);
+            if self.held.lock().takes(&statement, &message) {
+                batch::store_portal(client, &self.held)?;
+                self.held.lock().bind(&statement, message);
                 return Ok(());
             }
         }
-        flush(client).await?;
+        flush(client, &self.held).await?;
         let portal = Portal::try_new(&message, statement)?;
         client.portal_store().put_portal(Arc::new(portal));
         client
@@ -306,18 +306,17 @@ impl ExtendedQueryHandler for QueryHandler {
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             let full = {
-                let held = batch::batch(client);
-                let mut held = held.lock();
+                let mut held = self.held.lock();
                 held.holds(name).then(|| held.execute())
             };
             if let Some(full) = full {
                 if full {
-                    batch::flush(client).await?;
+                    batch::flush(client, &self.held).await?;
                 }
                 return Ok(());
             }
         }
-        flush(client).await?;
+        flush(client, &self.held).await?;
         // Boxed so that the batched path above does not carry (and move) this large future.
         Box::pin(self._on_execute(client, message)).await
     }
@@ -328,7 +327,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        batch::flush(client).await?;
+        batch::flush(client, &self.held).await?;
         client.flush().await?;
         Ok(())
     }
@@ -344,8 +343,8 @@ impl ExtendedQueryHandler for QueryHandler {
     {
         if matches!(client.state(), PgWireConnectionState::AwaitingSync) {
             // An error was reported; what was held after it is skipped.
-            batch::discard(client);
-        } else if let Err(e) = flush(client).await {
+            batch::discard(&self.held);
+        } else if let Err(e) = flush(client, &self.held).await {
             let info: ErrorInfo = e.into();
             client
                 .feed(PgWireBackendMessage::ErrorResponse(info.into()))
@@ -369,7 +368,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        flush(client).await?;
+        flush(client, &self.held).await?;
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         match message.target_type {
             TARGET_TYPE_BYTE_STATEMENT => client.portal_store().rm_statement(name),
@@ -396,17 +395,16 @@ impl ExtendedQueryHandler for QueryHandler {
             // PgJDBC describes the portal of every execution of a batch.
             let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
             {
-                let held = batch::batch(client);
-                let mut held = held.lock();
+                let mut held = self.held.lock();
                 if held.holds(name) {
                     held.describe();
                     return Ok(());
                 }
             }
-            flush(client).await?;
+            flush(client, &self.held).await?;
             return Box::pin(self._on_describe(client, message)).await;
         }
-        flush(client).await?;
+        flush(client, &self.held).await?;
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         let stored = match client.portal_store().get_statement(name) {
             Some(Entry::Value(stored)) => stored,
