@@ -6,8 +6,12 @@
 //!    commit per batch (`benches/jdbc/IngestJdbc.java`, run with Debian's PgJDBC).
 //! 2. COPY FROM STDIN (CSV) of the same number of rows into an empty table with its primary key.
 //!
-//! Prints rows per second and the ratio deltagate / PostgreSQL (higher is better for deltagate),
-//! deltagate's peak resident memory, and the Delta files it leaves after a clean shutdown.
+//! Both loads run `INGEST_ROUNDS` times (default 3), each round into new months (fresh tables
+//! on both sides) and with the two servers' order swapped from the round before, so that one
+//! run's noise (these machines are shared) and the order do not decide the ratio. Prints each
+//! round's rows per second, the ratio deltagate / PostgreSQL (higher is better for deltagate)
+//! and the median ratio; deltagate's peak resident memory; and the Delta files it leaves after
+//! a clean shutdown for the first round's months.
 //!
 //! Run: `benches/run ingest` (rows: `INGEST_ROWS`, default 3,000,000).
 
@@ -20,8 +24,18 @@ use std::time::{Duration, Instant};
 use common::{Deltagate, PASSWORD, Postgres, USER, copy_csv};
 use tokio_postgres::NoTls;
 
-const JDBC_TABLE: &str = "sqlt_data_1_2026_11";
-const COPY_TABLE: &str = "sqlt_data_1_2026_12";
+/// The months of round `round`: the JDBC load's and the COPY's (2026-11 and 2026-12 first).
+fn months(round: usize) -> [String; 2] {
+    [0, 1].map(|k| {
+        let index = 2026 * 12 + 10 + 2 * round + k;
+        format!("{}_{:02}", index / 12, index % 12 + 1)
+    })
+}
+
+fn table(month: &str) -> String {
+    format!("sqlt_data_1_{month}")
+}
+
 const CONNECTIONS: usize = 4;
 const BATCH: usize = 256;
 
@@ -43,7 +57,7 @@ async fn client(conn: &str) -> tokio_postgres::Client {
 const JDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 
 /// Runs the JDBC loader; returns the elapsed time it measured.
-fn jdbc_load(url: &str, rows: usize) -> Duration {
+fn jdbc_load(url: &str, table: &str, rows: usize) -> Duration {
     let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/jdbc/IngestJdbc.java");
     assert!(
         Path::new(JDBC_JAR).exists(),
@@ -52,7 +66,7 @@ fn jdbc_load(url: &str, rows: usize) -> Duration {
     let output = Command::new("java")
         .args(["-cp", JDBC_JAR])
         .arg(&program)
-        .args([url, USER, PASSWORD, JDBC_TABLE])
+        .args([url, USER, PASSWORD, table])
         .args([rows.to_string(), CONNECTIONS.to_string(), BATCH.to_string()])
         .output()
         .expect("java (default-jre-headless) is needed");
@@ -82,10 +96,10 @@ fn csv(rows: usize) -> Vec<u8> {
     out
 }
 
-async fn copy_load(conn: &str, data: &[u8]) -> Duration {
+async fn copy_load(conn: &str, table: &str, data: &[u8]) -> Duration {
     let client = client(conn).await;
     let started = Instant::now();
-    copy_csv(&client, COPY_TABLE, data).await;
+    copy_csv(&client, table, data).await;
     started.elapsed()
 }
 
@@ -98,14 +112,26 @@ async fn count(conn: &str, table: &str) -> i64 {
         .get(0)
 }
 
-fn report(name: &str, rows: usize, deltagate: Duration, postgres: Duration) {
+/// Prints one round's rates and returns the ratio.
+fn report(name: &str, rows: usize, deltagate: Duration, postgres: Duration) -> f64 {
     let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+    let ratio = postgres.as_secs_f64() / deltagate.as_secs_f64();
     println!(
-        "{name:<34} deltagate {:>10.0} rows/s   postgres {:>10.0} rows/s   ratio {:.2}",
+        "{name:<34} deltagate {:>10.0} rows/s   postgres {:>10.0} rows/s   ratio {ratio:.2}",
         rate(deltagate),
         rate(postgres),
-        postgres.as_secs_f64() / deltagate.as_secs_f64()
     );
+    ratio
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    }
 }
 
 /// Parquet files under a table directory: count and total bytes.
@@ -137,36 +163,57 @@ async fn main() {
     let postgres = Postgres::start();
     let mut deltagate = Deltagate::start();
     let (pg, dg) = (postgres.conn_string(), deltagate.conn_string());
-    for conn in [&pg, &dg] {
-        let c = client(conn).await;
-        c.batch_execute(&create_sql(JDBC_TABLE))
-            .await
-            .expect("create");
-        c.batch_execute(&create_sql(COPY_TABLE))
-            .await
-            .expect("create");
+    let rounds: usize = std::env::var("INGEST_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    println!(
+        "ingest of {rows} rows into sqlt_data_1_<month> tables, {rounds} rounds, default \
+         durability on both sides"
+    );
+    let jdbc_name = format!("PgJDBC executeBatch ({CONNECTIONS} conns, {BATCH}/batch)");
+    let copy_name = "COPY FROM STDIN (CSV)";
+    let data = csv(rows);
+    let (mut jdbc_ratios, mut copy_ratios) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let [jdbc_table, copy_table] = months(round).map(|m| table(&m));
+        for conn in [&pg, &dg] {
+            let c = client(conn).await;
+            for name in [&jdbc_table, &copy_table] {
+                c.batch_execute(&create_sql(name)).await.expect("create");
+            }
+        }
+        // Swapped every round: whichever runs second finds the machine as the first left it.
+        let deltagate_first = round % 2 == 0;
+        let (dg_jdbc, pg_jdbc) = if deltagate_first {
+            let dg_time = jdbc_load(&deltagate.jdbc_url(), &jdbc_table, rows);
+            (dg_time, jdbc_load(&postgres.jdbc_url(), &jdbc_table, rows))
+        } else {
+            let pg_time = jdbc_load(&postgres.jdbc_url(), &jdbc_table, rows);
+            (jdbc_load(&deltagate.jdbc_url(), &jdbc_table, rows), pg_time)
+        };
+        for conn in [&dg, &pg] {
+            assert_eq!(count(conn, &jdbc_table).await, rows as i64);
+        }
+        jdbc_ratios.push(report(&jdbc_name, rows, dg_jdbc, pg_jdbc));
+        let (dg_copy, pg_copy) = if deltagate_first {
+            let dg_time = copy_load(&dg, &copy_table, &data).await;
+            (dg_time, copy_load(&pg, &copy_table, &data).await)
+        } else {
+            let pg_time = copy_load(&pg, &copy_table, &data).await;
+            (copy_load(&dg, &copy_table, &data).await, pg_time)
+        };
+        for conn in [&dg, &pg] {
+            assert_eq!(count(conn, &copy_table).await, rows as i64);
+        }
+        copy_ratios.push(report(copy_name, rows, dg_copy, pg_copy));
     }
     println!(
-        "ingest of {rows} rows into {JDBC_TABLE}-shaped tables, default durability on both sides"
+        "median ratio: PgJDBC {:.2}, COPY {:.2}",
+        median(jdbc_ratios),
+        median(copy_ratios)
     );
-
-    let dg_jdbc = jdbc_load(&deltagate.jdbc_url(), rows);
-    let pg_jdbc = jdbc_load(&postgres.jdbc_url(), rows);
-    assert_eq!(count(&dg, JDBC_TABLE).await, rows as i64);
-    assert_eq!(count(&pg, JDBC_TABLE).await, rows as i64);
-    report(
-        &format!("PgJDBC executeBatch ({CONNECTIONS} conns, {BATCH}/batch)"),
-        rows,
-        dg_jdbc,
-        pg_jdbc,
-    );
-
-    let data = csv(rows);
-    let dg_copy = copy_load(&dg, &data).await;
-    let pg_copy = copy_load(&pg, &data).await;
-    assert_eq!(count(&dg, COPY_TABLE).await, rows as i64);
-    assert_eq!(count(&pg, COPY_TABLE).await, rows as i64);
-    report("COPY FROM STDIN (CSV)", rows, dg_copy, pg_copy);
 
     let peak = deltagate.peak_rss();
     deltagate.stop();
@@ -175,13 +222,14 @@ async fn main() {
         peak as f64 / (1 << 20) as f64
     );
     // Both tables are months of Ignition driver 1: partitions of one Delta table.
-    for (table, month) in [(JDBC_TABLE, "2026-11"), (COPY_TABLE, "2026-12")] {
+    for month in months(0) {
         let (files, bytes) = parquet_files(
             &deltagate
                 .warehouse
                 .join("public/sqlt_data_1")
-                .join(format!("month={month}")),
+                .join(format!("month={}", month.replace('_', "-"))),
         );
+        let table = table(&month);
         println!(
             "Delta files of {table}: {files} files, {:.1} MiB, {:.1} bytes/row",
             bytes as f64 / (1 << 20) as f64,
