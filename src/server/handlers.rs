@@ -279,12 +279,10 @@ impl ExtendedQueryHandler for QueryHandler {
                 return Err(PgWireError::StatementNotFound(name.to_owned()));
             }
         };
-        if statement.statement.batchable {
-            if self.held.lock().takes(&statement, &message) {
-                batch::store_portal(client, &self.held)?;
-                self.held.lock().bind(&statement, message);
-                return Ok(());
-            }
+        if statement.statement.batchable && self.held.lock().takes(&statement, &message) {
+            batch::store_portal(client, &self.held)?;
+            self.held.lock().bind(&statement, message);
+            return Ok(());
         }
         flush(client, &self.held).await?;
         let portal = Portal::try_new(&message, statement)?;
