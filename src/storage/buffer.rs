@@ -384,38 +384,10 @@ fn sorted_by_key(
         return Ok(batches);
     }
     let arrow = |e: datafusion::arrow::error::ArrowError| StorageError::DataFusion(e.into());
-    // Integer keys (historian tables, serial ids) sort as packed numbers, and the rows are
-    // gathered from the batches as they are: no comparator per pair, no copy of the chunk.
-    let integer = key
-        .iter()
-        .all(|i| keys::integer_bits(schema.field(*i).data_type()).is_some());
-    let mut order: Vec<([u64; 2], u32, u32)> = Vec::new();
-    if integer {
-        order.reserve(batches.iter().map(RecordBatch::num_rows).sum());
-        for (b, batch) in batches.iter().enumerate() {
-            let columns: Vec<_> = key.iter().map(|i| batch.column(*i).clone()).collect();
-            for (row, packed) in keys::pack_keys(&columns).map_err(arrow)?.iter().enumerate() {
-                let Some(value) = packed.ordered(true) else {
-                    // A NULL key value: the general sort below.
-                    order.clear();
-                    break;
-                };
-                order.push(([(value >> 64) as u64, value as u64], b as u32, row as u32));
-            }
-            if order.is_empty() && batch.num_rows() > 0 {
-                break;
-            }
-        }
-    }
-    if !order.is_empty() {
-        order.sort_unstable_by_key(|(value, ..)| *value);
-        let indices: Vec<(usize, usize)> = order
-            .into_iter()
-            .map(|(_, b, row)| (b as usize, row as usize))
-            .collect();
+    if let Some(order) = integer_key_order(&batches, schema, key)? {
         let sources: Vec<&RecordBatch> = batches.iter().collect();
         return Ok(vec![
-            interleave_record_batch(&sources, &indices).map_err(arrow)?,
+            interleave_record_batch(&sources, &order).map_err(arrow)?,
         ]);
     }
     let all = concat_batches(schema, &batches).map_err(arrow)?;
@@ -429,6 +401,43 @@ fn sorted_by_key(
         .collect();
     let order = lexsort_to_indices(&columns, None).map_err(arrow)?;
     Ok(vec![take_record_batch(&all, &order).map_err(arrow)?])
+}
+
+/// The rows of `batches` in key order, as (batch, row) pairs, for integer keys without NULLs
+/// (historian tables, serial ids): they sort as packed numbers, without a comparator per pair,
+/// and are then gathered from the batches as they are, without a concatenated copy. `None` for
+/// other keys.
+fn integer_key_order(
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    key: &[usize],
+) -> Result<Option<Vec<(usize, usize)>>> {
+    if !key
+        .iter()
+        .all(|i| keys::integer_bits(schema.field(*i).data_type()).is_some())
+    {
+        return Ok(None);
+    }
+    let mut order: Vec<([u64; 2], u32, u32)> =
+        Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for (b, batch) in batches.iter().enumerate() {
+        let columns: Vec<_> = key.iter().map(|i| batch.column(*i).clone()).collect();
+        let packed = keys::pack_keys(&columns).map_err(|e| StorageError::DataFusion(e.into()))?;
+        for (row, packed) in packed.iter().enumerate() {
+            // A key with a NULL has no packed order.
+            let Some(value) = packed.ordered() else {
+                return Ok(None);
+            };
+            order.push(([(value >> 64) as u64, value as u64], b as u32, row as u32));
+        }
+    }
+    order.sort_unstable_by_key(|(value, ..)| *value);
+    Ok(Some(
+        order
+            .into_iter()
+            .map(|(_, b, row)| (b as usize, row as usize))
+            .collect(),
+    ))
 }
 
 /// Rows per Parquet row group. Flushed rows are in key order, so a row group covers a few

@@ -63,14 +63,12 @@ impl PackedKey {
         PackedKey::Short([key as u64, (key >> 64) as u64])
     }
 
-    /// The key as a number ordered as the key tuples are, for a key [`pack_keys`] packed
-    /// straight from `integer` columns (other keys have no such order: `None`).
-    pub(super) fn ordered(&self, integer: bool) -> Option<u128> {
+    /// The key as a number; for keys [`pack_keys`] packed straight from integer columns, ordered
+    /// as the key tuples are (`None` for a key it could not pack so).
+    pub(super) fn ordered(&self) -> Option<u128> {
         match self {
-            PackedKey::Short([low, high]) if integer => {
-                Some(u128::from(*low) | (u128::from(*high) << 64))
-            }
-            _ => None,
+            PackedKey::Short([low, high]) => Some(u128::from(*low) | (u128::from(*high) << 64)),
+            PackedKey::Long(_) => None,
         }
     }
 }
@@ -611,7 +609,7 @@ mod tests {
         let mut by_tuple: Vec<usize> = (0..pairs.len()).collect();
         by_tuple.sort_by_key(|i| pairs[*i]);
         let mut by_packed: Vec<usize> = (0..pairs.len()).collect();
-        by_packed.sort_by_key(|i| packed[*i].ordered(true).unwrap());
+        by_packed.sort_by_key(|i| packed[*i].ordered().unwrap());
         assert_eq!(by_tuple, by_packed);
         // The same keys in another batch pack the same.
         let again = pack_keys(&historian(vec![Some(-1)], vec![1 << 32])).unwrap();
