@@ -421,13 +421,14 @@ fn integer_key_order(
     let mut order: Vec<([u64; 2], u32, u32)> =
         Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for (b, batch) in batches.iter().enumerate() {
-        let columns: Vec<_> = key.iter().map(|i| batch.column(*i).clone()).collect();
-        let packed = keys::pack_keys(&columns).map_err(|e| StorageError::DataFusion(e.into()))?;
+        let packed =
+            keys::pack_batch_keys(batch, key).map_err(|e| StorageError::DataFusion(e.into()))?;
         for (row, packed) in packed.iter().enumerate() {
             // A key with a NULL has no packed order.
             let Some(value) = packed.ordered() else {
                 return Ok(None);
             };
+            // Two words, not a u128, whose alignment would pad each entry from 24 bytes to 32.
             order.push(([(value >> 64) as u64, value as u64], b as u32, row as u32));
         }
     }

@@ -142,6 +142,36 @@ pub fn pack_keys(columns: &[ArrayRef]) -> std::result::Result<Vec<PackedKey>, Ar
         .collect())
 }
 
+/// Packs the keys of a batch's rows, its key columns being `key_indices`.
+///
+/// # Errors
+/// As [`pack_keys`].
+pub fn pack_batch_keys(
+    batch: &RecordBatch,
+    key_indices: &[usize],
+) -> std::result::Result<Vec<PackedKey>, ArrowError> {
+    let columns: Vec<ArrayRef> = key_indices
+        .iter()
+        .map(|i| batch.column(*i).clone())
+        .collect();
+    pack_keys(&columns)
+}
+
+/// Packs the keys of rows, counted across the batches.
+///
+/// # Errors
+/// As [`pack_keys`].
+pub fn pack_rows_keys(
+    batches: &[RecordBatch],
+    key_indices: &[usize],
+) -> std::result::Result<Vec<PackedKey>, ArrowError> {
+    let mut keys = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for batch in batches {
+        keys.extend(pack_batch_keys(batch, key_indices)?);
+    }
+    Ok(keys)
+}
+
 /// A set of keys. Keys are hashed millions of times a second at ingest and come from the
 /// server's own encoding, so a fast non-cryptographic hasher is the right trade.
 pub type KeySet = std::collections::HashSet<PackedKey, foldhash::fast::RandomState>;
@@ -252,21 +282,12 @@ impl KeyIndex {
 
     /// The keys of a batch's rows, packed.
     fn batch_keys(&self, batch: &RecordBatch) -> Result<Vec<PackedKey>> {
-        let columns: Vec<ArrayRef> = self
-            .columns
-            .iter()
-            .map(|i| batch.column(*i).clone())
-            .collect();
-        pack_keys(&columns).map_err(arrow_error)
+        pack_batch_keys(batch, &self.columns).map_err(arrow_error)
     }
 
     /// The keys of rows, packed.
     pub(super) fn packed(&self, batches: &[RecordBatch]) -> Result<Vec<PackedKey>> {
-        let mut keys = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
-        for batch in batches {
-            keys.extend(self.batch_keys(batch)?);
-        }
-        Ok(keys)
+        pack_rows_keys(batches, &self.columns).map_err(arrow_error)
     }
 
     pub(super) fn add(&mut self, batches: &[RecordBatch]) -> Result<()> {

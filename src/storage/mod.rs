@@ -41,7 +41,7 @@ use deltalake::DeltaTableError;
 
 pub use buffer::{Admission, BufferConfig};
 pub use catalog::{Storage, StorageConfig};
-pub use keys::{KeyCheck, KeySet, KeysTaken, PackedKey, pack_keys};
+pub use keys::{KeyCheck, KeySet, KeysTaken, PackedKey, pack_keys, pack_rows_keys};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 pub use provider::PgTableProvider;
 pub use seek::{KeySeek, as_i64};

@@ -236,10 +236,11 @@ async fn unique_fast(
     if meta.primary_key.is_none() || key_indices.is_empty() || count(batches) == 0 {
         return Ok(());
     }
-    let keys = key_columns(batches, &key_indices)?;
-    earlier.reserve(keys.num_rows());
-    for (i, key) in pack_keys(keys.columns())?.into_iter().enumerate() {
+    let packed = pack_rows_keys(batches, &key_indices)?;
+    earlier.reserve(packed.len());
+    for (i, key) in packed.into_iter().enumerate() {
         if !earlier.insert(key) {
+            let keys = key_columns(batches, &key_indices)?;
             return Err(key_violation(meta, &keys, i)?);
         }
     }

@@ -53,7 +53,7 @@ pub(super) async fn without_duplicates(
     if rows == 0 || key_indices.is_empty() {
         return Ok((batches, vec![true; rows]));
     }
-    let packed = batch_keys(&batches, &key_indices)?;
+    let packed = pack_rows_keys(&batches, &key_indices)?;
     let oid = target.handle.oid;
     let pending = pending_ops(session, oid);
     let mut keep = vec![true; rows];
@@ -108,7 +108,7 @@ pub(super) async fn drop_stored(
     if count(&batches) == 0 || key_indices.is_empty() {
         return Ok(batches);
     }
-    let packed = batch_keys(&batches, &key_indices)?;
+    let packed = pack_rows_keys(&batches, &key_indices)?;
     let mut keep = vec![true; packed.len()];
     for row in stored_rows(ctx, storage, target, &batches, &packed, &keep).await? {
         keep[row] = false;
@@ -161,19 +161,6 @@ fn kept_rows(batches: Vec<RecordBatch>, keep: &[bool]) -> Result<Vec<RecordBatch
             Ok(filter_record_batch(&batch, &mask)?)
         })
         .collect()
-}
-
-/// The packed primary keys of rows, counted across the batches.
-fn batch_keys(batches: &[RecordBatch], key_indices: &[usize]) -> Result<Vec<PackedKey>> {
-    let mut keys = Vec::with_capacity(count(batches));
-    for batch in batches {
-        let columns: Vec<_> = key_indices
-            .iter()
-            .map(|i| batch.column(*i).clone())
-            .collect();
-        keys.extend(pack_keys(&columns)?);
-    }
-    Ok(keys)
 }
 
 fn packed_set(batches: &[RecordBatch]) -> Result<KeySet> {

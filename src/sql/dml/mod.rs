@@ -36,7 +36,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use crate::pgtypes::PgType;
 use crate::storage::{
     ColumnMeta, KeyCheck, KeySet, PackedKey, PgTableProvider, Stamp, TableHandle, TableMeta,
-    TableState, WriteOp, pack_keys,
+    TableState, WriteOp, pack_keys, pack_rows_keys,
 };
 
 use super::rewrite::{name_parts, normalize_ident, quoted};
