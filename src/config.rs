@@ -167,6 +167,13 @@ pub struct Config {
     #[arg(long, env = "DELTAGATE_BACKPRESSURE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub backpressure_timeout: Duration,
 
+    /// Let the kernel back this process with transparent huge pages. Off by default, as most
+    /// databases advise: a huge-page fault zeroes 2 MiB at once, which makes first touches of
+    /// memory (a growing key index, a flush's sorted copy) slow on VMs whose host reclaims
+    /// freed guest memory, and compaction stalls add latency.
+    #[arg(long, env = "DELTAGATE_HUGE_PAGES")]
+    pub huge_pages: bool,
+
     /// Log filter (tracing EnvFilter syntax).
     #[arg(
         long,

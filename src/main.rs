@@ -25,6 +25,9 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_new(&config.log).context("invalid --log filter")?)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if !config.huge_pages {
+        disable_huge_pages();
+    }
     let built = config.build().context("invalid configuration")?;
     let runtime = RuntimeEnvBuilder::new().build_arc()?;
     let storage = Storage::open(built.storage.clone(), runtime)
@@ -94,5 +97,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => info!("received SIGINT"),
         _ = term => info!("received SIGTERM"),
+    }
+}
+
+/// Opts this process out of transparent huge pages (see `--huge-pages`); mappings made before
+/// this call (a few MiB of startup allocations) keep what they have.
+fn disable_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        warn!(error = %e, "cannot disable transparent huge pages");
     }
 }

@@ -34,7 +34,7 @@ use pgwire::messages::response::{NoticeResponse, ReadyForQuery};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 
-use crate::sql::{Outcome, PreparedStatement, REPORTED_PARAMETERS, Session, SqlError};
+use crate::sql::{Outcome, PreparedStatement, REPORTED_PARAMETERS, Session, Settings, SqlError};
 
 use super::sqlstate::{to_error_info, to_pgwire};
 use super::{batch, encode, params};
@@ -65,11 +65,12 @@ pub(super) fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
 }
 
 pub(super) fn reported(session: &Session) -> HashMap<&'static str, String> {
-    let settings = session.settings();
-    REPORTED_PARAMETERS
-        .iter()
-        .filter_map(|name| settings.get(name).ok().map(|v| (*name, v)))
-        .collect()
+    session.with_settings(|settings| {
+        REPORTED_PARAMETERS
+            .iter()
+            .filter_map(|name| settings.get(name).ok().map(|v| (*name, v)))
+            .collect()
+    })
 }
 
 /// Sends notices raised by the statement and `ParameterStatus` for changed parameters.
@@ -110,7 +111,7 @@ fn response(session: &Session, outcome: Outcome, format: &Format) -> PgWireResul
             stream,
             tag,
         } => {
-            let tz = session.settings().time_zone();
+            let tz = session.with_settings(Settings::time_zone);
             let (fields, rows) = encode::encode(&schema, stream, format, &tz)?;
             let mut response = QueryResponse::new(fields, rows);
             response.set_command_tag(&tag);
@@ -134,7 +135,7 @@ fn response(session: &Session, outcome: Outcome, format: &Format) -> PgWireResul
             schema,
             stream,
         } => {
-            let tz = session.settings().time_zone();
+            let tz = session.with_settings(Settings::time_zone);
             Response::CopyOut(super::copy::copy_out_response(
                 format, &schema, stream, &tz,
             )?)

@@ -226,9 +226,9 @@ impl Session {
         &self.shared.engine
     }
 
-    /// A snapshot of the session's settings.
-    pub fn settings(&self) -> Settings {
-        self.shared.settings.lock().clone()
+    /// Reads the session's settings (under their lock: keep `read` short).
+    pub fn with_settings<T>(&self, read: impl FnOnce(&Settings) -> T) -> T {
+        read(&self.shared.settings.lock())
     }
 
     /// Messages to send the client as notices, in order.

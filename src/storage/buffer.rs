@@ -68,6 +68,20 @@ impl Default for BufferConfig {
     }
 }
 
+impl BufferConfig {
+    /// Whether a table's buffer is to be flushed now (`over_budget`: all buffers together hold
+    /// more than the memory budget).
+    fn flush_due(&self, buffered: &BufferedRows, over_budget: bool) -> bool {
+        !buffered.is_empty()
+            && (over_budget
+                || buffered.rows >= self.flush_rows
+                || buffered.bytes >= self.flush_bytes
+                || buffered
+                    .oldest()
+                    .is_some_and(|t| t.elapsed() >= self.flush_age))
+    }
+}
+
 /// One log record's rows for one table: held in memory, or only in the log (spilled) when the
 /// buffers ran past their memory budget.
 #[derive(Debug)]
@@ -535,6 +549,10 @@ impl Storage {
         self.all_tables().iter().map(|t| t.buffered().memory).sum()
     }
 
+    fn over_memory_budget(&self) -> bool {
+        self.buffered_bytes() > self.ingest().config.memory_budget
+    }
+
     /// Past the memory budget, drops the in-memory copies of the oldest buffered rows (largest
     /// buffers first) down to half the budget; they stay in the log and are read from there.
     fn spill_over_budget(&self) {
@@ -643,10 +661,10 @@ impl Storage {
     pub async fn flush_all(&self) -> Result<()> {
         let mut first_error = None;
         for table in self.all_tables() {
-            if !table.buffered().is_empty() {
-                if let Err(e) = self.flush_table(&table).await {
-                    first_error.get_or_insert(e);
-                }
+            if !table.buffered().is_empty()
+                && let Err(e) = self.flush_table(&table).await
+            {
+                first_error.get_or_insert(e);
             }
         }
         self.release_log();
@@ -676,27 +694,19 @@ impl Storage {
                 () = self.ingest().wake.notified() => {}
                 () = tokio::time::sleep(tick) => {}
             }
-            let over_budget = self.buffered_bytes() > config.memory_budget;
+            let over_budget = self.over_memory_budget();
             for table in self.all_tables() {
-                let buffered = table.buffered();
-                let due = !buffered.is_empty()
-                    && (over_budget
-                        || buffered.rows >= config.flush_rows
-                        || buffered.bytes >= config.flush_bytes
-                        || buffered
-                            .oldest()
-                            .is_some_and(|t| t.elapsed() >= config.flush_age));
-                if due {
-                    if let Err(e) = self.flush_table(&table).await {
-                        self.ingest()
-                            .stats
-                            .flush_errors
-                            .fetch_add(1, Ordering::Relaxed);
-                        warn!(table = table.name, error = %e, "flush failed; rows stay buffered and logged, retrying");
-                        tokio::select! {
-                            () = stop.cancelled() => break,
-                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
+                if config.flush_due(&table.buffered(), over_budget)
+                    && let Err(e) = self.flush_table(&table).await
+                {
+                    self.ingest()
+                        .stats
+                        .flush_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    warn!(table = table.name, error = %e, "flush failed; rows stay buffered and logged, retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
             }
@@ -830,7 +840,15 @@ impl Admission<'_> {
                 table.fail_inflight(ticket);
             }
         }
-        storage.ingest().wake.notify_one();
+        // Only when a threshold is reached: a wake per commit would cost a task switch each.
+        let over_budget = storage.over_memory_budget();
+        let config = &storage.ingest().config;
+        if tables
+            .iter()
+            .any(|t| config.flush_due(&t.buffered(), over_budget))
+        {
+            storage.ingest().wake.notify_one();
+        }
         Ok(result?)
     }
 }

@@ -28,7 +28,7 @@
 //! The log knows nothing of tables: payloads are bytes, encoded by `storage`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -447,12 +447,12 @@ impl Writer {
             headers.push(frame_header(lsn, payload));
             bytes += (FRAME_HEADER + payload.len()) as u64;
         }
-        let frames: Vec<(&[u8], &[u8])> = headers
+        let mut frames: Vec<IoSlice> = headers
             .iter()
             .zip(&appends)
-            .map(|(header, (payload, _, _))| (header.as_slice(), payload.as_slice()))
+            .flat_map(|(header, (payload, _, _))| [IoSlice::new(header), IoSlice::new(payload)])
             .collect();
-        let written = self.write_and_sync(&frames, bytes);
+        let written = self.write_and_sync(&mut frames, bytes);
         drop(frames);
         match written {
             Ok(()) => {
@@ -519,16 +519,19 @@ impl Writer {
         &self.segments.last().expect("an active segment").1
     }
 
-    /// Writes (header, payload) frames of `bytes` in all: small ones gathered into few writes,
-    /// large payloads written straight from where they are rather than copied first.
-    fn write_and_sync(&mut self, frames: &[(&[u8], &[u8])], bytes: u64) -> std::io::Result<()> {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, &self.file);
-        for (header, payload) in frames {
-            out.write_all(header)?;
-            out.write_all(payload)?;
+    /// Writes frames (`bytes` in all) with as few `writev` calls as the kernel allows, straight
+    /// from where the payloads are, and syncs them.
+    fn write_and_sync(&mut self, frames: &mut [IoSlice], bytes: u64) -> std::io::Result<()> {
+        let mut rest = frames;
+        while !rest.is_empty() {
+            let written = match self.file.write_vectored(rest) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            IoSlice::advance_slices(&mut rest, written);
         }
-        out.flush()?;
-        drop(out);
         if self.config.durability == Durability::Fsync {
             self.file.sync_data()?;
         }
