@@ -29,7 +29,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tracing::{info, warn};
 
-use crate::sql::{Engine, REPORTED_PARAMETERS, Session, Settings};
+use crate::sql::{Engine, Session, Settings};
 
 use super::sqlstate::fatal;
 
@@ -166,9 +166,10 @@ impl ServerParameterProvider for Parameters {
         )
         .or_else(|_| Settings::new(&user_of(client), version, defaults, &[]))
         .ok()?;
-        let mut params: HashMap<String, String> = REPORTED_PARAMETERS
-            .iter()
-            .filter_map(|name| settings.get(name).ok().map(|v| (name.to_string(), v)))
+        let mut params: HashMap<String, String> = settings
+            .reported()
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
             .collect();
         params.insert(
             "server_version_num".into(),

@@ -39,7 +39,7 @@ use pgwire::messages::response::CommandComplete;
 
 use crate::sql::{Executions, PreparedStatement, Session};
 
-use super::handlers::{reported, send_side_messages};
+use super::handlers::send_side_messages;
 use super::params;
 use super::sqlstate::to_pgwire;
 
@@ -228,7 +228,6 @@ where
         return send_replies(client, &held.replies, &[]).await;
     }
     let session = super::handlers::session(client)?;
-    let before = reported(&session);
     let result = match params::columns(&stored, &held.executions) {
         Some(columns) => {
             let executions = Executions::Columns {
@@ -247,7 +246,7 @@ where
             Err(e) => return fail(client, &held.replies, e).await,
         },
     };
-    send_side_messages(client, &session, &before).await?;
+    send_side_messages(client, &session).await?;
     match result {
         Ok(Some(rows)) => send_replies(client, &held.replies, &rows).await,
         Ok(None) => one_by_one(client, &session, &stored, statement, held).await,
@@ -313,9 +312,8 @@ where
             Reply::BindComplete | Reply::NoData => send_replies(client, &[reply], &[]).await?,
             Reply::Executed => {
                 let params = executions.next();
-                let before = reported(session);
                 let result = session.execute(statement, params).await;
-                send_side_messages(client, session, &before).await?;
+                send_side_messages(client, session).await?;
                 let rows = match result.map_err(|e| to_pgwire(&e))? {
                     crate::sql::Outcome::Command { rows, .. } => rows.unwrap_or(0),
                     _ => 0,

@@ -7,7 +7,6 @@
 //! pgwire drives portals, row limits (`PortalSuspended`) and pipelining up to `Sync`; runs of
 //! Bind/Execute of one prepared INSERT are collected and run together by [`batch`].
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -34,7 +33,7 @@ use pgwire::messages::response::{NoticeResponse, ReadyForQuery};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 
-use crate::sql::{Outcome, PreparedStatement, REPORTED_PARAMETERS, Session, Settings, SqlError};
+use crate::sql::{Outcome, PreparedStatement, Session, Settings, SqlError};
 
 use super::sqlstate::{to_error_info, to_pgwire};
 use super::{batch, encode, params};
@@ -64,20 +63,10 @@ pub(super) fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
         })
 }
 
-pub(super) fn reported(session: &Session) -> HashMap<&'static str, String> {
-    session.with_settings(|settings| {
-        REPORTED_PARAMETERS
-            .iter()
-            .filter_map(|name| settings.get(name).ok().map(|v| (*name, v)))
-            .collect()
-    })
-}
-
 /// Sends notices raised by the statement and `ParameterStatus` for changed parameters.
 pub(super) async fn send_side_messages<C>(
     client: &mut C,
     session: &Session,
-    before: &HashMap<&'static str, String>,
 ) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
@@ -91,15 +80,13 @@ where
             )))
             .await?;
     }
-    for (name, value) in reported(session) {
-        if before.get(name) != Some(&value) {
-            client
-                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                    name.to_string(),
-                    value,
-                )))
-                .await?;
-        }
+    for (name, value) in session.take_unreported_settings() {
+        client
+            .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                name.to_string(),
+                value,
+            )))
+            .await?;
     }
     Ok(())
 }
@@ -189,7 +176,6 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session(client)?;
-        let before = reported(&session);
         let statements = match session.parse(query) {
             Ok(statements) => statements,
             Err(e) => return Ok(vec![Response::Error(Box::new(to_error_info(&e)))]),
@@ -198,7 +184,7 @@ impl SimpleQueryHandler for QueryHandler {
             forget_prepared(client, statement);
         }
         let results = session.execute_batch(statements).await;
-        send_side_messages(client, &session, &before).await?;
+        send_side_messages(client, &session).await?;
         let mut responses = Vec::with_capacity(results.len());
         for result in results {
             match result.and_then(|o| {
@@ -468,14 +454,13 @@ impl ExtendedQueryHandler for QueryHandler {
         let Some(statement) = &prepared.statement else {
             return Ok(Response::EmptyQuery);
         };
-        let before = reported(&session);
         let params = params::parameters(portal)?;
         forget_prepared(client, statement);
         let outcome = session
             .execute(statement, params)
             .await
             .map_err(|e| to_pgwire(&e));
-        send_side_messages(client, &session, &before).await?;
+        send_side_messages(client, &session).await?;
         response(&session, outcome?, &portal.result_column_format)
     }
 }

@@ -171,6 +171,13 @@ impl Connection {
         let Some(mut socket) = negotiated else {
             return Ok(());
         };
+        // A client batch is tens of kilobytes; read it in one call rather than the codec's
+        // default 8 KiB at a time. The buffer keeps this size when it is renewed, as it is
+        // while held Binds still refer to the old one.
+        let buffer = socket.read_buffer_mut();
+        let mut larger = bytes::BytesMut::with_capacity(READ_BUFFER.max(buffer.len()));
+        larger.extend_from_slice(buffer);
+        *buffer = larger;
         loop {
             let state = socket.state();
             let starting = matches!(
@@ -232,6 +239,9 @@ impl Connection {
         Ok(())
     }
 }
+
+/// The read buffer of a connection (bytes keeps at most 64 KiB as a buffer's size to renew).
+const READ_BUFFER: usize = 64 * 1024;
 
 /// Answers every connection attempt with FATAL 53300, like a full PostgreSQL.
 struct TooManyConnections {

@@ -43,7 +43,7 @@ pub use copy::{CopyIn, Format as CopyFormat};
 pub use dml::Executions;
 pub use rewrite::NAME_MARK;
 pub use session::{CancelHandle, PreparedStatement, Session, TxnStatus};
-pub use settings::{REPORTED_PARAMETERS, Settings};
+pub use settings::Settings;
 
 /// Errors of the SQL layer. `server::sqlstate` maps each to its SQLSTATE.
 #[derive(Debug, thiserror::Error)]

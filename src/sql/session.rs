@@ -231,6 +231,12 @@ impl Session {
         read(&self.shared.settings.lock())
     }
 
+    /// The reported parameters that changed since the client was last told (see
+    /// [`Settings::take_unreported`]).
+    pub fn take_unreported_settings(&self) -> Vec<(&'static str, String)> {
+        self.shared.settings.lock().take_unreported()
+    }
+
     /// Messages to send the client as notices, in order.
     pub fn take_notices(&self) -> Vec<String> {
         std::mem::take(&mut *self.shared.notices.lock())

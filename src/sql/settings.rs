@@ -13,7 +13,7 @@ use std::str::FromStr;
 use super::{Result, SqlError};
 
 /// Parameters reported to the client in `ParameterStatus` at startup and whenever they change.
-pub const REPORTED_PARAMETERS: &[&str] = &[
+const REPORTED_PARAMETERS: &[&str] = &[
     "application_name",
     "client_encoding",
     "DateStyle",
@@ -279,6 +279,11 @@ pub struct Settings {
     values: BTreeMap<String, String>,
     /// Values a `RESET` returns to (defaults overridden by startup parameters).
     session_defaults: BTreeMap<String, String>,
+    /// The values of [`REPORTED_PARAMETERS`] the client was last told, in that order.
+    told: Vec<String>,
+    /// Whether a value may have changed since `told`: statements check this one flag rather
+    /// than comparing every reported value.
+    changed: bool,
 }
 
 impl Settings {
@@ -303,6 +308,8 @@ impl Settings {
         let mut settings = Settings {
             values,
             session_defaults: BTreeMap::new(),
+            told: Vec::new(),
+            changed: false,
         };
         for (name, value) in defaults {
             settings.set(name, value)?;
@@ -324,7 +331,33 @@ impl Settings {
             }
         }
         settings.session_defaults = settings.values.clone();
+        settings.told = settings.reported().into_iter().map(|(_, v)| v).collect();
+        settings.changed = false;
         Ok(settings)
+    }
+
+    /// The current values of [`REPORTED_PARAMETERS`], as startup reports them.
+    pub fn reported(&self) -> Vec<(&'static str, String)> {
+        REPORTED_PARAMETERS
+            .iter()
+            .filter_map(|name| self.get(name).ok().map(|value| (*name, value)))
+            .collect()
+    }
+
+    /// The reported parameters whose value changed since the client was last told, which it
+    /// is now taken to be (`ParameterStatus` after a statement).
+    pub fn take_unreported(&mut self) -> Vec<(&'static str, String)> {
+        if !std::mem::take(&mut self.changed) {
+            return Vec::new();
+        }
+        let mut unreported = Vec::new();
+        for ((name, value), told) in self.reported().into_iter().zip(&mut self.told) {
+            if *told != value {
+                told.clone_from(&value);
+                unreported.push((name, value));
+            }
+        }
+        unreported
     }
 
     /// The canonical (display) name of a parameter.
@@ -361,6 +394,7 @@ impl Settings {
             None => return Err(SqlError::UndefinedParameter(name.to_string())),
         };
         self.values.insert(key, value);
+        self.changed = true;
         Ok(())
     }
 
@@ -370,6 +404,7 @@ impl Settings {
     /// [`SqlError::UndefinedParameter`] for unknown names.
     pub fn reset(&mut self, name: &str) -> Result<()> {
         let key = name.to_ascii_lowercase();
+        self.changed = true;
         match self.session_defaults.get(&key) {
             Some(value) => {
                 self.values.insert(key, value.clone());
@@ -386,6 +421,7 @@ impl Settings {
     /// Returns every parameter to its session default.
     pub fn reset_all(&mut self) {
         self.values = self.session_defaults.clone();
+        self.changed = true;
     }
 
     /// All parameters as `(name, value, description)` for `SHOW ALL` and `pg_settings`.

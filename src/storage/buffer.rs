@@ -919,7 +919,7 @@ impl super::table::CommitGuard<'_> {
         };
         let started = Instant::now();
         let current = self.current(table);
-        let schema = super::table::delta_arrow_schema(&current)?;
+        let schema = current.meta.stored_schema.clone();
         let mut batches = Vec::new();
         for entry in chunk {
             for batch in entry.batches()? {

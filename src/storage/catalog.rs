@@ -457,13 +457,7 @@ impl Storage {
         let url = self.table_url(schema, name)?;
         let delta_schema = StructType::try_new(columns.iter().map(meta::delta_field))
             .map_err(|e| StorageError::Metadata(e.to_string()))?;
-        let table_meta = TableMeta {
-            arrow_schema: meta::arrow_schema(&columns, 0),
-            columns,
-            primary_key,
-            indexes: Vec::new(),
-            sequences,
-        };
+        let table_meta = TableMeta::new(columns, primary_key, Vec::new(), sequences, 0);
         let mut configuration: HashMap<String, Option<String>> = table_meta
             .properties()?
             .into_iter()

@@ -93,9 +93,38 @@ pub struct TableMeta {
     pub sequences: Vec<SequenceMeta>,
     /// Arrow schema DataFusion plans against, with PostgreSQL type metadata on each field.
     pub arrow_schema: SchemaRef,
+    /// The Arrow schema rows are stored with: the table's types, no PostgreSQL metadata, every
+    /// column nullable (deltagate enforces NOT NULL). Kept here because every insert needs it.
+    pub stored_schema: SchemaRef,
 }
 
 impl TableMeta {
+    /// The metadata of a table with these columns, keys and sequences (`table_oid` goes into
+    /// the Arrow fields' metadata; 0 before the catalog assigns one).
+    pub fn new(
+        columns: Vec<ColumnMeta>,
+        primary_key: Option<IndexMeta>,
+        indexes: Vec<IndexMeta>,
+        sequences: Vec<SequenceMeta>,
+        table_oid: u32,
+    ) -> TableMeta {
+        let arrow_schema = arrow_schema(&columns, table_oid);
+        let stored_schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.pg_type.arrow_type(), true))
+                .collect::<Vec<_>>(),
+        ));
+        TableMeta {
+            columns,
+            primary_key,
+            indexes,
+            sequences,
+            arrow_schema,
+            stored_schema,
+        }
+    }
+
     /// Builds the metadata of a table from its Delta schema and properties.
     ///
     /// # Errors
@@ -147,14 +176,13 @@ impl TableMeta {
             parse_property::<Vec<IndexMeta>>(properties, INDEXES_PROPERTY)?.unwrap_or_default();
         let sequences = parse_property::<Vec<SequenceMeta>>(properties, SEQUENCES_PROPERTY)?
             .unwrap_or_default();
-        let arrow_schema = arrow_schema(&columns, table_oid);
-        Ok(TableMeta {
+        Ok(TableMeta::new(
             columns,
             primary_key,
             indexes,
             sequences,
-            arrow_schema,
-        })
+            table_oid,
+        ))
     }
 
     /// Index of a column by name.
@@ -254,16 +282,16 @@ mod tests {
             },
         ];
         let schema = StructType::try_new(columns.iter().map(delta_field)).unwrap();
-        let meta = TableMeta {
-            columns: columns.clone(),
-            primary_key: Some(IndexMeta {
+        let meta = TableMeta::new(
+            columns.clone(),
+            Some(IndexMeta {
                 name: "t_pkey".into(),
                 columns: vec!["id".into()],
                 unique: true,
                 method: "btree".into(),
             }),
-            indexes: vec![],
-            sequences: vec![SequenceMeta {
+            vec![],
+            vec![SequenceMeta {
                 name: "t_id_seq".into(),
                 column: "id".into(),
                 start: 1,
@@ -271,8 +299,8 @@ mod tests {
                 max_value: i32::MAX as i64,
                 reserved: 0,
             }],
-            arrow_schema: arrow_schema(&columns, 16384),
-        };
+            16384,
+        );
         let arrow = Schema::new(
             columns
                 .iter()

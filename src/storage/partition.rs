@@ -219,13 +219,13 @@ impl Storage {
         if self.table(schema, &folder).is_some() {
             return Ok(None);
         }
-        let meta = TableMeta {
-            arrow_schema: meta::arrow_schema(columns, 0),
-            columns: columns.to_vec(),
-            primary_key: primary_key.clone(),
-            indexes: Vec::new(),
-            sequences: Vec::new(),
-        };
+        let meta = TableMeta::new(
+            columns.to_vec(),
+            primary_key.clone(),
+            Vec::new(),
+            Vec::new(),
+            0,
+        );
         let registration = Registration {
             table: name.to_string(),
             id: format!("{:032x}", rand::random::<u128>()),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::Expr;
@@ -116,23 +116,6 @@ impl TableState {
 /// Identifies the contents of a table snapshot: Delta version and newest buffered LSN.
 pub type Stamp = (i64, u64);
 
-/// The Arrow schema rows are written to Delta with: the table's types, no PostgreSQL metadata,
-/// every column nullable (NOT NULL is enforced by deltagate).
-pub(super) fn delta_arrow_schema(state: &TableState) -> Result<SchemaRef> {
-    let fields: Vec<_> = state
-        .meta
-        .arrow_schema
-        .fields()
-        .iter()
-        .map(|f| {
-            f.as_ref()
-                .clone()
-                .with_metadata(HashMap::new())
-                .with_nullable(true)
-        })
-        .collect();
-    Ok(Arc::new(Schema::new(fields)))
-}
 
 #[derive(Debug, Clone)]
 struct SequenceRuntime {

@@ -326,7 +326,7 @@ impl CopyIn {
             return Ok(());
         }
         let meta = self.state.meta.clone();
-        let schema = dml::stored_schema(&meta);
+        let schema = meta.stored_schema.clone();
         let mut columns: Vec<ArrayRef> = schema
             .fields()
             .iter()

@@ -19,7 +19,7 @@ pub(super) fn validate_rows(
     table: &str,
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
-    let schema = delta_schema(meta);
+    let schema = meta.stored_schema.clone();
     batches
         .into_iter()
         .map(|batch| {
@@ -47,23 +47,6 @@ pub(super) fn validate_rows(
         .collect()
 }
 
-/// The schema rows are stored with: the table's types, every column nullable (NOT NULL is
-/// checked by [`validate_rows`]).
-pub(super) fn delta_schema(meta: &TableMeta) -> SchemaRef {
-    let fields: Vec<Field> = meta
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            Field::new(
-                &c.name,
-                meta.arrow_schema.field(i).data_type().clone(),
-                true,
-            )
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
-}
 
 /// PostgreSQL's rule: too-long strings are an error unless only trailing spaces are cut.
 fn check_length(column: &ColumnMeta, array: ArrayRef) -> Result<ArrayRef> {
@@ -178,7 +161,7 @@ fn inserted_keys(meta: &TableMeta, ops: &[WriteOp]) -> Result<KeySet> {
     if key_indices.is_empty() {
         return Ok(keys);
     }
-    let schema = delta_schema(meta).project(&key_indices)?;
+    let schema = meta.stored_schema.clone().project(&key_indices)?;
     for op in ops {
         if let WriteOp::Insert(batches) = op {
             for batch in batches {

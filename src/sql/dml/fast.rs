@@ -77,7 +77,7 @@ pub(crate) async fn try_insert_many(
         return Ok(None);
     };
     let meta = target.state.meta.clone();
-    let schema = delta_schema(&meta);
+    let schema = meta.stored_schema.clone();
     let count = rows.len() * executions.len();
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(meta.columns.len());
     for (index, column) in meta.columns.iter().enumerate() {

@@ -51,7 +51,7 @@ mod fast;
 mod upsert;
 
 pub use checks::UniqueCheck;
-use checks::{check_unique, delta_schema, validate_rows};
+use checks::{check_unique, validate_rows};
 use defaults::{fill_defaults, parse_default, strip_regclass, with_defaults};
 pub use fast::Executions;
 pub(crate) use fast::{batchable, try_insert_many as execute_many};
@@ -379,11 +379,6 @@ async fn checked_insert(
     Ok((ops, rows))
 }
 
-/// The schema rows are stored with (see [`checks::delta_schema`]).
-pub(crate) fn stored_schema(meta: &TableMeta) -> SchemaRef {
-    delta_schema(meta)
-}
-
 /// Records writes in the open transaction, or commits them at once.
 ///
 /// # Errors
@@ -576,7 +571,7 @@ pub async fn create_table_as(
     })
     .await?;
     let state = handle.state();
-    let target_schema = delta_schema(&state.meta);
+    let target_schema = state.meta.stored_schema.clone();
     let rows = count(&batches);
     let batches = batches
         .into_iter()

@@ -88,7 +88,7 @@ pub(super) async fn resolve(
     new: Vec<RecordBatch>,
 ) -> Result<(Vec<WriteOp>, Vec<RecordBatch>)> {
     let meta = target.state.meta.clone();
-    let schema = delta_schema(&meta);
+    let schema = meta.stored_schema.clone();
     let new = concat_batches(&schema, &new)?;
     let key_indices = meta.primary_key_indices();
     let existing = existing_rows(session, target, &new, &key_indices).await?;
@@ -171,7 +171,7 @@ async fn existing_rows(
     new: &RecordBatch,
     key_indices: &[usize],
 ) -> Result<RecordBatch> {
-    let schema = delta_schema(&target.state.meta);
+    let schema = target.state.meta.stored_schema.clone();
     let pending = pending_ops(session, target.handle.oid);
     let storage = session.engine().storage();
     if pending.is_empty()
