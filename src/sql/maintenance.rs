@@ -1,13 +1,16 @@
-//! Maintenance statements: `VACUUM [FULL] [table]`.
+//! Maintenance statements: `VACUUM [FULL] [table]` and `CHECKPOINT`.
 //!
 //! PostgreSQL's VACUUM reclaims the space of dead rows; deltagate's dead rows are Delta files
 //! that deletes, updates and dropped historian months left behind, and `VACUUM` deletes them
 //! (see `storage::vacuum` for the retention rules). Like PostgreSQL, it cannot run inside a
-//! transaction block. Called by the session's statement dispatch.
+//! transaction block. `CHECKPOINT` writes every table's buffered rows to Delta and releases
+//! the write-ahead log behind them, as PostgreSQL's writes dirty buffers and recycles WAL: an
+//! operator runs it before a backup or a Spark job that must see everything, and benchmarks
+//! before each measured load. Called by the session's statement parsing and dispatch.
 
 use std::sync::Arc;
 
-use datafusion::sql::sqlparser::ast::VacuumStatement;
+use datafusion::sql::sqlparser::ast::{FlushType, Statement, VacuumStatement};
 
 use super::ddl::{detached, resolve_table};
 use super::rewrite::name_parts;
@@ -51,6 +54,45 @@ pub async fn vacuum(session: &Session, statement: &VacuumStatement) -> Result<Ou
     .await?;
     Ok(Outcome::Command {
         tag: "VACUUM".into(),
+        rows: None,
+    })
+}
+
+/// `CHECKPOINT` (sqlparser has no such statement): carried as the `FLUSH TABLES` statement,
+/// which PostgreSQL does not have, so nothing else reaches [`checkpoint`] that way.
+pub fn parse_checkpoint(sql: &str) -> Option<Statement> {
+    let text = sql.trim().trim_end_matches(';').trim_end();
+    text.eq_ignore_ascii_case("checkpoint")
+        .then_some(Statement::Flush {
+            object_type: FlushType::Tables,
+            location: None,
+            channel: None,
+            read_lock: false,
+            export: false,
+            tables: Vec::new(),
+        })
+}
+
+/// Whether `statement` is a `CHECKPOINT` made by [`parse_checkpoint`].
+pub fn is_checkpoint(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::Flush {
+            object_type: FlushType::Tables,
+            tables,
+            ..
+        } if tables.is_empty()
+    )
+}
+
+/// Runs `CHECKPOINT`: flushes every table's buffered rows to Delta.
+///
+/// # Errors
+/// The first flush error; the rows it concerns stay buffered and logged.
+pub async fn checkpoint(session: &Session) -> Result<Outcome> {
+    session.engine().storage().flush_all().await?;
+    Ok(Outcome::Command {
+        tag: "CHECKPOINT".into(),
         rows: None,
     })
 }

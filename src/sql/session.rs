@@ -261,6 +261,9 @@ impl Session {
     /// # Errors
     /// [`SqlError::Parse`] for syntax errors.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        if let Some(checkpoint) = super::maintenance::parse_checkpoint(sql) {
+            return Ok(vec![checkpoint]);
+        }
         let statements = Parser::new(&PostgreSqlDialect {})
             .try_with_sql(sql)?
             .parse_statements()?;
@@ -499,6 +502,9 @@ impl Session {
             }
             Statement::Copy { .. } => super::copy::execute(self, statement).await,
             Statement::Vacuum(vacuum) => super::maintenance::vacuum(self, vacuum).await,
+            Statement::Flush { .. } if super::maintenance::is_checkpoint(statement) => {
+                super::maintenance::checkpoint(self).await
+            }
             other => {
                 if let Some(outcome) = ddl::execute(self, other).await? {
                     Ok(outcome)

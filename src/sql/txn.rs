@@ -28,7 +28,7 @@ use tracing::debug;
 
 use std::collections::HashMap;
 
-use crate::storage::{KeySet, Stamp, Storage, TableHandle, WriteOp};
+use crate::storage::{Append, Appended, KeySet, Stamp, Storage, TableHandle, WriteOp};
 
 use super::{Result, SqlError};
 
@@ -282,9 +282,10 @@ pub trait CommitCheck: Send + Sync {
 
 /// Commits a transaction's changes.
 ///
-/// Inserts only (the ingest path): admit the tables, re-check keys against rows other sessions
-/// added meanwhile (stored, buffered or in flight), and append to the write-ahead log; the
-/// rows are durable and visible when this returns. Anything else (UPDATE, DELETE, TRUNCATE):
+/// Inserts only (the ingest path): admit the tables and append to the write-ahead log, claiming
+/// the keys against rows other sessions added meanwhile (stored, buffered or in flight) and
+/// re-checking the rows when a claim is refused; the rows are durable and visible when this
+/// returns. Anything else (UPDATE, DELETE, TRUNCATE):
 /// lock the tables, flush their buffers, re-check, write each table's operations to Delta and
 /// publish all new snapshots at once.
 ///
@@ -321,28 +322,53 @@ async fn append(
     let admission = storage
         .admit(changes.iter().map(|c| c.table.clone()).collect())
         .await?;
+    // Mostly no other writer added a row with one of these keys since the transaction checked
+    // them: the append claims the keys in one probe each and is done. Otherwise (or when the
+    // index cannot tell) the rows are checked again, as they are now, and appended as checked.
+    let claimed = changes
+        .iter()
+        .map(|change| Append {
+            table: change.table.clone(),
+            batches: inserted(change),
+            checked_at: Some(change.base),
+        })
+        .collect();
+    let admission = match admission.append(claimed).await? {
+        Appended::Durable(_) => return Ok(()),
+        Appended::Refused(admission) => admission,
+    };
     for change in &mut changes {
         let current = change.table.state_for_check();
         if current.stamp() != change.base {
             check.check(change, &current).await?;
         }
     }
-    let rows = changes
-        .into_iter()
-        .map(|change| {
-            let batches = change
-                .ops
-                .into_iter()
-                .flat_map(|op| match op {
-                    WriteOp::Insert(batches) => batches,
-                    WriteOp::Delete { .. } => Vec::new(),
-                })
-                .collect();
-            (change.table, batches)
+    let checked = changes
+        .iter()
+        .map(|change| Append {
+            table: change.table.clone(),
+            batches: inserted(change),
+            checked_at: None,
         })
         .collect();
-    admission.append(rows).await?;
-    Ok(())
+    match admission.append(checked).await? {
+        Appended::Durable(_) => Ok(()),
+        Appended::Refused(_) => Err(SqlError::Internal(
+            "rows checked under the admission lock were refused".into(),
+        )),
+    }
+}
+
+/// The rows a transaction's changes to one table insert (it only inserts).
+fn inserted(change: &TableChanges) -> Vec<RecordBatch> {
+    change
+        .ops
+        .iter()
+        .flat_map(|op| match op {
+            WriteOp::Insert(batches) => batches.clone(),
+            WriteOp::Delete { .. } => Vec::new(),
+        })
+        .collect()
 }
 
 async fn apply(

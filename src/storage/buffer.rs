@@ -32,7 +32,7 @@ use tracing::{info, warn};
 use crate::wal::{Location, Lsn, Record};
 
 use super::keys;
-use super::table::{TableHandle, commit_properties, strip_metadata};
+use super::table::{Stamp, TableHandle, commit_properties, strip_metadata};
 use super::{Result, Storage, StorageError, TableMeta};
 
 const RECORD_INSERT: u8 = 1;
@@ -767,16 +767,41 @@ pub struct Admission<'a> {
     _guards: Vec<tokio::sync::OwnedMutexGuard<()>>,
 }
 
-impl Admission<'_> {
+/// The rows of one table for [`Admission::append`].
+pub struct Append {
+    pub table: Arc<TableHandle>,
+    pub batches: Vec<RecordBatch>,
+    /// `None`: the rows' keys were checked under this admission. `Some(stamp)`: they were
+    /// checked against the table at `stamp`, before rows other writers added since, so the
+    /// append claims them (see [`Appended::Refused`]).
+    pub checked_at: Option<Stamp>,
+}
+
+/// What [`Admission::append`] did.
+pub enum Appended<'a> {
+    /// The rows are durable and visible, at this log position.
+    Durable(Lsn),
+    /// Nothing was stored: rows other writers added since `checked_at` may hold one of the
+    /// keys. The caller checks the rows again under the admission handed back.
+    Refused(Admission<'a>),
+}
+
+impl<'a> Admission<'a> {
     /// Queues rows for several tables as one log record, releases the admission locks, and
     /// returns once the record is synced and the rows are visible to every session. Until then
     /// the rows are "in flight": seen by key checks of later writers, not by readers.
     ///
     /// # Errors
     /// Log I/O errors; the rows are then not stored.
-    pub async fn append(self, tables: Vec<(Arc<TableHandle>, Vec<RecordBatch>)>) -> Result<Lsn> {
+    pub async fn append(self, tables: Vec<Append>) -> Result<Appended<'a>> {
         let mut encoded = Vec::with_capacity(tables.len());
-        for (table, batches) in tables {
+        let mut claims = Vec::with_capacity(tables.len());
+        for Append {
+            table,
+            batches,
+            checked_at,
+        } in tables
+        {
             let mut batches = strip_metadata(batches)?;
             // Many small statements' rows become one batch (tiny batches slow every scan);
             // large ones (COPY's chunks) are kept as they are rather than copied again.
@@ -791,23 +816,26 @@ impl Admission<'_> {
             if batches.iter().any(|b| b.num_rows() > 0) {
                 let id = table.state().table_id();
                 encoded.push((table, id, batches));
+                claims.push(checked_at);
             }
         }
         if encoded.is_empty() {
-            return Ok(0);
+            return Ok(Appended::Durable(0));
         }
         let storage = self.storage;
         let payload = encode_insert(&encoded)?;
         let ticket = storage.ingest().tickets.fetch_add(1, Ordering::Relaxed);
-        let publish: Vec<(Arc<TableHandle>, Vec<RecordBatch>)> =
-            encoded.into_iter().map(|(t, _, b)| (t, b)).collect();
-        for (i, (table, batches)) in publish.iter().enumerate() {
-            if let Err(e) = table.add_inflight(ticket, batches.clone()) {
-                for (table, _) in &publish[..i] {
+        let mut publish: Vec<(Arc<TableHandle>, Vec<RecordBatch>)> =
+            Vec::with_capacity(encoded.len());
+        for ((table, _, batches), checked_at) in encoded.into_iter().zip(claims) {
+            let queued = table.add_inflight(ticket, batches.clone(), checked_at);
+            if !matches!(queued, Ok(true)) {
+                for (table, _) in &publish {
                     table.fail_inflight(ticket);
                 }
-                return Err(e);
+                return queued.map(|_| Appended::Refused(self));
             }
+            publish.push((table, batches));
         }
         let tables: Vec<Arc<TableHandle>> = publish.iter().map(|(t, _)| t.clone()).collect();
         let rows: usize = publish
@@ -849,7 +877,7 @@ impl Admission<'_> {
         {
             storage.ingest().wake.notify_one();
         }
-        Ok(result?)
+        Ok(Appended::Durable(result?))
     }
 }
 

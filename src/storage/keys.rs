@@ -227,6 +227,26 @@ impl PackedMap {
         }
     }
 
+    /// Adds an absent key with one live row; false, changing nothing, when the key is present.
+    fn insert_new(&mut self, key: &PackedKey) -> bool {
+        fn insert<K: std::hash::Hash + Eq>(
+            map: &mut HashMap<K, u32, foldhash::fast::RandomState>,
+            key: K,
+        ) -> bool {
+            match map.entry(key) {
+                Entry::Occupied(_) => false,
+                Entry::Vacant(entry) => {
+                    entry.insert(1);
+                    true
+                }
+            }
+        }
+        match key {
+            PackedKey::Short(k) => insert(&mut self.short, *k),
+            PackedKey::Long(k) => insert(&mut self.long, k.clone()),
+        }
+    }
+
     fn retain(&mut self, mut f: impl FnMut(&mut u32) -> bool) {
         self.short.retain(|_, v| f(v));
         self.long.retain(|_, v| f(v));
@@ -303,11 +323,44 @@ impl KeyIndex {
 
     pub(super) fn remove(&mut self, batches: &[RecordBatch]) -> Result<()> {
         for batch in batches {
-            for key in &self.batch_keys(batch)? {
-                self.keys.update(key, |v| less_live(v) | (v & FLUSHED));
-            }
+            self.unindex(&self.batch_keys(batch)?);
         }
         Ok(())
+    }
+
+    fn unindex(&mut self, keys: &[PackedKey]) {
+        for key in keys {
+            self.keys.update(key, |v| less_live(v) | (v & FLUSHED));
+        }
+    }
+
+    /// The key columns, as indices into the table's columns.
+    pub(super) fn columns(&self) -> &[usize] {
+        &self.columns
+    }
+
+    /// Adds the keys of rows that were checked against the table before other writers' rows
+    /// arrived, in one probe a key: false, adding none, when a row now holds one of them, or
+    /// when a data file among `stored` (added since the check) that the index does not cover
+    /// may hold one by its statistics. The caller then checks the rows again.
+    pub(super) fn claim(
+        &mut self,
+        batches: &[RecordBatch],
+        stored: Option<&FileBoxes>,
+    ) -> Result<bool> {
+        if stored.is_some_and(|boxes| stored_may_hold(boxes, &self.covered, &self.columns, batches))
+        {
+            return Ok(false);
+        }
+        let keys = self.packed(batches)?;
+        self.keys.reserve(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            if !self.keys.insert_new(key) {
+                self.unindex(&keys[..i]);
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     pub(super) fn clear(&mut self) {

@@ -39,7 +39,7 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use deltalake::DeltaTableError;
 
-pub use buffer::{Admission, BufferConfig};
+pub use buffer::{Admission, Append, Appended, BufferConfig};
 pub use catalog::{Storage, StorageConfig};
 pub use keys::{KeyCheck, KeySet, KeysTaken, PackedKey, pack_keys, pack_rows_keys};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};

@@ -334,10 +334,37 @@ impl TableHandle {
         }
     }
 
-    pub(super) fn add_inflight(&self, ticket: u64, batches: Vec<RecordBatch>) -> Result<()> {
-        self.index_keys(&batches, true)?;
+    /// Queues rows in flight and indexes their keys. With `checked_at`, the stamp their keys
+    /// were checked at, the keys are claimed instead (see [`KeyIndex::claim`]): false, queuing
+    /// nothing, when another writer's rows may hold one of them by now.
+    pub(super) fn add_inflight(
+        &self,
+        ticket: u64,
+        batches: Vec<RecordBatch>,
+        checked_at: Option<Stamp>,
+    ) -> Result<bool> {
+        {
+            // The snapshot and the index are read together, as in `keys_taken`: a flush that
+            // moves rows from the buffer to Delta is seen entirely on one side.
+            let state = self.state.read();
+            let mut keys = self.keys.lock();
+            match (keys.as_mut(), checked_at) {
+                (None, _) => {}
+                (Some(index), None) => index.add(&batches)?,
+                (Some(index), Some((version, _))) => {
+                    let stored = if state.version == version {
+                        None
+                    } else {
+                        Some(self.file_boxes(&state, index.columns())?)
+                    };
+                    if !index.claim(&batches, stored.as_deref())? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
         self.inflight.lock().push((ticket, batches));
-        Ok(())
+        Ok(true)
     }
 
     /// Forgets rows that did not reach the log.

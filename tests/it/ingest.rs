@@ -542,3 +542,92 @@ async fn primary_keys_hold_across_buffer_flushed_files_and_open_transactions() {
         .get(0);
     assert_eq!(v, 3.0);
 }
+
+#[tokio::test]
+async fn checkpoint_writes_buffered_rows_to_delta_and_releases_the_log() {
+    let mut server = TestServer::start_with(HOLD);
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE cp (id int8 PRIMARY KEY, v text)")
+        .await
+        .expect("create");
+    let table_dir = server.warehouse().join("public/cp");
+    let files_before = data_files(&table_dir);
+    for i in 0..50i64 {
+        client
+            .execute("INSERT INTO cp VALUES ($1, $2)", &[&i, &format!("v{i}")])
+            .await
+            .expect("insert");
+    }
+    assert_eq!(data_files(&table_dir), files_before, "rows wait in the buffer");
+    // Simple protocol: the command tag.
+    let messages = client.simple_query("checkpoint;").await.expect("checkpoint");
+    let tag = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    });
+    assert_eq!(tag, Some(0));
+    assert_eq!(data_files(&table_dir), files_before + 1, "one flush commit");
+    let txn = delta_commits(&table_dir)
+        .into_iter()
+        .find_map(|c| c.get("txn").cloned())
+        .expect("the flush carries an application transaction");
+    assert!(txn["version"].as_i64().is_some_and(|v| v > 0), "{txn}");
+    // Extended protocol, with nothing left to flush.
+    for i in 50..60i64 {
+        client
+            .execute("INSERT INTO cp VALUES ($1, $2)", &[&i, &format!("v{i}")])
+            .await
+            .expect("insert");
+    }
+    assert_eq!(client.execute("CHECKPOINT", &[]).await.expect("checkpoint"), 0);
+    assert_eq!(data_files(&table_dir), files_before + 2);
+    // The log behind the flushed rows is released: a crash replays nothing twice.
+    server.crash_and_restart();
+    let client = server.client().await;
+    let row = client
+        .query_one("SELECT count(*), count(DISTINCT id), max(v) FROM cp", &[])
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 60);
+    assert_eq!(row.get::<_, i64>(1), 60);
+    assert_eq!(row.get::<_, String>(2), "v9");
+}
+
+/// Two open transactions store the same historian key (a store-and-forward batch re-sent while
+/// the first was still open): the second commit drops its copy and stores the rest, first value
+/// kept; nothing fails.
+#[tokio::test]
+async fn concurrent_historian_duplicates_are_dropped_at_commit() {
+    let server = TestServer::start_with(HOLD);
+    let a = server.client().await;
+    let b = server.client().await;
+    a.batch_execute(
+        "CREATE TABLE sqlt_data_1_2026_11 (tagid int4, intvalue int8, floatvalue float8, \
+         stringvalue varchar(255), datevalue timestamp, dataintegrity int4, t_stamp int8, \
+         PRIMARY KEY (tagid, t_stamp))",
+    )
+    .await
+    .expect("create");
+    let insert = "INSERT INTO sqlt_data_1_2026_11 (tagid, floatvalue, dataintegrity, t_stamp) \
+                  VALUES ($1, $2, 192, $3)";
+    a.batch_execute("BEGIN").await.expect("begin a");
+    b.batch_execute("BEGIN").await.expect("begin b");
+    for (tag, v) in [(1i32, 1.0f64), (2, 2.0)] {
+        a.execute(insert, &[&tag, &v, &1_000i64]).await.expect("a inserts");
+    }
+    for (tag, v) in [(2i32, 20.0f64), (3, 30.0)] {
+        b.execute(insert, &[&tag, &v, &1_000i64]).await.expect("b inserts");
+    }
+    a.batch_execute("COMMIT").await.expect("a commits");
+    b.batch_execute("COMMIT").await.expect("b commits, skipping its copy of tag 2");
+    let rows = a
+        .query(
+            "SELECT tagid, floatvalue FROM sqlt_data_1_2026_11 ORDER BY tagid",
+            &[],
+        )
+        .await
+        .expect("select");
+    let got: Vec<(i32, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(1, 1.0), (2, 2.0), (3, 30.0)]);
+}
