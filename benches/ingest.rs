@@ -8,7 +8,10 @@
 //!
 //! Both loads run `INGEST_ROUNDS` times (default 3), each round into new months (fresh tables
 //! on both sides) and with the two servers' order swapped from the round before, so that one
-//! run's noise (these machines are shared) and the order do not decide the ratio. Prints each
+//! run's noise (these machines are shared) and the order do not decide the ratio. Before each
+//! measured load both servers run `CHECKPOINT`, as pgbench-style runs do, so that neither pays
+//! for the rounds before it during the load (PostgreSQL writing dirty buffers and recycling WAL,
+//! deltagate flushing earlier months' buffered rows to Delta). Prints each
 //! round's rows per second, the ratio deltagate / PostgreSQL (higher is better for deltagate)
 //! and the median ratio; deltagate's peak resident memory; and the Delta files it leaves after
 //! a clean shutdown for the first round's months.
@@ -112,6 +115,17 @@ async fn count(conn: &str, table: &str) -> i64 {
         .get(0)
 }
 
+/// Runs `CHECKPOINT` on each server: what earlier loads left to write is written now.
+async fn checkpoint(conns: &[&String]) {
+    for conn in conns {
+        client(conn)
+            .await
+            .batch_execute("CHECKPOINT")
+            .await
+            .expect("checkpoint");
+    }
+}
+
 /// Prints one round's rates and returns the ratio.
 fn report(name: &str, rows: usize, deltagate: Duration, postgres: Duration) -> f64 {
     let rate = |d: Duration| rows as f64 / d.as_secs_f64();
@@ -186,6 +200,7 @@ async fn main() {
         }
         // Swapped every round: whichever runs second finds the machine as the first left it.
         let deltagate_first = round % 2 == 0;
+        checkpoint(&[&pg, &dg]).await;
         let (dg_jdbc, pg_jdbc) = if deltagate_first {
             let dg_time = jdbc_load(&deltagate.jdbc_url(), &jdbc_table, rows);
             (dg_time, jdbc_load(&postgres.jdbc_url(), &jdbc_table, rows))
@@ -197,6 +212,7 @@ async fn main() {
             assert_eq!(count(conn, &jdbc_table).await, rows as i64);
         }
         jdbc_ratios.push(report(&jdbc_name, rows, dg_jdbc, pg_jdbc));
+        checkpoint(&[&pg, &dg]).await;
         let (dg_copy, pg_copy) = if deltagate_first {
             let dg_time = copy_load(&dg, &copy_table, &data).await;
             (dg_time, copy_load(&pg, &copy_table, &data).await)

@@ -111,6 +111,16 @@ impl Held {
         same_statement && same_portal && self.bound.is_none()
     }
 
+    /// The held statement when `name` names it, found without the statement store: a client
+    /// batch binds it for every row, and it cannot change under its name while held (Parse and
+    /// Close run the held executions first, which lets it go).
+    pub(super) fn statement_named(
+        &self,
+        name: &str,
+    ) -> Option<Arc<StoredStatement<PreparedStatement>>> {
+        self.statement.as_ref().filter(|s| s.id == name).cloned()
+    }
+
     /// Holds a Bind of `statement` (see [`Held::takes`]).
     pub(super) fn bind(&mut self, statement: &Arc<StoredStatement<PreparedStatement>>, bind: Bind) {
         if !self
@@ -276,13 +286,24 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     let mut executed = rows.iter();
+    // Formatted once per distinct count (a batch's rows mostly all say `INSERT 0 1`).
+    let mut tag: Option<(usize, String)> = None;
     for reply in replies {
         let message = match reply {
             Reply::BindComplete => PgWireBackendMessage::BindComplete(BindComplete::new()),
             Reply::NoData => PgWireBackendMessage::NoData(NoData::new()),
-            Reply::Executed => PgWireBackendMessage::CommandComplete(CommandComplete::from(
-                Tag::new("INSERT 0").with_rows(executed.next().copied().unwrap_or(0)),
-            )),
+            Reply::Executed => {
+                let rows = executed.next().copied().unwrap_or(0);
+                let text = match &tag {
+                    Some((n, text)) if *n == rows => text.clone(),
+                    _ => {
+                        let text = CommandComplete::from(Tag::new("INSERT 0").with_rows(rows)).tag;
+                        tag = Some((rows, text.clone()));
+                        text
+                    }
+                };
+                PgWireBackendMessage::CommandComplete(CommandComplete::new(text))
+            }
         };
         client.feed(message).await?;
     }

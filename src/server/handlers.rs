@@ -64,10 +64,7 @@ pub(super) fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
 }
 
 /// Sends notices raised by the statement and `ParameterStatus` for changed parameters.
-pub(super) async fn send_side_messages<C>(
-    client: &mut C,
-    session: &Session,
-) -> PgWireResult<()>
+pub(super) async fn send_side_messages<C>(client: &mut C, session: &Session) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
@@ -240,7 +237,11 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let name = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
-        let statement = match client.portal_store().get_statement(name) {
+        let held = self.held.lock().statement_named(name);
+        let statement = match held
+            .map(Entry::Value)
+            .or_else(|| client.portal_store().get_statement(name))
+        {
             Some(Entry::Value(statement)) => statement,
             Some(Entry::Empty) => {
                 flush(client, &self.held).await?;

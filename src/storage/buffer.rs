@@ -87,6 +87,8 @@ impl BufferConfig {
 #[derive(Debug)]
 pub struct Entry {
     pub lsn: Lsn,
+    /// The write the rows came in (see [`keys::KeyIndex`]); replayed rows get a new one.
+    pub ticket: u64,
     /// `None` once spilled: the rows are then read back from `logged`.
     batches: Option<Vec<RecordBatch>>,
     /// The record and this table's part of it; `None` for rows not in the log yet.
@@ -98,16 +100,22 @@ pub struct Entry {
 
 impl Entry {
     /// Rows of part `part` of the durable record at `location`.
-    pub(super) fn logged(location: Location, part: usize, batches: Vec<RecordBatch>) -> Entry {
-        let mut entry = Entry::unlogged(location.lsn, batches);
+    pub(super) fn logged(
+        location: Location,
+        part: usize,
+        ticket: u64,
+        batches: Vec<RecordBatch>,
+    ) -> Entry {
+        let mut entry = Entry::unlogged(location.lsn, ticket, batches);
         entry.logged = Some((location, part));
         entry
     }
 
     /// Rows that only live in memory (in flight to the log).
-    pub(super) fn unlogged(lsn: Lsn, batches: Vec<RecordBatch>) -> Entry {
+    pub(super) fn unlogged(lsn: Lsn, ticket: u64, batches: Vec<RecordBatch>) -> Entry {
         Entry {
             lsn,
+            ticket,
             rows: batches.iter().map(RecordBatch::num_rows).sum(),
             bytes: batches.iter().map(RecordBatch::get_array_memory_size).sum(),
             batches: Some(batches),
@@ -130,6 +138,7 @@ impl Entry {
         self.batches.as_ref()?;
         Some(Entry {
             lsn: self.lsn,
+            ticket: self.ticket,
             batches: None,
             logged: Some(self.logged.clone()?),
             rows: self.rows,
@@ -606,7 +615,9 @@ impl Storage {
                     continue;
                 }
                 replayed += 1;
-                table.push_buffered(None, Entry::logged(record.location.clone(), part, batches))?;
+                let ticket = self.ingest().tickets.fetch_add(1, Ordering::Relaxed);
+                let entry = Entry::logged(record.location.clone(), part, ticket, batches);
+                table.push_buffered(entry, true)?;
             }
             // A long outage can leave more in the log than fits in memory.
             self.spill_over_budget();
@@ -849,8 +860,8 @@ impl<'a> Admission<'a> {
             let _view = visibility.blocking_write();
             for (part, (table, batches)) in publish.into_iter().enumerate() {
                 // Only replayed rows can fail here (indexing); these were indexed when queued.
-                let entry = Entry::logged(location.clone(), part, batches);
-                let _ = table.push_buffered(Some(ticket), entry);
+                let entry = Entry::logged(location.clone(), part, ticket, batches);
+                let _ = table.push_buffered(entry, false);
             }
             ingest
                 .stats
@@ -957,7 +968,7 @@ impl super::table::CommitGuard<'_> {
         let batches = sorted_by_key(batches, &schema, &current.meta.primary_key_indices())?;
         let rows: usize = chunk.iter().map(|e| e.rows).sum();
         let bytes: usize = chunk.iter().map(|e| e.bytes).sum();
-        let keys = table.key_rows(&batches)?;
+        let tickets = chunk.iter().map(|e| e.ticket).max().unwrap_or(0);
         let app_id = table.app_id(&storage.app_id);
         let properties = commit_properties()
             .with_application_transaction(Transaction::new(&app_id, last as i64));
@@ -969,7 +980,7 @@ impl super::table::CommitGuard<'_> {
             .with_commit_properties(properties)
             .await
             .map_err(StorageError::commit(&table.name))?;
-        self.stage_flushed(table, delta, last, keys)?;
+        self.stage_flushed(table, delta, last, tickets, rows)?;
         ingest.stats.flush_commits.fetch_add(1, Ordering::Relaxed);
         ingest
             .stats

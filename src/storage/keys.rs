@@ -176,12 +176,29 @@ pub fn pack_rows_keys(
 /// server's own encoding, so a fast non-cryptographic hasher is the right trade.
 pub type KeySet = std::collections::HashSet<PackedKey, foldhash::fast::RandomState>;
 
-/// Packed keys to counts, for the index that holds every buffered key: short keys are stored
-/// inline in their own map, without the enum's tag and padding (24 bytes a slot, not 32).
+/// Packed keys to the ticket of the write that indexed them, for the index that holds every
+/// buffered key: short keys are stored inline in their own map, without the enum's tag and
+/// padding (24 bytes a slot, not 32).
 #[derive(Default)]
 struct PackedMap {
-    short: HashMap<[u64; 2], u32, foldhash::fast::RandomState>,
-    long: HashMap<Box<[u8]>, u32, foldhash::fast::RandomState>,
+    short: HashMap<[u64; 2], u64, foldhash::fast::RandomState>,
+    long: HashMap<Box<[u8]>, u64, foldhash::fast::RandomState>,
+}
+
+/// Runs `$body` with `$map` and `$key` bound to the map and key of `$packed`'s kind.
+macro_rules! with_map {
+    ($self:ident, $packed:expr, |$map:ident, $key:ident| $body:expr) => {
+        match $packed {
+            PackedKey::Short(k) => {
+                let ($map, $key) = (&mut $self.short, *k);
+                $body
+            }
+            PackedKey::Long(k) => {
+                let ($map, $key) = (&mut $self.long, k.clone());
+                $body
+            }
+        }
+    };
 }
 
 impl PackedMap {
@@ -189,67 +206,46 @@ impl PackedMap {
         self.short.reserve(additional);
     }
 
-    fn get(&self, key: &PackedKey) -> Option<u32> {
+    fn contains(&self, key: &PackedKey) -> bool {
         match key {
-            PackedKey::Short(k) => self.short.get(k),
-            PackedKey::Long(k) => self.long.get(k),
+            PackedKey::Short(k) => self.short.contains_key(k),
+            PackedKey::Long(k) => self.long.contains_key(k),
         }
-        .copied()
     }
 
-    /// Applies `f` to the key's value (0 when absent); a value left at 0 is removed.
-    fn update(&mut self, key: &PackedKey, f: impl FnOnce(u32) -> u32) {
-        fn apply<K: std::hash::Hash + Eq>(
-            map: &mut HashMap<K, u32, foldhash::fast::RandomState>,
-            key: K,
-            f: impl FnOnce(u32) -> u32,
-        ) {
-            match map.entry(key) {
-                Entry::Occupied(mut entry) => {
-                    let value = f(*entry.get());
-                    if value == 0 {
-                        entry.remove();
-                    } else {
-                        entry.insert(value);
-                    }
-                }
-                Entry::Vacant(entry) => {
-                    let value = f(0);
-                    if value != 0 {
-                        entry.insert(value);
-                    }
-                }
+    /// Indexes a key for `ticket` (the later write's, when it is indexed already).
+    fn insert(&mut self, key: &PackedKey, ticket: u64) {
+        with_map!(self, key, |map, key| {
+            let value = map.entry(key).or_insert(ticket);
+            *value = (*value).max(ticket);
+        })
+    }
+
+    /// Indexes an absent key for `ticket`; false, changing nothing, when the key is present.
+    fn insert_new(&mut self, key: &PackedKey, ticket: u64) -> bool {
+        with_map!(self, key, |map, key| match map.entry(key) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(entry) => {
+                entry.insert(ticket);
+                true
             }
-        }
-        match key {
-            PackedKey::Short(k) => apply(&mut self.short, *k, f),
-            PackedKey::Long(k) => apply(&mut self.long, k.clone(), f),
-        }
+        })
     }
 
-    /// Adds an absent key with one live row; false, changing nothing, when the key is present.
-    fn insert_new(&mut self, key: &PackedKey) -> bool {
-        fn insert<K: std::hash::Hash + Eq>(
-            map: &mut HashMap<K, u32, foldhash::fast::RandomState>,
-            key: K,
-        ) -> bool {
-            match map.entry(key) {
-                Entry::Occupied(_) => false,
-                Entry::Vacant(entry) => {
-                    entry.insert(1);
-                    true
-                }
+    /// Forgets a key if the write `ticket` indexed it.
+    fn remove(&mut self, key: &PackedKey, ticket: u64) {
+        with_map!(self, key, |map, key| {
+            if let Entry::Occupied(entry) = map.entry(key)
+                && *entry.get() == ticket
+            {
+                entry.remove();
             }
-        }
-        match key {
-            PackedKey::Short(k) => insert(&mut self.short, *k),
-            PackedKey::Long(k) => insert(&mut self.long, k.clone()),
-        }
+        })
     }
 
-    fn retain(&mut self, mut f: impl FnMut(&mut u32) -> bool) {
-        self.short.retain(|_, v| f(v));
-        self.long.retain(|_, v| f(v));
+    fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
+        self.short.retain(|_, t| keep(*t));
+        self.long.retain(|_, t| keep(*t));
     }
 
     fn clear(&mut self) {
@@ -266,22 +262,19 @@ fn arrow_error(e: ArrowError) -> StorageError {
 /// statistics only.
 const FLUSHED_KEYS_LIMIT: usize = 16_000_000;
 
-/// The flag of an index value whose key this server flushed to Delta; the other bits count the
-/// key's in-flight and buffered rows. One map for both costs one probe per key checked.
-const FLUSHED: u32 = 1 << 31;
-
-/// The live-row count of an index value less one row.
-fn less_live(value: u32) -> u32 {
-    (value & !FLUSHED).saturating_sub(1)
-}
-
 /// Keys of a table's in-flight and buffered rows, and of the rows this server flushed since the
 /// last UPDATE/DELETE (whose files are then `covered`: the index answers for them exactly).
+///
+/// Each key maps to the ticket of the write that indexed it. A table's tickets grow with its
+/// log positions (both are taken under its admission lock) and flushes take the oldest
+/// buffered rows, so the writes up to `flushed_upto` are exactly those in Delta: a flush moves
+/// millions of keys from buffered to flushed by raising that mark, without touching them.
 pub(super) struct KeyIndex {
     columns: Vec<usize>,
-    /// Key to live-row count, with [`FLUSHED`]; no key maps to 0.
     keys: PackedMap,
-    /// Keys with [`FLUSHED`] set.
+    /// The writes up to this ticket are flushed.
+    flushed_upto: u64,
+    /// Rows flushed since flushed keys last left the index.
     flushed: usize,
     covered: std::collections::HashSet<String>,
 }
@@ -295,6 +288,7 @@ impl KeyIndex {
         Some(KeyIndex {
             columns,
             keys: PackedMap::default(),
+            flushed_upto: 0,
             flushed: 0,
             covered: std::collections::HashSet::new(),
         })
@@ -310,28 +304,26 @@ impl KeyIndex {
         pack_rows_keys(batches, &self.columns).map_err(arrow_error)
     }
 
-    pub(super) fn add(&mut self, batches: &[RecordBatch]) -> Result<()> {
+    /// Indexes the keys of the rows of write `ticket`.
+    pub(super) fn add(&mut self, batches: &[RecordBatch], ticket: u64) -> Result<()> {
         self.keys
             .reserve(batches.iter().map(RecordBatch::num_rows).sum());
         for batch in batches {
             for key in &self.batch_keys(batch)? {
-                self.keys.update(key, |v| v + 1);
+                self.keys.insert(key, ticket);
             }
         }
         Ok(())
     }
 
-    pub(super) fn remove(&mut self, batches: &[RecordBatch]) -> Result<()> {
+    /// Forgets the keys of the rows of write `ticket` (it failed).
+    pub(super) fn remove(&mut self, batches: &[RecordBatch], ticket: u64) -> Result<()> {
         for batch in batches {
-            self.unindex(&self.batch_keys(batch)?);
+            for key in &self.batch_keys(batch)? {
+                self.keys.remove(key, ticket);
+            }
         }
         Ok(())
-    }
-
-    fn unindex(&mut self, keys: &[PackedKey]) {
-        for key in keys {
-            self.keys.update(key, |v| less_live(v) | (v & FLUSHED));
-        }
     }
 
     /// The key columns, as indices into the table's columns.
@@ -339,14 +331,16 @@ impl KeyIndex {
         &self.columns
     }
 
-    /// Adds the keys of rows that were checked against the table before other writers' rows
-    /// arrived, in one probe a key: false, adding none, when a row now holds one of them, or
-    /// when a data file among `stored` (added since the check) that the index does not cover
-    /// may hold one by its statistics. The caller then checks the rows again.
+    /// Indexes the keys of the rows of write `ticket`, which were checked against the table
+    /// before other writers' rows arrived, in one probe a key: false, indexing none, when a
+    /// row now holds one of them, or when a data file among `stored` (added since the check)
+    /// that the index does not cover may hold one by its statistics. The caller then checks
+    /// the rows again.
     pub(super) fn claim(
         &mut self,
         batches: &[RecordBatch],
         stored: Option<&FileBoxes>,
+        ticket: u64,
     ) -> Result<bool> {
         if stored.is_some_and(|boxes| stored_may_hold(boxes, &self.covered, &self.columns, batches))
         {
@@ -355,8 +349,10 @@ impl KeyIndex {
         let keys = self.packed(batches)?;
         self.keys.reserve(keys.len());
         for (i, key) in keys.iter().enumerate() {
-            if !self.keys.insert_new(key) {
-                self.unindex(&keys[..i]);
+            if !self.keys.insert_new(key, ticket) {
+                for key in &keys[..i] {
+                    self.keys.remove(key, ticket);
+                }
                 return Ok(false);
             }
         }
@@ -371,33 +367,23 @@ impl KeyIndex {
 
     /// Rows were deleted or rewritten in Delta: flushed keys may be stale.
     pub(super) fn forget_flushed(&mut self) {
-        self.keys.retain(|v| {
-            *v &= !FLUSHED;
-            *v != 0
-        });
+        let upto = self.flushed_upto;
+        self.keys.retain(|ticket| ticket > upto);
         self.flushed = 0;
         self.covered.clear();
     }
 
-    /// Rows with these keys moved from the buffer to the Delta `files`: their keys stay indexed
-    /// (as flushed) while there is room, and those files need no statistics check.
-    pub(super) fn flushed(&mut self, keys: &[PackedKey], files: Vec<String>) {
-        let keep = self.flushed + keys.len() <= FLUSHED_KEYS_LIMIT;
-        let mut marked = 0;
-        for key in keys {
-            self.keys.update(key, |v| {
-                let live = less_live(v);
-                if keep || v & FLUSHED != 0 {
-                    marked += usize::from(v & FLUSHED == 0);
-                    live | FLUSHED
-                } else {
-                    live
-                }
-            });
-        }
-        self.flushed += marked;
-        if keep {
+    /// The `rows` of the writes up to ticket `upto` moved from the buffer to the Delta
+    /// `files`. Their keys stay indexed, as flushed, and those files need no statistics check,
+    /// until the index holds [`FLUSHED_KEYS_LIMIT`] flushed keys: then they all leave it, and
+    /// files flushed from then on are covered again.
+    pub(super) fn flushed(&mut self, upto: u64, rows: usize, files: Vec<String>) {
+        self.flushed_upto = self.flushed_upto.max(upto);
+        self.flushed += rows;
+        if self.flushed <= FLUSHED_KEYS_LIMIT {
             self.covered.extend(files);
+        } else {
+            self.forget_flushed();
         }
     }
 
@@ -408,7 +394,7 @@ impl KeyIndex {
         let mut offset = 0;
         for batch in batches {
             for (i, key) in self.batch_keys(batch)?.iter().enumerate() {
-                if self.keys.get(key).is_some() {
+                if self.keys.contains(key) {
                     taken.push(offset + i);
                     if !all {
                         return Ok(taken);
@@ -613,36 +599,28 @@ impl Storage {
     ) -> Result<KeysTaken> {
         // The snapshot and the index are read together, so a flush moving rows from the
         // buffer to Delta is seen entirely on one side.
-        let Some((state, rows, columns, covered)) = table.with_keys(|state, index| {
-            index
-                .map(|index| {
-                    Ok::<_, StorageError>((
-                        state.clone(),
-                        index.taken(batches, all)?,
-                        index.columns.clone(),
-                        index.covered.clone(),
-                    ))
-                })
-                .transpose()
-        })?
-        else {
-            return Ok(KeysTaken {
-                rows: Vec::new(),
-                stored_unknown: false,
-            });
-        };
-        if !all && !rows.is_empty() {
-            return Ok(KeysTaken {
+        let taken = table.with_keys(|state, index| {
+            let Some(index) = index else {
+                return Ok(None);
+            };
+            let rows = index.taken(batches, all)?;
+            if !all && !rows.is_empty() {
+                return Ok(Some(KeysTaken {
+                    rows,
+                    stored_unknown: false,
+                }));
+            }
+            let boxes = table.file_boxes(state, &index.columns)?;
+            let stored_unknown = stored_may_hold(&boxes, &index.covered, &index.columns, batches);
+            Ok::<_, StorageError>(Some(KeysTaken {
                 rows,
-                stored_unknown: false,
-            });
-        }
-        let boxes = table.file_boxes(&state, &columns)?;
-        let stored_unknown = stored_may_hold(&boxes, &covered, &columns, batches);
-        Ok(KeysTaken {
-            rows,
-            stored_unknown,
-        })
+                stored_unknown,
+            }))
+        })?;
+        Ok(taken.unwrap_or(KeysTaken {
+            rows: Vec::new(),
+            stored_unknown: false,
+        }))
     }
 }
 
@@ -705,7 +683,7 @@ mod tests {
     }
 
     #[test]
-    fn the_index_counts_live_rows_and_remembers_flushed_keys() {
+    fn the_index_tracks_writes_and_remembers_flushed_keys() {
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
             datafusion::arrow::datatypes::Field::new("tagid", DataType::Int32, false),
             datafusion::arrow::datatypes::Field::new("t_stamp", DataType::Int64, false),
@@ -718,25 +696,50 @@ mod tests {
             .unwrap()
         };
         let mut index = KeyIndex::new(vec![0, 1]).unwrap();
-        let first = batch(vec![1, 2], vec![10, 10]);
-        index.add(std::slice::from_ref(&first)).unwrap();
-        index.add(&[batch(vec![1], vec![10])]).unwrap();
+        index.add(&[batch(vec![1, 2], vec![10, 10])], 1).unwrap();
         let probe = [batch(vec![3, 2, 1], vec![10, 10, 10])];
         assert_eq!(index.taken(&probe, true).unwrap(), vec![1, 2]);
-        // One of the two rows of (1, 10) fails to reach the log; the other is flushed.
-        index.remove(&[batch(vec![1], vec![10])]).unwrap();
-        let keys = index.packed(std::slice::from_ref(&first)).unwrap();
-        index.flushed(&keys, vec!["part-0.parquet".into()]);
-        assert_eq!(index.flushed, 2);
+        // A claim that meets an indexed key indexes none of its keys.
+        assert!(
+            !index
+                .claim(&[batch(vec![3, 1], vec![10, 10])], None, 2)
+                .unwrap()
+        );
         assert_eq!(index.taken(&probe, true).unwrap(), vec![1, 2]);
-        // A failed write of a flushed key keeps it flushed.
-        index.add(&[batch(vec![2], vec![10])]).unwrap();
-        index.remove(&[batch(vec![2], vec![10])]).unwrap();
-        assert_eq!(index.taken(&probe, false).unwrap(), vec![1]);
+        assert!(index.claim(&[batch(vec![3], vec![10])], None, 2).unwrap());
+        assert_eq!(index.taken(&probe, true).unwrap(), vec![0, 1, 2]);
+        // Write 2 fails to reach the log (leaving write 1's keys alone); write 1 is flushed.
+        index.remove(&[batch(vec![3, 1], vec![10, 10])], 2).unwrap();
+        index.flushed(1, 2, vec!["part-0.parquet".into()]);
+        assert_eq!(index.taken(&probe, true).unwrap(), vec![1, 2]);
+        assert!(index.covered.contains("part-0.parquet"));
+        // A file the index does not cover refuses claims of keys inside its box.
+        let stored = vec![FileBox {
+            path: "other.parquet".into(),
+            size: 1,
+            bounds: vec![
+                Some((ScalarValue::Int32(Some(0)), ScalarValue::Int32(Some(5)))),
+                Some((ScalarValue::Int64(Some(0)), ScalarValue::Int64(Some(20)))),
+            ],
+        }];
+        assert!(
+            !index
+                .claim(&[batch(vec![4], vec![10])], Some(&stored), 3)
+                .unwrap()
+        );
+        assert!(
+            index
+                .claim(&[batch(vec![4], vec![30])], Some(&stored), 3)
+                .unwrap()
+        );
         // An UPDATE or DELETE forgets flushed keys, not live ones.
-        index.add(&[batch(vec![3], vec![10])]).unwrap();
+        let all = [batch(vec![1, 2, 4], vec![10, 10, 30])];
         index.forget_flushed();
-        assert_eq!(index.taken(&probe, true).unwrap(), vec![0]);
+        assert_eq!(index.taken(&all, true).unwrap(), vec![2]);
+        assert!(index.covered.is_empty());
+        // Past the limit, flushed keys leave the index and files are not covered.
+        index.flushed(3, FLUSHED_KEYS_LIMIT + 1, vec!["part-1.parquet".into()]);
+        assert!(index.taken(&all, true).unwrap().is_empty());
         assert!(index.covered.is_empty());
     }
 }

@@ -30,7 +30,7 @@ use tracing::debug;
 use url::Url;
 
 use super::buffer::{self, BufferedRows};
-use super::keys::{self, FileBoxes, KeyIndex, PackedKey};
+use super::keys::{self, FileBoxes, KeyIndex};
 use super::meta::{self, ColumnMeta, IndexMeta, TableMeta};
 use super::partition::{self, Container, Slice};
 use super::provider;
@@ -115,7 +115,6 @@ impl TableState {
 
 /// Identifies the contents of a table snapshot: Delta version and newest buffered LSN.
 pub type Stamp = (i64, u64);
-
 
 #[derive(Debug, Clone)]
 struct SequenceRuntime {
@@ -283,17 +282,12 @@ impl TableHandle {
     /// The snapshot plus rows still in flight to the log, for key checks. In-flight rows are read
     /// first: a row that becomes durable in between is then seen twice, never missed.
     pub fn state_for_check(&self) -> TableState {
-        let inflight: Vec<Vec<RecordBatch>> = self
-            .inflight
-            .lock()
-            .iter()
-            .map(|(_, b)| b.clone())
-            .collect();
+        let inflight: Vec<(u64, Vec<RecordBatch>)> = self.inflight.lock().clone();
         let mut state = self.state();
-        for batches in inflight {
+        for (ticket, batches) in inflight {
             state
                 .buffered
-                .push(buffer::Entry::unlogged(Lsn::MAX, batches));
+                .push(buffer::Entry::unlogged(Lsn::MAX, ticket, batches));
         }
         state
     }
@@ -326,14 +320,6 @@ impl TableHandle {
         Ok(boxes)
     }
 
-    fn index_keys(&self, batches: &[RecordBatch], add: bool) -> Result<()> {
-        match self.keys.lock().as_mut() {
-            Some(index) if add => index.add(batches),
-            Some(index) => index.remove(batches),
-            None => Ok(()),
-        }
-    }
-
     /// Queues rows in flight and indexes their keys. With `checked_at`, the stamp their keys
     /// were checked at, the keys are claimed instead (see [`KeyIndex::claim`]): false, queuing
     /// nothing, when another writer's rows may hold one of them by now.
@@ -350,14 +336,14 @@ impl TableHandle {
             let mut keys = self.keys.lock();
             match (keys.as_mut(), checked_at) {
                 (None, _) => {}
-                (Some(index), None) => index.add(&batches)?,
+                (Some(index), None) => index.add(&batches, ticket)?,
                 (Some(index), Some((version, _))) => {
                     let stored = if state.version == version {
                         None
                     } else {
                         Some(self.file_boxes(&state, index.columns())?)
                     };
-                    if !index.claim(&batches, stored.as_deref())? {
+                    if !index.claim(&batches, stored.as_deref(), ticket)? {
                         return Ok(false);
                     }
                 }
@@ -373,19 +359,27 @@ impl TableHandle {
         if let Some(at) = inflight.iter().position(|(t, _)| *t == ticket) {
             let (_, batches) = inflight.remove(at);
             drop(inflight);
-            if let Err(e) = self.index_keys(&batches, false) {
+            if let Some(Err(e)) = self
+                .keys
+                .lock()
+                .as_mut()
+                .map(|index| index.remove(&batches, ticket))
+            {
                 tracing::warn!(table = self.name, error = %e, "could not unindex failed rows");
             }
         }
     }
 
-    /// Publishes durable rows into the buffer (called by the log in LSN order, or by replay,
-    /// whose rows are not indexed yet).
-    pub(super) fn push_buffered(&self, ticket: Option<u64>, entry: buffer::Entry) -> Result<()> {
+    /// Publishes durable rows into the buffer, called by the log in LSN order for rows in
+    /// flight, or by replay (`replayed`), whose rows are not indexed yet.
+    pub(super) fn push_buffered(&self, entry: buffer::Entry, replayed: bool) -> Result<()> {
         let mut state = self.state.write();
-        match ticket {
-            Some(ticket) => self.inflight.lock().retain(|(t, _)| *t != ticket),
-            None => self.index_keys(&entry.batches()?, true)?,
+        if replayed {
+            if let Some(index) = self.keys.lock().as_mut() {
+                index.add(&entry.batches()?, entry.ticket)?;
+            }
+        } else {
+            self.inflight.lock().retain(|(t, _)| *t != entry.ticket);
         }
         state.buffered.push(entry);
         Ok(())
@@ -394,14 +388,6 @@ impl TableHandle {
     /// Drops the in-memory copies of the oldest buffered rows (see [`BufferedRows::spill`]).
     pub(super) fn spill(&self, want: usize) -> usize {
         self.state.write().buffered.spill(want)
-    }
-
-    /// The primary keys of rows, encoded as the key index holds them (empty without a key).
-    pub(super) fn key_rows(&self, batches: &[RecordBatch]) -> Result<Vec<PackedKey>> {
-        match self.keys.lock().as_ref() {
-            Some(index) => index.packed(batches),
-            None => Ok(Vec::new()),
-        }
     }
 
     /// Forgets buffered rows (the table is dropped).
@@ -506,6 +492,16 @@ fn sequence_runtimes(meta: &TableMeta) -> HashMap<String, SequenceRuntime> {
         .collect()
 }
 
+/// The buffered rows of a table a [`CommitGuard`] flushed.
+#[derive(Debug, Default)]
+struct Flushed {
+    /// The highest log position.
+    upto: Lsn,
+    /// The latest write (see [`KeyIndex`]).
+    tickets: u64,
+    rows: usize,
+}
+
 /// Exclusive access to a set of tables for one commit.
 pub struct CommitGuard<'a> {
     locked: Vec<Arc<TableHandle>>,
@@ -513,8 +509,8 @@ pub struct CommitGuard<'a> {
     _guards: Vec<OwnedMutexGuard<()>>,
     visibility: &'a AsyncRwLock<()>,
     staged: HashMap<u32, TableState>,
-    /// Per table, the highest LSN this guard flushed to Delta and the keys of the flushed rows.
-    flushed: HashMap<u32, (Lsn, Vec<PackedKey>)>,
+    /// Per table, what this guard flushed to Delta.
+    flushed: HashMap<u32, Flushed>,
     /// Tables whose rows this guard deleted or rewrote.
     rewritten: std::collections::HashSet<u32>,
 }
@@ -585,18 +581,20 @@ impl<'a> CommitGuard<'a> {
         table: &TableHandle,
         delta: DeltaTable,
         upto: Lsn,
-        keys: Vec<PackedKey>,
+        tickets: u64,
+        rows: usize,
     ) -> Result<()> {
         self.stage(table, delta)?;
         let flushed = self.flushed.entry(table.oid).or_default();
-        flushed.0 = upto;
-        flushed.1.extend(keys);
+        flushed.upto = upto;
+        flushed.tickets = flushed.tickets.max(tickets);
+        flushed.rows += rows;
         Ok(())
     }
 
     /// The highest LSN of `table` this guard flushed (0 if none).
     pub(super) fn flushed_upto(&self, table: &TableHandle) -> Lsn {
-        self.flushed.get(&table.oid).map_or(0, |f| f.0)
+        self.flushed.get(&table.oid).map_or(0, |f| f.upto)
     }
 
     /// Applies write operations to a table, one Delta commit each, in order.
@@ -809,16 +807,16 @@ impl<'a> CommitGuard<'a> {
                 let mut live = table.state.write();
                 let mut buffered = live.buffered.clone();
                 let mut keys = table.keys.lock();
-                if let Some((upto, flushed)) = self.flushed.get(&table.oid) {
+                if let Some(flushed) = self.flushed.get(&table.oid) {
                     if let Some(index) = keys.as_mut() {
                         // The files this flush added (a later rewrite clears them below).
                         let added = keys::file_paths(state)
                             .and_then(|new| Ok((new, keys::file_paths(&live)?)))
                             .map(|(new, old)| new.difference(&old).cloned().collect())
                             .unwrap_or_default();
-                        index.flushed(flushed, added);
+                        index.flushed(flushed.tickets, flushed.rows, added);
                     }
-                    buffered.release(*upto);
+                    buffered.release(flushed.upto);
                 }
                 if self.rewritten.contains(&table.oid)
                     && let Some(index) = keys.as_mut()

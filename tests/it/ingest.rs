@@ -559,9 +559,16 @@ async fn checkpoint_writes_buffered_rows_to_delta_and_releases_the_log() {
             .await
             .expect("insert");
     }
-    assert_eq!(data_files(&table_dir), files_before, "rows wait in the buffer");
+    assert_eq!(
+        data_files(&table_dir),
+        files_before,
+        "rows wait in the buffer"
+    );
     // Simple protocol: the command tag.
-    let messages = client.simple_query("checkpoint;").await.expect("checkpoint");
+    let messages = client
+        .simple_query("checkpoint;")
+        .await
+        .expect("checkpoint");
     let tag = messages.iter().find_map(|m| match m {
         tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
         _ => None,
@@ -580,7 +587,10 @@ async fn checkpoint_writes_buffered_rows_to_delta_and_releases_the_log() {
             .await
             .expect("insert");
     }
-    assert_eq!(client.execute("CHECKPOINT", &[]).await.expect("checkpoint"), 0);
+    assert_eq!(
+        client.execute("CHECKPOINT", &[]).await.expect("checkpoint"),
+        0
+    );
     assert_eq!(data_files(&table_dir), files_before + 2);
     // The log behind the flushed rows is released: a crash replays nothing twice.
     server.crash_and_restart();
@@ -614,13 +624,19 @@ async fn concurrent_historian_duplicates_are_dropped_at_commit() {
     a.batch_execute("BEGIN").await.expect("begin a");
     b.batch_execute("BEGIN").await.expect("begin b");
     for (tag, v) in [(1i32, 1.0f64), (2, 2.0)] {
-        a.execute(insert, &[&tag, &v, &1_000i64]).await.expect("a inserts");
+        a.execute(insert, &[&tag, &v, &1_000i64])
+            .await
+            .expect("a inserts");
     }
     for (tag, v) in [(2i32, 20.0f64), (3, 30.0)] {
-        b.execute(insert, &[&tag, &v, &1_000i64]).await.expect("b inserts");
+        b.execute(insert, &[&tag, &v, &1_000i64])
+            .await
+            .expect("b inserts");
     }
     a.batch_execute("COMMIT").await.expect("a commits");
-    b.batch_execute("COMMIT").await.expect("b commits, skipping its copy of tag 2");
+    b.batch_execute("COMMIT")
+        .await
+        .expect("b commits, skipping its copy of tag 2");
     let rows = a
         .query(
             "SELECT tagid, floatvalue FROM sqlt_data_1_2026_11 ORDER BY tagid",

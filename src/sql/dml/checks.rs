@@ -47,7 +47,6 @@ pub(super) fn validate_rows(
         .collect()
 }
 
-
 /// PostgreSQL's rule: too-long strings are an error unless only trailing spaces are cut.
 fn check_length(column: &ColumnMeta, array: ArrayRef) -> Result<ArrayRef> {
     let Some(limit) = column.pg_type.char_length() else {
