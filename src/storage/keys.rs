@@ -1,10 +1,11 @@
 //! Primary-key checks at ingest speed.
 //!
 //! Every table with a primary key keeps a [`KeyIndex`]: the keys of its rows that are in flight
-//! to the write-ahead log or waiting in the write buffer, kept in step with both (added when a
-//! write is queued, dropped when it fails or when a flush moves the rows to Delta). Rows in Delta
-//! are screened with the files' column statistics: a new key can only clash with a file whose
-//! min/max box holds it. [`Storage::key_clash`] answers from these two alone in the common case
+//! to the write-ahead log or waiting in the write buffer, kept in step with both (added, or
+//! claimed at commit, when a write is queued; dropped when it fails), and of the rows this
+//! server flushed to Delta, up to a limit (the files they went to are then covered). Other rows
+//! in Delta are screened with the files' column statistics: a new key can only clash with a
+//! file whose min/max box holds it. [`Storage::key_clash`] answers from these two alone in the common case
 //! (new keys past everything stored, as historian data is), and says [`KeyCheck::Unknown`] when
 //! some stored file might hold a new key; the SQL layer then runs its exact check against the
 //! snapshot for those rows.
@@ -326,6 +327,15 @@ impl KeyIndex {
         Ok(())
     }
 
+    /// The files among `boxes` whose keys the index does not hold.
+    pub(super) fn uncovered(&self, boxes: &FileBoxes) -> FileBoxes {
+        boxes
+            .iter()
+            .filter(|file| !self.covered.contains(&file.path))
+            .cloned()
+            .collect()
+    }
+
     /// The key columns, as indices into the table's columns.
     pub(super) fn columns(&self) -> &[usize] {
         &self.columns
@@ -333,8 +343,8 @@ impl KeyIndex {
 
     /// Indexes the keys of the rows of write `ticket`, which were checked against the table
     /// before other writers' rows arrived, in one probe a key: false, indexing none, when a
-    /// row now holds one of them, or when a data file among `stored` (added since the check)
-    /// that the index does not cover may hold one by its statistics. The caller then checks
+    /// row now holds one of them, or when a data file among `stored` (those the index does not
+    /// cover, when files were added since the check) may hold one by its statistics. The caller then checks
     /// the rows again.
     pub(super) fn claim(
         &mut self,
@@ -342,8 +352,7 @@ impl KeyIndex {
         stored: Option<&FileBoxes>,
         ticket: u64,
     ) -> Result<bool> {
-        if stored.is_some_and(|boxes| stored_may_hold(boxes, &self.covered, &self.columns, batches))
-        {
+        if stored.is_some_and(|boxes| stored_may_hold(boxes, &self.columns, batches)) {
             return Ok(false);
         }
         let keys = self.packed(batches)?;
@@ -451,7 +460,7 @@ fn bounds(arrays: &[ArrayRef]) -> Option<(ScalarValue, ScalarValue)> {
 
 /// A data file: its path (relative to the table), size, and the min/max of each key column
 /// (`None` where statistics are missing).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct FileBox {
     pub path: String,
     pub size: u64,
@@ -523,14 +532,10 @@ pub(super) fn file_boxes(state: &TableState, columns: &[usize]) -> Result<FileBo
         .collect())
 }
 
-/// Whether some data file not `covered` by the index may hold a key inside the new keys' box.
-fn stored_may_hold(
-    boxes: &FileBoxes,
-    covered: &std::collections::HashSet<String>,
-    columns: &[usize],
-    batches: &[RecordBatch],
-) -> bool {
-    if boxes.iter().all(|file| covered.contains(&file.path)) {
+/// Whether one of the data files `boxes` (those the index does not cover) may hold a key
+/// inside the new keys' box.
+fn stored_may_hold(boxes: &FileBoxes, columns: &[usize], batches: &[RecordBatch]) -> bool {
+    if boxes.is_empty() {
         return false;
     }
     let mut new_box = Vec::with_capacity(columns.len());
@@ -541,23 +546,20 @@ fn stored_may_hold(
             None => return true,
         }
     }
-    boxes
-        .iter()
-        .filter(|file| !covered.contains(&file.path))
-        .any(|file| {
-            file.bounds
-                .iter()
-                .zip(&new_box)
-                .all(|(bounds, (low, high))| match bounds {
-                    // Missing statistics: the file may hold anything.
-                    None => true,
-                    Some((file_low, file_high)) => {
-                        let below = file_high.partial_cmp(low) == Some(std::cmp::Ordering::Less);
-                        let above = file_low.partial_cmp(high) == Some(std::cmp::Ordering::Greater);
-                        !below && !above
-                    }
-                })
-        })
+    boxes.iter().any(|file| {
+        file.bounds
+            .iter()
+            .zip(&new_box)
+            .all(|(bounds, (low, high))| match bounds {
+                // Missing statistics: the file may hold anything.
+                None => true,
+                Some((file_low, file_high)) => {
+                    let below = file_high.partial_cmp(low) == Some(std::cmp::Ordering::Less);
+                    let above = file_low.partial_cmp(high) == Some(std::cmp::Ordering::Greater);
+                    !below && !above
+                }
+            })
+    })
 }
 
 /// Which of a set of new keys the table already holds, as far as the index knows.
@@ -610,8 +612,8 @@ impl Storage {
                     stored_unknown: false,
                 }));
             }
-            let boxes = table.file_boxes(state, &index.columns)?;
-            let stored_unknown = stored_may_hold(&boxes, &index.covered, &index.columns, batches);
+            let boxes = table.uncovered_boxes(state, index)?;
+            let stored_unknown = stored_may_hold(&boxes, &index.columns, batches);
             Ok::<_, StorageError>(Some(KeysTaken {
                 rows,
                 stored_unknown,

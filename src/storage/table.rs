@@ -158,6 +158,8 @@ pub struct TableHandle {
     keys: Mutex<Option<KeyIndex>>,
     /// Key-column boxes of the data files, for the Delta version they were read at.
     file_boxes: Mutex<Option<(i64, Arc<FileBoxes>)>>,
+    /// Those of `file_boxes` the key index does not cover, likewise.
+    uncovered_boxes: Mutex<Option<(i64, Arc<FileBoxes>)>>,
     sequences: Mutex<HashMap<String, SequenceRuntime>>,
     /// The newest Delta version whose files' page indexes were put in the metadata cache.
     page_indexes_cached: AtomicI64,
@@ -208,6 +210,7 @@ impl TableHandle {
             inflight: Mutex::new(Vec::new()),
             keys: Mutex::new(keys),
             file_boxes: Mutex::new(None),
+            uncovered_boxes: Mutex::new(None),
             sequences: Mutex::new(sequences),
             page_indexes_cached: AtomicI64::new(-1),
             seeks: AtomicU64::new(0),
@@ -320,6 +323,25 @@ impl TableHandle {
         Ok(boxes)
     }
 
+    /// The boxes of `state`'s data files that `index` does not cover, once per version: the
+    /// covered files only change with the version, under the same locks (see
+    /// [`CommitGuard::publish`]). Call with both locked, as [`TableHandle::with_keys`] does.
+    pub(super) fn uncovered_boxes(
+        &self,
+        state: &TableState,
+        index: &KeyIndex,
+    ) -> Result<Arc<FileBoxes>> {
+        if let Some((version, boxes)) = self.uncovered_boxes.lock().as_ref()
+            && *version == state.version
+        {
+            return Ok(boxes.clone());
+        }
+        let all = self.file_boxes(state, index.columns())?;
+        let boxes = Arc::new(index.uncovered(&all));
+        *self.uncovered_boxes.lock() = Some((state.version, boxes.clone()));
+        Ok(boxes)
+    }
+
     /// Queues rows in flight and indexes their keys. With `checked_at`, the stamp their keys
     /// were checked at, the keys are claimed instead (see [`KeyIndex::claim`]): false, queuing
     /// nothing, when another writer's rows may hold one of them by now.
@@ -341,7 +363,7 @@ impl TableHandle {
                     let stored = if state.version == version {
                         None
                     } else {
-                        Some(self.file_boxes(&state, index.columns())?)
+                        Some(self.uncovered_boxes(&state, index)?)
                     };
                     if !index.claim(&batches, stored.as_deref(), ticket)? {
                         return Ok(false);
