@@ -285,9 +285,8 @@ pub trait CommitCheck: Send + Sync {
 /// Inserts only (the ingest path): admit the tables and append to the write-ahead log, claiming
 /// the keys against rows other sessions added meanwhile (stored, buffered or in flight) and
 /// re-checking the rows when a claim is refused; the rows are durable and visible when this
-/// returns. Anything else (UPDATE, DELETE, TRUNCATE):
-/// lock the tables, flush their buffers, re-check, write each table's operations to Delta and
-/// publish all new snapshots at once.
+/// returns. Anything else (UPDATE, DELETE, TRUNCATE): lock the tables, flush their buffers,
+/// re-check, write each table's operations to Delta and publish all new snapshots at once.
 ///
 /// # Errors
 /// Constraint violations found by `check`, or storage errors; nothing is stored then.
