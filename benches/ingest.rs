@@ -9,9 +9,10 @@
 //! Both loads run `INGEST_ROUNDS` times (default 3), each round into new months (fresh tables
 //! on both sides) and with the two servers' order swapped from the round before, so that one
 //! run's noise (these machines are shared) and the order do not decide the ratio. Before each
-//! measured load both servers run `CHECKPOINT`, as pgbench-style runs do, so that neither pays
-//! for the rounds before it during the load (PostgreSQL writing dirty buffers and recycling WAL,
-//! deltagate flushing earlier months' buffered rows to Delta). Prints each
+//! measured load both servers settle, so that neither pays for the loads before it during the
+//! load: PostgreSQL runs `VACUUM ANALYZE` (else autovacuum of the table just loaded runs
+//! during the next load, on either server) and `CHECKPOINT` (dirty buffers, WAL recycling),
+//! deltagate `CHECKPOINT` (earlier months' buffered rows flushed to Delta). Prints each
 //! round's rows per second, the ratio deltagate / PostgreSQL (higher is better for deltagate)
 //! and the median ratio; deltagate's peak resident memory; and the Delta files it leaves after
 //! a clean shutdown for the first round's months.
@@ -115,14 +116,10 @@ async fn count(conn: &str, table: &str) -> i64 {
         .get(0)
 }
 
-/// Runs `CHECKPOINT` on each server: what earlier loads left to write is written now.
-async fn checkpoint(conns: &[&String]) {
-    for conn in conns {
-        client(conn)
-            .await
-            .batch_execute("CHECKPOINT")
-            .await
-            .expect("checkpoint");
+/// Lets each server finish what earlier loads left to do before the next measured load.
+async fn settle(pg: &str, dg: &str) {
+    for (conn, sql) in [(pg, "VACUUM ANALYZE"), (pg, "CHECKPOINT"), (dg, "CHECKPOINT")] {
+        client(conn).await.batch_execute(sql).await.expect(sql);
     }
 }
 
@@ -200,7 +197,7 @@ async fn main() {
         }
         // Swapped every round: whichever runs second finds the machine as the first left it.
         let deltagate_first = round % 2 == 0;
-        checkpoint(&[&pg, &dg]).await;
+        settle(&pg, &dg).await;
         let (dg_jdbc, pg_jdbc) = if deltagate_first {
             let dg_time = jdbc_load(&deltagate.jdbc_url(), &jdbc_table, rows);
             (dg_time, jdbc_load(&postgres.jdbc_url(), &jdbc_table, rows))
@@ -212,7 +209,7 @@ async fn main() {
             assert_eq!(count(conn, &jdbc_table).await, rows as i64);
         }
         jdbc_ratios.push(report(&jdbc_name, rows, dg_jdbc, pg_jdbc));
-        checkpoint(&[&pg, &dg]).await;
+        settle(&pg, &dg).await;
         let (dg_copy, pg_copy) = if deltagate_first {
             let dg_time = copy_load(&dg, &copy_table, &data).await;
             (dg_time, copy_load(&pg, &copy_table, &data).await)
