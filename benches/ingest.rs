@@ -118,7 +118,11 @@ async fn count(conn: &str, table: &str) -> i64 {
 
 /// Lets each server finish what earlier loads left to do before the next measured load.
 async fn settle(pg: &str, dg: &str) {
-    for (conn, sql) in [(pg, "VACUUM ANALYZE"), (pg, "CHECKPOINT"), (dg, "CHECKPOINT")] {
+    for (conn, sql) in [
+        (pg, "VACUUM ANALYZE"),
+        (pg, "CHECKPOINT"),
+        (dg, "CHECKPOINT"),
+    ] {
         client(conn).await.batch_execute(sql).await.expect(sql);
     }
 }

@@ -324,15 +324,7 @@ async fn append(
     // Mostly no other writer added a row with one of these keys since the transaction checked
     // them: the append claims the keys in one probe each and is done. Otherwise (or when the
     // index cannot tell) the rows are checked again, as they are now, and appended as checked.
-    let claimed = changes
-        .iter()
-        .map(|change| Append {
-            table: change.table.clone(),
-            batches: inserted(change),
-            checked_at: Some(change.base),
-        })
-        .collect();
-    let admission = match admission.append(claimed).await? {
+    let admission = match admission.append(appends(&changes, true)).await? {
         Appended::Durable(_) => return Ok(()),
         Appended::Refused(admission) => admission,
     };
@@ -342,15 +334,7 @@ async fn append(
             check.check(change, &current).await?;
         }
     }
-    let checked = changes
-        .iter()
-        .map(|change| Append {
-            table: change.table.clone(),
-            batches: inserted(change),
-            checked_at: None,
-        })
-        .collect();
-    match admission.append(checked).await? {
+    match admission.append(appends(&changes, false)).await? {
         Appended::Durable(_) => Ok(()),
         Appended::Refused(_) => Err(SqlError::Internal(
             "rows checked under the admission lock were refused".into(),
@@ -358,14 +342,22 @@ async fn append(
     }
 }
 
-/// The rows a transaction's changes to one table insert (it only inserts).
-fn inserted(change: &TableChanges) -> Vec<RecordBatch> {
-    change
-        .ops
+/// The rows a transaction's changes insert (it only inserts), per table; `claim`: their keys
+/// were checked when the statements ran, not under this admission.
+fn appends(changes: &[TableChanges], claim: bool) -> Vec<Append> {
+    changes
         .iter()
-        .flat_map(|op| match op {
-            WriteOp::Insert(batches) => batches.clone(),
-            WriteOp::Delete { .. } => Vec::new(),
+        .map(|change| Append {
+            table: change.table.clone(),
+            batches: change
+                .ops
+                .iter()
+                .flat_map(|op| match op {
+                    WriteOp::Insert(batches) => batches.clone(),
+                    WriteOp::Delete { .. } => Vec::new(),
+                })
+                .collect(),
+            checked_at: claim.then_some(change.base),
         })
         .collect()
 }

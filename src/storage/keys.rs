@@ -5,10 +5,10 @@
 //! claimed at commit, when a write is queued; dropped when it fails), and of the rows this
 //! server flushed to Delta, up to a limit (the files they went to are then covered). Other rows
 //! in Delta are screened with the files' column statistics: a new key can only clash with a
-//! file whose min/max box holds it. [`Storage::key_clash`] answers from these two alone in the common case
-//! (new keys past everything stored, as historian data is), and says [`KeyCheck::Unknown`] when
-//! some stored file might hold a new key; the SQL layer then runs its exact check against the
-//! snapshot for those rows.
+//! file whose min/max box holds it. [`Storage::key_clash`] answers from these two alone in the
+//! common case (new keys past everything stored, as historian data is), and says
+//! [`KeyCheck::Unknown`] when some stored file might hold a new key; the SQL layer then runs its
+//! exact check against the snapshot for those rows.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
