@@ -2,12 +2,13 @@
 //!
 //! A client batch arrives as one Bind/Execute pair per row of the same prepared INSERT, then a
 //! Sync. Checking and recording each row on its own costs far more than storing it, so this
-//! module holds such executions back (their Bind messages as received, their BindComplete and
-//! CommandComplete replies not yet sent) and runs them as one insert through
+//! module holds such executions back (their parameter values copied out of the Binds, their
+//! BindComplete and CommandComplete replies not yet sent) and runs them as one insert through
 //! [`Session::execute_many`] as soon as anything else arrives: another statement, Describe of
 //! something else, Close, Flush, Sync, a simple query, or a full batch. Their parameters are
 //! then decoded column by column (see `params`). The replies go out in the order PostgreSQL
-//! sends them.
+//! sends them. Once a batch is held, the connection loop hands the rest of its messages
+//! here straight from the read buffer ([`absorb`]), undecoded by pgwire.
 //!
 //! Invariants: nothing is acknowledged before it is recorded (a reply is only sent after the
 //! batch ran; in autocommit mode that means committed to the write-ahead log); replies keep
@@ -24,6 +25,7 @@
 
 use std::sync::Arc;
 
+use bytes::{Buf, BytesMut};
 use futures::{Sink, SinkExt};
 use parking_lot::Mutex;
 use pgwire::api::portal::Portal;
@@ -34,13 +36,13 @@ use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::NoData;
-use pgwire::messages::extendedquery::{Bind, BindComplete};
+use pgwire::messages::extendedquery::{Bind, BindComplete, TARGET_TYPE_BYTE_PORTAL};
 use pgwire::messages::response::CommandComplete;
 
 use crate::sql::{Executions, PreparedStatement, Session};
 
 use super::handlers::send_side_messages;
-use super::params;
+use super::params::{self, Rows};
 use super::sqlstate::to_pgwire;
 
 /// Executions held back before they run together, bounding memory and reply latency for a
@@ -65,10 +67,12 @@ enum Reply {
 #[derive(Debug, Default)]
 pub(super) struct Held {
     statement: Option<Arc<StoredStatement<PreparedStatement>>>,
-    /// The latest Bind, while it has not been executed.
-    bound: Option<Bind>,
-    /// The executed Binds, in order.
-    executions: Vec<Bind>,
+    /// The portal all held Binds bind.
+    portal: String,
+    result_formats: Vec<i16>,
+    /// The values of the held Binds, in order; the last one is not executed yet while `bound`.
+    rows: Rows,
+    bound: bool,
     replies: Vec<Reply>,
     /// The latest Bind of a batch that ran, and its statement, until its portal is stored.
     unstored: Option<(Arc<StoredStatement<PreparedStatement>>, Bind)>,
@@ -77,38 +81,49 @@ pub(super) struct Held {
 /// The executions held back on a connection, owned by its query handler.
 pub(super) type Batch = Mutex<Held>;
 
-/// A copy of a Bind (pgwire's is not `Clone`); the values are shared, not copied.
-fn copy(bind: &Bind) -> Bind {
-    Bind::new(
-        bind.portal_name.clone(),
-        bind.statement_name.clone(),
-        bind.parameter_format_codes.clone(),
-        bind.parameters.clone(),
-        bind.result_column_format_codes.clone(),
-    )
-}
-
 fn portal_name(bind: &Bind) -> &str {
     bind.portal_name.as_deref().unwrap_or(DEFAULT_NAME)
 }
 
 impl Held {
-    /// Whether `bind` of `statement` may be held: nothing else is held, or executions of the
-    /// same statement into the same portal.
+    /// Whether a Bind of `statement` into `portal` with these format codes and `values` values
+    /// may be held: nothing is held, or executed Binds of the same statement into the same
+    /// portal, with the same formats.
+    fn accepts(
+        &self,
+        statement: &StoredStatement<PreparedStatement>,
+        portal: &str,
+        formats: &[u8],
+        values: usize,
+        result_formats: impl FnOnce() -> bool,
+    ) -> bool {
+        if self.bound || values != statement.statement.param_types.len() {
+            return false;
+        }
+        match &self.statement {
+            None => true,
+            Some(held) => {
+                std::ptr::eq(held.as_ref(), statement)
+                    && self.portal == portal
+                    && self.rows.fits(formats, values)
+                    && result_formats()
+            }
+        }
+    }
+
+    /// Whether `bind` of `statement` may be held (see [`Held::accepts`]).
     pub(super) fn takes(
         &self,
-        statement: &Arc<StoredStatement<PreparedStatement>>,
+        statement: &StoredStatement<PreparedStatement>,
         bind: &Bind,
     ) -> bool {
-        let same_statement = self
-            .statement
-            .as_ref()
-            .is_none_or(|held| Arc::ptr_eq(held, statement));
-        let same_portal = self
-            .executions
-            .last()
-            .is_none_or(|last| portal_name(last) == portal_name(bind));
-        same_statement && same_portal && self.bound.is_none()
+        self.accepts(
+            statement,
+            portal_name(bind),
+            &params::format_bytes(&bind.parameter_format_codes),
+            bind.parameters.len(),
+            || self.result_formats == bind.result_column_format_codes,
+        )
     }
 
     /// The held statement when `name` names it, found without the statement store: a client
@@ -123,20 +138,23 @@ impl Held {
 
     /// Holds a Bind of `statement` (see [`Held::takes`]).
     pub(super) fn bind(&mut self, statement: &Arc<StoredStatement<PreparedStatement>>, bind: Bind) {
-        if !self
-            .statement
-            .as_ref()
-            .is_some_and(|held| Arc::ptr_eq(held, statement))
-        {
+        if self.statement.is_none() {
             self.statement = Some(statement.clone());
+            self.portal = portal_name(&bind).to_owned();
+            self.result_formats = bind.result_column_format_codes;
+            self.rows = Rows::new(
+                params::format_bytes(&bind.parameter_format_codes),
+                bind.parameters.len(),
+            );
         }
-        self.bound = Some(bind);
+        self.rows.push(bind.parameters.iter().map(Option::as_deref));
+        self.bound = true;
         self.replies.push(Reply::BindComplete);
     }
 
     /// Whether the portal `name` is a held Bind not executed yet.
     pub(super) fn holds(&self, name: &str) -> bool {
-        self.bound.as_ref().is_some_and(|b| portal_name(b) == name)
+        self.bound && self.portal == name
     }
 
     /// Holds the answer to Describe of the held portal (see [`Held::holds`]).
@@ -147,16 +165,162 @@ impl Held {
     /// Holds the execution of the held portal (see [`Held::holds`]); true when the batch
     /// should run now.
     pub(super) fn execute(&mut self) -> bool {
-        if let Some(bind) = self.bound.take() {
-            self.executions.push(bind);
+        if std::mem::take(&mut self.bound) {
             self.replies.push(Reply::Executed);
         }
-        self.executions.len() >= MAX_HELD
+        self.rows.len() >= MAX_HELD || self.rows.bytes() >= params::ROWS_BYTES
     }
 
     fn is_empty(&self) -> bool {
         self.replies.is_empty()
     }
+}
+
+/// One complete message at the start of `buffer`: its type, its body, and its whole length.
+fn message(buffer: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let header = buffer.get(..5)?;
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if !(4..=MAX_ABSORBED).contains(&len) {
+        return None;
+    }
+    let body = buffer.get(5..1 + len)?;
+    Some((header[0], body, 1 + len))
+}
+
+/// A Bind, Describe or Execute bigger than this goes through pgwire (and its size limit).
+const MAX_ABSORBED: usize = 1 << 20;
+
+/// Reads the fields of a message body in order; `None` past its end.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (taken, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(taken)
+    }
+
+    fn cstring(&mut self) -> Option<&'a str> {
+        let end = self.0.iter().position(|b| *b == 0)?;
+        let text = std::str::from_utf8(self.take(end)?).ok()?;
+        self.take(1)?;
+        Some(text)
+    }
+
+    /// A statement or portal name, the empty one as pgwire names it.
+    fn name(&mut self) -> Option<&'a str> {
+        self.cstring()
+            .map(|name| if name.is_empty() { DEFAULT_NAME } else { name })
+    }
+
+    fn i16(&mut self) -> Option<i16> {
+        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// A count, then that many values of `width` bytes, returned together.
+    fn counted(&mut self, width: usize) -> Option<&'a [u8]> {
+        let count = usize::try_from(self.i16()?).ok()?;
+        self.take(count * width)
+    }
+
+    /// A Bind's parameter values: a count, then each as a length (-1 for NULL) and its bytes.
+    /// Returns the count and the bytes that hold them, checked (see [`each_value`]).
+    fn values(&mut self) -> Option<(usize, &'a [u8])> {
+        let count = usize::try_from(self.i16()?).ok()?;
+        let start = self.0;
+        for _ in 0..count {
+            let len = self.i32()?;
+            if len != -1 {
+                self.take(usize::try_from(len).ok()?)?;
+            }
+        }
+        Some((count, &start[..start.len() - self.0.len()]))
+    }
+}
+
+/// The values [`Fields::values`] checked.
+fn each_value(values: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let mut fields = Fields(values);
+    std::iter::from_fn(move || match fields.i32()? {
+        -1 => Some(None),
+        len => fields.take(usize::try_from(len).ok()?).map(Some),
+    })
+}
+
+impl Held {
+    /// Holds a Bind of the held statement, given as its body; `None` (holding nothing) when
+    /// it is for something else or malformed.
+    fn absorb_bind(
+        &mut self,
+        statement: &StoredStatement<PreparedStatement>,
+        mut fields: Fields,
+    ) -> Option<()> {
+        let portal = fields.name()?;
+        let name = fields.name()?;
+        let formats = fields.counted(2)?;
+        let (count, values) = fields.values()?;
+        let result_formats = fields.counted(2)?;
+        let holds = name == statement.id
+            && fields.0.is_empty()
+            && self.accepts(statement, portal, formats, count, || {
+                params::format_bytes(&self.result_formats) == result_formats
+            });
+        holds.then(|| {
+            self.rows.push(each_value(values));
+            self.bound = true;
+            self.replies.push(Reply::BindComplete);
+        })
+    }
+
+    /// Holds a Describe of the held portal, given as its body.
+    fn absorb_describe(&mut self, mut fields: Fields) -> Option<()> {
+        let target = fields.take(1)?;
+        let name = fields.name()?;
+        (target == [TARGET_TYPE_BYTE_PORTAL] && fields.0.is_empty() && self.holds(name))
+            .then(|| self.describe())
+    }
+
+    /// Holds an Execute of the held portal, given as its body; whether the batch is full.
+    fn absorb_execute(&mut self, mut fields: Fields) -> Option<bool> {
+        let name = fields.name()?;
+        fields.i32()?;
+        (fields.0.is_empty() && self.holds(name)).then(|| self.execute())
+    }
+}
+
+/// Takes the Binds, Describes and Executes of the held batch straight from the connection's
+/// read buffer, as long as complete ones come first, without decoding them into pgwire
+/// messages: a client batch is three such messages a row, and pgwire makes a `Bytes` of every
+/// value and a `String` of every name. Anything else (another statement or portal, a
+/// malformed message, a Sync) is left in the buffer for pgwire and the handlers, which then
+/// see what they would have seen after these messages. Call only while the connection is
+/// ready for queries. Returns whether the batch is full and must run now.
+pub(super) fn absorb(buffer: &mut BytesMut, batch: &Batch) -> bool {
+    let mut held = batch.lock();
+    let Some(statement) = held.statement.clone() else {
+        return false;
+    };
+    while let Some((kind, body, len)) = message(buffer) {
+        let full = match kind {
+            b'B' => held.absorb_bind(&statement, Fields(body)).map(|()| false),
+            b'D' => held.absorb_describe(Fields(body)).map(|()| false),
+            b'E' => held.absorb_execute(Fields(body)),
+            _ => None,
+        };
+        let Some(full) = full else {
+            break;
+        };
+        buffer.advance(len);
+        if full {
+            return true;
+        }
+    }
+    false
 }
 
 /// Drops the held executions unanswered (an error was reported before them), and their portal.
@@ -212,9 +376,13 @@ where
         }
         let mut taken = std::mem::take(&mut *held);
         let latest = taken
-            .bound
-            .take()
-            .or_else(|| taken.executions.last().map(copy));
+            .rows
+            .len()
+            .checked_sub(1)
+            .map(|row| taken.rows.bind(row, &taken.portal, &taken.result_formats));
+        if std::mem::take(&mut taken.bound) {
+            taken.rows.pop();
+        }
         held.unstored = taken.statement.clone().zip(latest);
         taken
     };
@@ -234,19 +402,19 @@ where
     let Some(statement) = stored.statement.statement.as_ref() else {
         return send_replies(client, &held.replies, &[]).await;
     };
-    if held.executions.is_empty() {
+    if held.rows.is_empty() {
         return send_replies(client, &held.replies, &[]).await;
     }
     let session = super::handlers::session(client)?;
-    let result = match params::columns(&stored, &held.executions) {
+    let result = match params::columns(&stored, &held.rows) {
         Some(columns) => {
             let executions = Executions::Columns {
                 params: &columns,
-                count: held.executions.len(),
+                count: held.rows.len(),
             };
             session.execute_many(statement, executions).await
         }
-        None => match params::each(&stored, &held.executions) {
+        None => match params::each(&stored, &held.rows) {
             Ok(values) => {
                 let values: Vec<_> = values.iter().map(Some).collect();
                 session
@@ -324,7 +492,7 @@ where
     C::Error: std::fmt::Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let mut executions = match params::each(stored, &held.executions) {
+    let mut executions = match params::each(stored, &held.rows) {
         Ok(values) => values.into_iter(),
         Err(e) => return fail(client, &held.replies, e).await,
     };

@@ -151,6 +151,24 @@ pub struct QueryHandler {
     held: batch::Batch,
 }
 
+impl QueryHandler {
+    /// Takes the held batch's own messages from the connection's read buffer (see
+    /// [`batch::absorb`]); true when the batch is full and [`QueryHandler::run_held`] must run.
+    pub(super) fn absorb(&self, buffer: &mut bytes::BytesMut) -> bool {
+        batch::absorb(buffer, &self.held)
+    }
+
+    /// Runs the held batch.
+    pub(super) async fn run_held<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        batch::flush(client, &self.held).await
+    }
+}
+
 #[async_trait]
 impl SimpleQueryHandler for QueryHandler {
     async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>

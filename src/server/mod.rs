@@ -159,7 +159,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 impl Connection {
     /// Serves one client as pgwire's `process_socket` does, except that Bind, Describe and
     /// Execute reach the query handler directly: pgwire's loop clones five handler `Arc`s for
-    /// every message, and a client's batched insert is three messages a row.
+    /// every message, and a client's batched insert is three messages a row. Those of a held
+    /// batch are taken from the read buffer before pgwire decodes them (see `batch`).
     async fn serve(self, socket: TcpStream, tls: Option<TlsAcceptor>) -> std::io::Result<()> {
         let startup_timeout = tokio::time::sleep(STARTUP_TIMEOUT);
         tokio::pin!(startup_timeout);
@@ -180,6 +181,14 @@ impl Connection {
         *buffer = larger;
         loop {
             let state = socket.state();
+            if matches!(state, PgWireConnectionState::ReadyForQuery)
+                && self.queries.absorb(socket.read_buffer_mut())
+            {
+                if let Err(error) = self.queries.run_held(&mut socket).await {
+                    process_error(&mut socket, error, true).await?;
+                }
+                continue;
+            }
             let starting = matches!(
                 state,
                 PgWireConnectionState::AwaitingStartup

@@ -4,10 +4,10 @@
 //! announced (the column's type where planning tied the parameter to a column), else the
 //! Arrow type planning inferred; its format (text or binary) comes from the Bind. One portal's
 //! values are decoded by arrow_pg into scalars ([`parameters`]). A held batch of executions
-//! (see `batch`) is decoded column by column straight into Arrow arrays ([`columns`]) for the
-//! types historians send, with exactly the decoders a portal would use, and falls back to
-//! decoding each execution as a portal for anything else; so both routes give the same values
-//! and the same errors.
+//! (see `batch`) keeps its values as [`Rows`] and is decoded column by column straight into
+//! Arrow arrays ([`columns`]) for the types historians send, with exactly the decoders a portal
+//! would use, and falls back to decoding each execution as a portal for anything else; so both
+//! routes give the same values and the same errors.
 
 use std::sync::Arc;
 
@@ -19,9 +19,9 @@ use datafusion::arrow::datatypes::{
     DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
 };
 use datafusion::common::ParamValues;
-use pgwire::api::Type;
 use pgwire::api::portal::Portal;
 use pgwire::api::stmt::StoredStatement;
+use pgwire::api::{DEFAULT_NAME, Type};
 use pgwire::error::PgWireResult;
 use pgwire::messages::data::FORMAT_CODE_BINARY;
 use pgwire::messages::extendedquery::Bind;
@@ -73,37 +73,149 @@ pub(super) fn parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Opt
     ))
 }
 
-/// The parameter values of each execution, decoded as portals.
+/// The parameter values of a batch's executions of one statement (see `batch`), as their
+/// Binds sent them, copied into one buffer: a historian sends millions of values a second,
+/// and a `Bytes` each (a reference count on the connection's read buffer, taken and dropped)
+/// costs more than the copy. Every row has the statement's number of values; every Bind of a
+/// batch has the same format codes (kept as sent: big-endian pairs of bytes).
+#[derive(Debug, Default)]
+pub(super) struct Rows {
+    formats: Vec<u8>,
+    width: usize,
+    count: usize,
+    bytes: Vec<u8>,
+    /// Each row's values in order: where it is in `bytes` and how long, `None` for NULL.
+    values: Vec<Option<(u32, u32)>>,
+}
+
+/// Above this many bytes of held values the batch runs (offsets into them are `u32`).
+pub(super) const ROWS_BYTES: usize = 64 << 20;
+
+impl Rows {
+    pub(super) fn new(formats: Vec<u8>, width: usize) -> Rows {
+        Rows {
+            formats,
+            width,
+            ..Rows::default()
+        }
+    }
+
+    /// Whether rows with these format codes and this many values belong here.
+    pub(super) fn fits(&self, formats: &[u8], width: usize) -> bool {
+        self.formats == formats && self.width == width
+    }
+
+    /// Appends a row of [`Rows::fits`] values.
+    pub(super) fn push<'a>(&mut self, values: impl IntoIterator<Item = Option<&'a [u8]>>) {
+        for value in values {
+            self.values.push(value.map(|v| {
+                let start = self.bytes.len() as u32;
+                self.bytes.extend_from_slice(v);
+                (start, v.len() as u32)
+            }));
+        }
+        self.count += 1;
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.count
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Drops the last row.
+    pub(super) fn pop(&mut self) {
+        if self.count > 0 {
+            self.count -= 1;
+            self.values.truncate(self.count * self.width);
+            let end = self.values.iter().rev().flatten().next();
+            self.bytes
+                .truncate(end.map_or(0, |(start, len)| (start + len) as usize));
+        }
+    }
+
+    fn value(&self, row: usize, i: usize) -> Option<&[u8]> {
+        self.values[row * self.width + i]
+            .map(|(start, len)| &self.bytes[start as usize..(start + len) as usize])
+    }
+
+    /// Parameter `i`'s value in every row.
+    fn column(&self, i: usize) -> impl Iterator<Item = Option<&[u8]>> {
+        (0..self.count).map(move |row| self.value(row, i))
+    }
+
+    /// The format codes as pgwire keeps them.
+    fn format_codes(&self) -> Vec<i16> {
+        self.formats
+            .chunks_exact(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+            .collect()
+    }
+
+    /// Whether parameter `i` is sent in binary.
+    fn binary(&self, i: usize) -> bool {
+        let code = match self.formats.len() / 2 {
+            0 => return false,
+            1 => 0,
+            _ => i,
+        };
+        self.formats
+            .get(2 * code..2 * code + 2)
+            .is_some_and(|c| i16::from_be_bytes([c[0], c[1]]) == FORMAT_CODE_BINARY)
+    }
+
+    /// Row `row` as the Bind of a portal named `portal`.
+    pub(super) fn bind(&self, row: usize, portal: &str, result_formats: &[i16]) -> Bind {
+        Bind::new(
+            (portal != DEFAULT_NAME).then(|| portal.to_owned()),
+            None,
+            self.format_codes(),
+            (0..self.width)
+                .map(|i| self.value(row, i).map(Bytes::copy_from_slice))
+                .collect(),
+            result_formats.to_vec(),
+        )
+    }
+}
+
+/// The format codes of a Bind as sent.
+pub(super) fn format_bytes(codes: &[i16]) -> Vec<u8> {
+    codes.iter().flat_map(|c| c.to_be_bytes()).collect()
+}
+
+/// The parameter values of each row, decoded as portals.
 ///
 /// # Errors
 /// A value that does not decode as its type.
 pub(super) fn each(
     statement: &Arc<StoredStatement<PreparedStatement>>,
-    executions: &[Bind],
+    rows: &Rows,
 ) -> PgWireResult<Vec<ParamValues>> {
-    executions
-        .iter()
-        .map(|bind| {
-            let portal = Portal::try_new(bind, statement.clone())?;
+    (0..rows.len())
+        .map(|row| {
+            let portal = Portal::try_new(&rows.bind(row, DEFAULT_NAME, &[]), statement.clone())?;
             Ok(parameters(&portal)?.unwrap_or(ParamValues::List(Vec::new())))
         })
         .collect()
 }
 
-/// The executions' parameters as one array per parameter (row `i` from execution `i`), or
-/// `None` when some parameter needs [`each`]: a type outside the common ones, a value that does
-/// not decode, a Bind with the wrong number of values.
+/// The rows' parameters as one array per parameter, or `None` when some parameter needs
+/// [`each`]: a type outside the common ones, a value that does not decode, the wrong number of
+/// values or of format codes.
 pub(super) fn columns(
     statement: &StoredStatement<PreparedStatement>,
-    executions: &[Bind],
+    rows: &Rows,
 ) -> Option<Vec<ArrayRef>> {
     let prepared = &statement.statement;
     let count = prepared.param_types.len();
-    if executions.iter().any(|b| {
-        b.parameters.len() != count
-            || !matches!(b.parameter_format_codes.len(), 0 | 1)
-                && b.parameter_format_codes.len() != count
-    }) {
+    let codes = rows.formats.len() / 2;
+    if rows.width != count || !matches!(codes, 0 | 1) && codes != count {
         return None;
     }
     let announced = announced(prepared);
@@ -115,30 +227,19 @@ pub(super) fn columns(
             let ty = declared
                 .or_else(|| announced[i].clone().filter(|t| *t != Type::UNKNOWN))
                 .or_else(|| inferred.and_then(|t| arrow_pg::datatypes::into_pg_type(t).ok()))?;
-            column(&ty, inferred, executions, i)
+            column(&ty, inferred, rows, i)
         })
         .collect()
 }
 
 /// The values of parameter `i`, when its type has a column decoder here.
-fn column(
-    ty: &Type,
-    inferred: Option<&DataType>,
-    executions: &[Bind],
-    i: usize,
-) -> Option<ArrayRef> {
-    if executions.iter().all(|b| b.parameters[i].is_none()) && decodes_null(ty) {
+fn column(ty: &Type, inferred: Option<&DataType>, rows: &Rows, i: usize) -> Option<ArrayRef> {
+    if rows.column(i).all(|v| v.is_none()) && decodes_null(ty) {
         // A NULL of any type casts to any column type.
-        return Some(new_null_array(&DataType::Null, executions.len()));
+        return Some(new_null_array(&DataType::Null, rows.len()));
     }
-    let values = executions.iter().map(|b| {
-        let binary = match b.parameter_format_codes.as_slice() {
-            [] => false,
-            [code] => *code == FORMAT_CODE_BINARY,
-            codes => codes[i] == FORMAT_CODE_BINARY,
-        };
-        (binary, b.parameters[i].as_ref())
-    });
+    let binary = rows.binary(i);
+    let values = rows.column(i).map(|v| (binary, v));
     // arrow_pg converts numbers to the inferred type; these are the cases where that is none.
     match (ty, inferred) {
         (&Type::INT2, None | Some(DataType::Int16)) => primitive::<Int16Type>(ty, values),
@@ -179,7 +280,7 @@ fn decodes_null(ty: &Type) -> bool {
 
 fn primitive<'a, T>(
     ty: &Type,
-    values: impl Iterator<Item = (bool, Option<&'a Bytes>)>,
+    values: impl Iterator<Item = (bool, Option<&'a [u8]>)>,
 ) -> Option<ArrayRef>
 where
     T: ArrowPrimitiveType,
@@ -192,7 +293,7 @@ where
 /// Every value of a parameter; `None` when one does not decode.
 fn decode_all<'a, T>(
     ty: &Type,
-    values: impl Iterator<Item = (bool, Option<&'a Bytes>)>,
+    values: impl Iterator<Item = (bool, Option<&'a [u8]>)>,
 ) -> Option<Vec<Option<T>>>
 where
     T: FromSqlOwned + for<'b> FromSqlText<'b>,
@@ -203,7 +304,7 @@ where
 }
 
 /// One value, decoded as `Portal::parameter` decodes it; `None` when it does not decode.
-fn decode<T>(ty: &Type, binary: bool, value: Option<&Bytes>) -> Option<Option<T>>
+fn decode<T>(ty: &Type, binary: bool, value: Option<&[u8]>) -> Option<Option<T>>
 where
     T: FromSqlOwned + for<'b> FromSqlText<'b>,
 {

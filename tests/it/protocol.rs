@@ -424,3 +424,223 @@ async fn tables_sequences_and_keys_survive_restart() {
         .get(0);
     assert_eq!(v, 7);
 }
+
+/// A frontend message: its type, then its length and body.
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![kind];
+    out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn cstring(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(text.as_bytes());
+    out.push(0);
+}
+
+/// A Bind of `statement` into `portal`, with format codes and values as given.
+fn bind(portal: &str, statement: &str, formats: &[i16], values: &[Option<Vec<u8>>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstring(&mut body, portal);
+    cstring(&mut body, statement);
+    body.extend_from_slice(&(formats.len() as i16).to_be_bytes());
+    for f in formats {
+        body.extend_from_slice(&f.to_be_bytes());
+    }
+    body.extend_from_slice(&(values.len() as i16).to_be_bytes());
+    for v in values {
+        match v {
+            Some(v) => {
+                body.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                body.extend_from_slice(v);
+            }
+            None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    body.extend_from_slice(&0i16.to_be_bytes());
+    message(b'B', &body)
+}
+
+fn describe_portal(portal: &str) -> Vec<u8> {
+    let mut body = vec![b'P'];
+    cstring(&mut body, portal);
+    message(b'D', &body)
+}
+
+fn execute(portal: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstring(&mut body, portal);
+    body.extend_from_slice(&0i32.to_be_bytes());
+    message(b'E', &body)
+}
+
+/// A connection speaking the protocol by hand (the server runs with trust authentication).
+struct Raw(tokio::net::TcpStream);
+
+impl Raw {
+    async fn connect(server: &TestServer) -> Raw {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        let mut body = 196_608i32.to_be_bytes().to_vec();
+        for field in ["user", "deltagate", "database", "deltagate", ""] {
+            cstring(&mut body, field);
+        }
+        let mut startup = (body.len() as u32 + 4).to_be_bytes().to_vec();
+        startup.extend_from_slice(&body);
+        stream.write_all(&startup).await.unwrap();
+        let mut raw = Raw(stream);
+        raw.replies().await;
+        raw
+    }
+
+    /// Sends bytes a few at a time, so that messages arrive cut at arbitrary points.
+    async fn send_in_pieces(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        for piece in bytes.chunks(997) {
+            self.0.write_all(piece).await.unwrap();
+            self.0.flush().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    /// The messages up to ReadyForQuery: each one's type and body.
+    async fn replies(&mut self) -> Vec<(u8, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        loop {
+            let kind = self.0.read_u8().await.unwrap();
+            let len = self.0.read_u32().await.unwrap() as usize;
+            let mut body = vec![0; len - 4];
+            self.0.read_exact(&mut body).await.unwrap();
+            out.push((kind, body));
+            if kind == b'Z' {
+                return out;
+            }
+        }
+    }
+}
+
+/// A PgJDBC-style batch (Bind, Describe, Execute a row, one Sync), cut into pieces on the
+/// wire, with changes of format codes and of portal in the middle and NULLs: every row is
+/// answered in order and stored with its values; a duplicate key deep in a batch fails all of
+/// it, reported once, and stores nothing.
+#[tokio::test]
+async fn batched_executions_are_answered_in_order_and_stored() {
+    let server = TestServer::start_with(&["--auth", "trust"]);
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE b (k int PRIMARY KEY, v text, f float8)")
+        .await
+        .unwrap();
+    let mut raw = Raw::connect(&server).await;
+    let mut parse = Vec::new();
+    cstring(&mut parse, "s1");
+    cstring(&mut parse, "INSERT INTO b VALUES ($1, $2, $3)");
+    parse.extend_from_slice(&3i16.to_be_bytes());
+    for oid in [23u32, 25, 701] {
+        parse.extend_from_slice(&oid.to_be_bytes());
+    }
+    let row = |k: i32, portal: &str| {
+        let v = (k % 2 == 1).then(|| format!("v{k}").into_bytes());
+        if (201..=250).contains(&k) {
+            // All in text.
+            let f = format!("{}", f64::from(k) / 4.0).into_bytes();
+            bind(
+                portal,
+                "s1",
+                &[0],
+                &[Some(k.to_string().into_bytes()), v, Some(f)],
+            )
+        } else {
+            let f = (f64::from(k) / 4.0).to_be_bytes().to_vec();
+            bind(
+                portal,
+                "s1",
+                &[1, 0, 1],
+                &[Some(k.to_be_bytes().to_vec()), v, Some(f)],
+            )
+        }
+    };
+    let pipeline = |keys: std::ops::RangeInclusive<i32>| {
+        let mut out = message(b'P', &parse);
+        let mut expected = vec![b'1'];
+        for k in keys {
+            let portal = if k > 250 { "p" } else { "" };
+            out.extend(row(k, portal));
+            expected.push(b'2');
+            if k <= 100 || k > 280 {
+                out.extend(describe_portal(portal));
+                expected.push(b'n');
+            }
+            out.extend(execute(portal));
+            expected.push(b'C');
+        }
+        out.extend(message(b'S', &[]));
+        expected.push(b'Z');
+        (out, expected)
+    };
+    let (bytes, expected) = pipeline(1..=300);
+    raw.send_in_pieces(&bytes).await;
+    let replies = raw.replies().await;
+    let kinds: Vec<u8> = replies.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&kinds),
+        String::from_utf8_lossy(&expected)
+    );
+    for (kind, body) in &replies {
+        if *kind == b'C' {
+            assert_eq!(body.as_slice(), b"INSERT 0 1\0");
+        }
+    }
+    let row = client
+        .query_one(
+            "SELECT count(*), sum(k), count(v), sum(f), min(v), max(v) FROM b",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 300);
+    assert_eq!(row.get::<_, i64>(1), 300 * 301 / 2);
+    assert_eq!(row.get::<_, i64>(2), 150);
+    assert_eq!(row.get::<_, f64>(3), 300.0 * 301.0 / 2.0 / 4.0);
+    assert_eq!(row.get::<_, String>(4), "v1");
+    assert_eq!(row.get::<_, String>(5), "v99");
+    let picked: Vec<(i32, Option<String>, f64)> = client
+        .query(
+            "SELECT k, v, f FROM b WHERE k IN (2, 201, 299) ORDER BY k",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        picked,
+        vec![
+            (2, None, 0.5),
+            (201, Some("v201".into()), 50.25),
+            (299, Some("v299".into()), 74.75)
+        ]
+    );
+    // Key 170 is stored: the pipeline 151..=300 fails at its first execution, as a whole.
+    client
+        .batch_execute("DELETE FROM b WHERE k > 150 AND k <> 170")
+        .await
+        .unwrap();
+    let (bytes, _) = pipeline(151..=300);
+    raw.send_in_pieces(&bytes).await;
+    let replies = raw.replies().await;
+    let kinds: Vec<u8> = replies.iter().map(|(k, _)| *k).collect();
+    assert_eq!(String::from_utf8_lossy(&kinds), "12EZ");
+    let error = String::from_utf8_lossy(&replies[2].1).to_string();
+    assert!(error.contains("C23505"), "{error}");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM b", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 151);
+}
