@@ -69,7 +69,8 @@ pub(super) struct Held {
     statement: Option<Arc<StoredStatement<PreparedStatement>>>,
     /// The portal all held Binds bind.
     portal: String,
-    result_formats: Vec<i16>,
+    /// Their result format codes, as sent.
+    result_formats: Vec<u8>,
     /// The values of the held Binds, in order; the last one is not executed yet while `bound`.
     rows: Rows,
     bound: bool,
@@ -95,7 +96,7 @@ impl Held {
         portal: &str,
         formats: &[u8],
         values: usize,
-        result_formats: impl FnOnce() -> bool,
+        result_formats: &[u8],
     ) -> bool {
         if self.bound || values != statement.statement.param_types.len() {
             return false;
@@ -106,7 +107,7 @@ impl Held {
                 std::ptr::eq(held.as_ref(), statement)
                     && self.portal == portal
                     && self.rows.fits(formats, values)
-                    && result_formats()
+                    && params::same_bytes(&self.result_formats, result_formats)
             }
         }
     }
@@ -122,7 +123,7 @@ impl Held {
             portal_name(bind),
             &params::format_bytes(&bind.parameter_format_codes),
             bind.parameters.len(),
-            || self.result_formats == bind.result_column_format_codes,
+            &params::format_bytes(&bind.result_column_format_codes),
         )
     }
 
@@ -141,7 +142,7 @@ impl Held {
         if self.statement.is_none() {
             self.statement = Some(statement.clone());
             self.portal = portal_name(&bind).to_owned();
-            self.result_formats = bind.result_column_format_codes;
+            self.result_formats = params::format_bytes(&bind.result_column_format_codes);
             self.rows = Rows::new(
                 params::format_bytes(&bind.parameter_format_codes),
                 bind.parameters.len(),
@@ -229,7 +230,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A Bind's parameter values: a count, then each as a length (-1 for NULL) and its bytes.
-    /// Returns the count and the bytes that hold them, checked (see [`each_value`]).
+    /// Returns the count and the bytes that hold them (see [`Rows::push_wire`]).
     fn values(&mut self) -> Option<(usize, &'a [u8])> {
         let count = usize::try_from(self.i16()?).ok()?;
         let start = self.0;
@@ -241,15 +242,6 @@ impl<'a> Fields<'a> {
         }
         Some((count, &start[..start.len() - self.0.len()]))
     }
-}
-
-/// The values [`Fields::values`] checked.
-fn each_value(values: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
-    let mut fields = Fields(values);
-    std::iter::from_fn(move || match fields.i32()? {
-        -1 => Some(None),
-        len => fields.take(usize::try_from(len).ok()?).map(Some),
-    })
 }
 
 impl Held {
@@ -267,11 +259,8 @@ impl Held {
         let result_formats = fields.counted(2)?;
         let holds = name == statement.id
             && fields.0.is_empty()
-            && self.accepts(statement, portal, formats, count, || {
-                params::format_bytes(&self.result_formats) == result_formats
-            });
-        holds.then(|| {
-            self.rows.push(each_value(values));
+            && self.accepts(statement, portal, formats, count, result_formats);
+        (holds && self.rows.push_wire(values)).then(|| {
             self.bound = true;
             self.replies.push(Reply::BindComplete);
         })

@@ -102,7 +102,7 @@ impl Rows {
 
     /// Whether rows with these format codes and this many values belong here.
     pub(super) fn fits(&self, formats: &[u8], width: usize) -> bool {
-        self.formats == formats && self.width == width
+        same_bytes(&self.formats, formats) && self.width == width
     }
 
     /// Appends a row of [`Rows::fits`] values.
@@ -115,6 +115,44 @@ impl Rows {
             }));
         }
         self.count += 1;
+    }
+
+    /// Appends a row given as a Bind sends its values (each a 4-byte length, -1 for NULL, then
+    /// its bytes), copied in one piece; false, appending nothing, unless `wire` is exactly
+    /// [`Rows::fits`] values.
+    pub(super) fn push_wire(&mut self, wire: &[u8]) -> bool {
+        let values = self.values.len();
+        if !self.locate(wire, self.bytes.len()) {
+            self.values.truncate(values);
+            return false;
+        }
+        self.bytes.extend_from_slice(wire);
+        self.count += 1;
+        true
+    }
+
+    /// Adds where each value of `wire`, copied to `base`, will be.
+    fn locate(&mut self, wire: &[u8], base: usize) -> bool {
+        let mut at = 0;
+        for _ in 0..self.width {
+            let Some(len) = wire
+                .get(at..at + 4)
+                .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            else {
+                return false;
+            };
+            at += 4;
+            let value = match usize::try_from(len) {
+                Ok(len) if wire.len() >= at + len => {
+                    at += len;
+                    Some(((base + at - len) as u32, len as u32))
+                }
+                _ if len == -1 => None,
+                _ => return false,
+            };
+            self.values.push(value);
+        }
+        at == wire.len()
     }
 
     pub(super) fn len(&self) -> usize {
@@ -150,14 +188,6 @@ impl Rows {
         (0..self.count).map(move |row| self.value(row, i))
     }
 
-    /// The format codes as pgwire keeps them.
-    fn format_codes(&self) -> Vec<i16> {
-        self.formats
-            .chunks_exact(2)
-            .map(|c| i16::from_be_bytes([c[0], c[1]]))
-            .collect()
-    }
-
     /// Whether parameter `i` is sent in binary.
     fn binary(&self, i: usize) -> bool {
         let code = match self.formats.len() / 2 {
@@ -171,15 +201,15 @@ impl Rows {
     }
 
     /// Row `row` as the Bind of a portal named `portal`.
-    pub(super) fn bind(&self, row: usize, portal: &str, result_formats: &[i16]) -> Bind {
+    pub(super) fn bind(&self, row: usize, portal: &str, result_formats: &[u8]) -> Bind {
         Bind::new(
             (portal != DEFAULT_NAME).then(|| portal.to_owned()),
             None,
-            self.format_codes(),
+            format_codes(&self.formats),
             (0..self.width)
                 .map(|i| self.value(row, i).map(Bytes::copy_from_slice))
                 .collect(),
-            result_formats.to_vec(),
+            format_codes(result_formats),
         )
     }
 }
@@ -187,6 +217,21 @@ impl Rows {
 /// The format codes of a Bind as sent.
 pub(super) fn format_bytes(codes: &[i16]) -> Vec<u8> {
     codes.iter().flat_map(|c| c.to_be_bytes()).collect()
+}
+
+/// Format codes as sent, as pgwire keeps them.
+fn format_codes(bytes: &[u8]) -> Vec<i16> {
+    bytes
+        .chunks_exact(2)
+        .map(|c| i16::from_be_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// Whether two byte strings are equal, comparing empty ones without `memcmp`: glibc's AVX-512
+/// `memcmp` reads an empty slice's dangling pointer with a masked load, which costs a
+/// microcode assist each time (measured: 4% of the server's time in a PgJDBC batch load).
+pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && (a.is_empty() || a == b)
 }
 
 /// The parameter values of each row, decoded as portals.
