@@ -167,14 +167,11 @@ impl Rows {
         self.bytes.len()
     }
 
-    /// Drops the last row.
+    /// Drops the last row (its bytes stay, unused).
     pub(super) fn pop(&mut self) {
         if self.count > 0 {
             self.count -= 1;
             self.values.truncate(self.count * self.width);
-            let end = self.values.iter().rev().flatten().next();
-            self.bytes
-                .truncate(end.map_or(0, |(start, len)| (start + len) as usize));
         }
     }
 

@@ -1,14 +1,14 @@
 //! Primary-key checks at ingest speed.
 //!
-//! Every table with a primary key keeps a [`KeyIndex`]: the keys of its rows that are in flight
-//! to the write-ahead log or waiting in the write buffer, kept in step with both (added, or
-//! claimed at commit, when a write is queued; dropped when it fails), and of the rows this
-//! server flushed to Delta, up to a limit (the files they went to are then covered). Other rows
-//! in Delta are screened with the files' column statistics: a new key can only clash with a
-//! file whose min/max box holds it. [`Storage::key_clash`] answers from these two alone in the
-//! common case (new keys past everything stored, as historian data is), and says
-//! [`KeyCheck::Unknown`] when some stored file might hold a new key; the SQL layer then runs its
-//! exact check against the snapshot for those rows.
+//! Every table with a primary key keeps a [`KeyIndex`]: the keys of its rows that are in flight to
+//! the write-ahead log or waiting in the write buffer, kept in step with both (added, or claimed at
+//! commit, when a write is queued; dropped when it fails), and of the latest rows this server
+//! flushed to Delta, up to a limit (the files they went to are then covered). Other rows in Delta
+//! are screened with the files' column statistics: a new key can only clash with a file whose
+//! min/max box holds it. [`Storage::key_clash`] answers from these two alone in the common case
+//! (new keys past everything stored, as historian data is), and says [`KeyCheck::Unknown`] when
+//! some stored file might hold a new key; the SQL layer then runs its exact check against the
+//! snapshot for those rows.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -259,12 +259,15 @@ fn arrow_error(e: ArrowError) -> StorageError {
     StorageError::DataFusion(e.into())
 }
 
-/// Keys flushed rows keep in the index at most; past it, flushed files are screened by their
-/// statistics only.
-const FLUSHED_KEYS_LIMIT: usize = 16_000_000;
+/// Keys of flushed rows the index keeps at most. Past it, the oldest flushes' keys leave the
+/// index (down to half of this, so that the pass over the index that drops them is rare) and
+/// their files are screened by their statistics again: new rows rarely fall inside old files'
+/// boxes, while a larger index makes every probe slower (and costs 25 bytes a key).
+const FLUSHED_KEYS_LIMIT: usize = 4_000_000;
 
-/// Keys of a table's in-flight and buffered rows, and of the rows this server flushed since the
-/// last UPDATE/DELETE (whose files are then `covered`: the index answers for them exactly).
+/// Keys of a table's in-flight and buffered rows, and of the latest rows this server flushed
+/// since the last UPDATE/DELETE (whose files are then `covered`: the index answers for them
+/// exactly).
 ///
 /// Each key maps to the ticket of the write that indexed it. A table's tickets grow with its
 /// log positions (both are taken under its admission lock) and flushes take the oldest
@@ -275,9 +278,18 @@ pub(super) struct KeyIndex {
     keys: PackedMap,
     /// The writes up to this ticket are flushed.
     flushed_upto: u64,
-    /// Rows flushed since flushed keys last left the index.
+    /// The flushes whose keys the index holds, oldest first.
+    flushes: std::collections::VecDeque<Flush>,
+    /// Their rows.
     flushed: usize,
     covered: std::collections::HashSet<String>,
+}
+
+/// A flush whose keys the index holds: its last write's ticket, its rows and files.
+struct Flush {
+    upto: u64,
+    rows: usize,
+    files: Vec<String>,
 }
 
 impl KeyIndex {
@@ -290,6 +302,7 @@ impl KeyIndex {
             columns,
             keys: PackedMap::default(),
             flushed_upto: 0,
+            flushes: std::collections::VecDeque::new(),
             flushed: 0,
             covered: std::collections::HashSet::new(),
         })
@@ -344,8 +357,8 @@ impl KeyIndex {
     /// Indexes the keys of the rows of write `ticket`, which were checked against the table
     /// before other writers' rows arrived, in one probe a key: false, indexing none, when a
     /// row now holds one of them, or when a data file among `stored` (those the index does not
-    /// cover, when files were added since the check) may hold one by its statistics. The caller then checks
-    /// the rows again.
+    /// cover, when files were added since the check) may hold one by its statistics. The
+    /// caller then checks the rows again.
     pub(super) fn claim(
         &mut self,
         batches: &[RecordBatch],
@@ -370,6 +383,7 @@ impl KeyIndex {
 
     pub(super) fn clear(&mut self) {
         self.keys.clear();
+        self.flushes.clear();
         self.flushed = 0;
         self.covered.clear();
     }
@@ -378,22 +392,36 @@ impl KeyIndex {
     pub(super) fn forget_flushed(&mut self) {
         let upto = self.flushed_upto;
         self.keys.retain(|ticket| ticket > upto);
+        self.flushes.clear();
         self.flushed = 0;
         self.covered.clear();
     }
 
     /// The `rows` of the writes up to ticket `upto` moved from the buffer to the Delta
     /// `files`. Their keys stay indexed, as flushed, and those files need no statistics check,
-    /// until the index holds [`FLUSHED_KEYS_LIMIT`] flushed keys: then they all leave it, and
-    /// files flushed from then on are covered again.
+    /// while the index holds at most [`FLUSHED_KEYS_LIMIT`] flushed keys: past it, the oldest
+    /// flushes leave it.
     pub(super) fn flushed(&mut self, upto: u64, rows: usize, files: Vec<String>) {
         self.flushed_upto = self.flushed_upto.max(upto);
         self.flushed += rows;
+        self.covered.extend(files.iter().cloned());
+        self.flushes.push_back(Flush { upto, rows, files });
         if self.flushed <= FLUSHED_KEYS_LIMIT {
-            self.covered.extend(files);
-        } else {
-            self.forget_flushed();
+            return;
         }
+        let mut cutoff = 0;
+        // The latest flush stays whatever its size: its rows are the likeliest to be re-sent.
+        while self.flushed > FLUSHED_KEYS_LIMIT / 2
+            && self.flushes.len() > 1
+            && let Some(oldest) = self.flushes.pop_front()
+        {
+            cutoff = oldest.upto;
+            self.flushed -= oldest.rows;
+            for file in &oldest.files {
+                self.covered.remove(file);
+            }
+        }
+        self.keys.retain(|ticket| ticket > cutoff);
     }
 
     /// The rows of `batches` (counted across them) whose key is indexed: all of them, or only
@@ -739,9 +767,14 @@ mod tests {
         index.forget_flushed();
         assert_eq!(index.taken(&all, true).unwrap(), vec![2]);
         assert!(index.covered.is_empty());
-        // Past the limit, flushed keys leave the index and files are not covered.
-        index.flushed(3, FLUSHED_KEYS_LIMIT + 1, vec!["part-1.parquet".into()]);
-        assert!(index.taken(&all, true).unwrap().is_empty());
-        assert!(index.covered.is_empty());
+        // Past the limit, the oldest flushes' keys leave the index and their files are not
+        // covered; the latest flush's stay.
+        index.flushed(3, 10, vec!["part-1.parquet".into()]);
+        index.add(&[batch(vec![5], vec![40])], 4).unwrap();
+        index.flushed(4, FLUSHED_KEYS_LIMIT, vec!["part-2.parquet".into()]);
+        let all = [batch(vec![1, 2, 4, 5], vec![10, 10, 30, 40])];
+        assert_eq!(index.taken(&all, true).unwrap(), vec![3]);
+        assert!(!index.covered.contains("part-1.parquet"));
+        assert!(index.covered.contains("part-2.parquet"));
     }
 }
