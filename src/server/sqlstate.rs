@@ -15,6 +15,7 @@ use tracing::error;
 use crate::pgtypes::TypeError;
 use crate::sql::SqlError;
 use crate::storage::StorageError;
+use crate::storage::names::NameError;
 
 /// A SQLSTATE and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +116,10 @@ fn storage(e: &StorageError) -> Coded {
             coded("58030", message)
         }
         StorageError::DataFusion(inner) => datafusion(inner),
+        StorageError::Conflict { .. } => coded("40001", message),
+        StorageError::Unavailable { .. } => coded("XX001", message),
+        StorageError::Name(NameError::Empty) => coded("42601", message),
+        StorageError::Name(NameError::TooLong(_)) => coded("42622", message),
         StorageError::Delta(_) | StorageError::Metadata(_) => internal(&message),
     }
 }

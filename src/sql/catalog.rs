@@ -2,8 +2,9 @@
 //!
 //! One catalog (named after the database) with a schema per warehouse schema, plus
 //! `pg_catalog` and `information_schema`. Tables resolve to the current published snapshot of
-//! their Delta table; if the session's transaction has pending writes on a table, the table
-//! resolves to the overlay of those writes instead. Resolution happens while the statement
+//! their Delta table (or the one pinned for a statement that deletes from it, see `dml::Pin`);
+//! if the session's transaction has pending writes on a table, the table resolves to the
+//! overlay of those writes instead. Resolution happens while the statement
 //! holds [`Storage::read_view`](crate::storage::Storage::read_view), so a statement sees every
 //! table at one consistent point.
 
@@ -90,12 +91,15 @@ impl SchemaProvider for UserSchema {
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let storage = self.shared.engine.storage();
         let Some(handle) = storage.table(&self.name, name) else {
+            if let Some(error) = storage.unavailable(&self.name, name) {
+                return Err(DataFusionError::External(Box::new(error)));
+            }
             if name == tag_history::NAME && tag_history::offered(self) {
                 return self.tag_history().await.map(Some);
             }
             return Ok(None);
         };
-        let state = handle.state();
+        let state = self.shared.table_state(&handle);
         handle.cache_page_indexes(&state, storage.runtime());
         let base: Arc<dyn TableProvider> = Arc::new(
             PgTableProvider::try_new(&state)

@@ -7,6 +7,7 @@
 //! client that goes away cannot leave a table half created.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
     AlterTableOperation, ColumnDef, ColumnOption, CreateIndex, CreateTable, DataType as SqlType,
@@ -14,7 +15,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::pgtypes::PgType;
-use crate::storage::{ColumnMeta, IndexMeta, SequenceMeta, StorageError, WriteOp};
+use crate::storage::{ColumnMeta, IndexMeta, SequenceMeta, StorageError, TableHandle, WriteOp};
 
 use super::rewrite::{name_parts, normalize_ident};
 use super::session::Session;
@@ -116,27 +117,24 @@ pub async fn execute(session: &Session, statement: &Statement) -> Result<Option<
         }
         Statement::Truncate(truncate) => {
             session.check_writable("TRUNCATE")?;
-            let mut writes = Vec::new();
+            let mut handles = Vec::new();
             for target in &truncate.table_names {
                 let handle = resolve_table(session, &target.name)
                     .and_then(|(schema, name)| session.engine().storage().table(&schema, &name))
                     .ok_or_else(|| SqlError::UndefinedTable(name_parts(&target.name).join(".")))?;
-                writes.push((handle, vec![WriteOp::Delete { predicate: None }]));
+                handles.push(handle);
             }
+            dml::retry_conflicts(session, || truncate_tables(session, &handles)).await?;
             if matches!(
                 truncate.identity,
                 Some(datafusion::sql::sqlparser::ast::TruncateIdentityOption::Restart)
             ) {
-                for (handle, _) in &writes {
+                for handle in &handles {
                     for seq in &handle.state().meta.sequences {
                         handle.set_value(&seq.name, seq.start, false)?;
                         session.shared.sequences.lock().touched = true;
                     }
                 }
-            }
-            for (handle, ops) in writes {
-                let base = handle.state().stamp();
-                dml::write(session, &handle, base, ops).await?;
             }
             command("TRUNCATE TABLE")
         }
@@ -164,6 +162,21 @@ pub(crate) fn resolve_table(session: &Session, name: &ObjectName) -> Option<(Str
         [schema, table] | [_, schema, table] => storage
             .table(schema, table)
             .map(|_| (schema.clone(), table.clone())),
+        _ => None,
+    }
+}
+
+/// The error for a statement naming a table whose Delta log cannot be read (see
+/// `storage::recovery`), if `name` resolves to one.
+pub(crate) fn unavailable_table(session: &Session, name: &ObjectName) -> Option<StorageError> {
+    let storage = session.engine().storage();
+    match name_parts(name).as_slice() {
+        [table] => session
+            .shared
+            .existing_search_path()
+            .iter()
+            .find_map(|schema| storage.unavailable(schema, table)),
+        [schema, table] | [_, schema, table] => storage.unavailable(schema, table),
         _ => None,
     }
 }
@@ -453,6 +466,10 @@ async fn drop(
         ObjectType::Table => {
             for name in names {
                 let Some((schema, table)) = resolve_table(session, name) else {
+                    // Its rows are held until it can be read: it cannot be dropped unread.
+                    if let Some(error) = unavailable_table(session, name) {
+                        return Err(error.into());
+                    }
                     if if_exists {
                         skip("table", name);
                         continue;
@@ -528,6 +545,22 @@ async fn drop(
     }
 }
 
+/// Deletes every row of the tables: of each, the data files it has once its buffer is flushed
+/// (rows inserted meanwhile by other sessions come after the TRUNCATE and stay).
+async fn truncate_tables(session: &Session, handles: &[Arc<TableHandle>]) -> Result<()> {
+    let storage = session.engine().storage();
+    for handle in handles {
+        let state = storage.read_for_change(handle).await?;
+        let files = storage.files_matching(&state, None).await?;
+        let ops = vec![WriteOp::Delete {
+            predicate: None,
+            files,
+        }];
+        dml::write(session, handle, state.stamp(), ops).await?;
+    }
+    Ok(())
+}
+
 async fn add_column(
     session: &Session,
     schema: &str,
@@ -568,21 +601,28 @@ async fn add_column(
             column: column.name,
         });
     }
-    let default = column.default.clone();
-    let name = column.name.clone();
-    detached({
-        let handle = handle.clone();
-        async move {
-            let mut guard = storage.lock_for_change(vec![handle.clone()]).await?;
-            guard.add_column(&handle, column).await?;
-            guard.publish().await;
-            Ok(())
-        }
+    dml::retry_conflicts(session, || async {
+        // Existing rows take the default, as in PostgreSQL: they are rewritten with it in the
+        // commit that adds the column.
+        let (_pin, fill) = match (&column.default, has_rows) {
+            (Some(default), true) => {
+                let (pin, state) = dml::pin(session, &handle).await?;
+                let rows = dml::rows_with_default(session, schema, table, &column, default).await?;
+                let files = storage.files_matching(&state, None).await?;
+                (Some(pin), Some((files, rows)))
+            }
+            _ => (None, None),
+        };
+        detached({
+            let (storage, handle, column) = (storage.clone(), handle.clone(), column.clone());
+            async move {
+                let mut guard = storage.lock_for_commit(vec![handle.clone()]).await;
+                guard.add_column(&handle, column, fill).await?;
+                guard.publish().await;
+                Ok(())
+            }
+        })
+        .await
     })
-    .await?;
-    if let (Some(default), true) = (default, has_rows) {
-        // Existing rows take the default, as in PostgreSQL.
-        dml::fill_column(session, schema, table, &name, &default).await?;
-    }
-    Ok(())
+    .await
 }

@@ -41,6 +41,7 @@ use super::{
     Engine, Executions, Outcome, Result, SqlError, control, ddl, dml, functions, pg_catalog,
     rewrite, subplan,
 };
+use crate::storage::{TableHandle, TableState};
 
 /// Sequence values this session has seen, for `currval` and `lastval`.
 #[derive(Debug, Default)]
@@ -65,6 +66,10 @@ pub struct SessionShared {
     pub cancel: Arc<Mutex<CancellationToken>>,
     /// The `COPY ... FROM STDIN` in progress.
     pub copy_in: Mutex<Option<super::CopyIn>>,
+    /// Snapshots pinned for the statement running now, by table OID: the tables it may delete
+    /// from, read as [`Storage::read_for_change`](crate::storage::Storage::read_for_change)
+    /// gives them (see `dml::Pin`).
+    pub pinned: Mutex<HashMap<u32, TableState>>,
 }
 
 impl std::fmt::Debug for SessionShared {
@@ -77,6 +82,15 @@ impl std::fmt::Debug for SessionShared {
 }
 
 impl SessionShared {
+    /// The snapshot of a table this session's statement reads: the pinned one, if any, else
+    /// the published one.
+    pub fn table_state(&self, table: &TableHandle) -> TableState {
+        match self.pinned.lock().get(&table.oid) {
+            Some(state) => state.clone(),
+            None => table.state(),
+        }
+    }
+
     pub fn note_sequence_value(&self, sequence: &str, value: i64) {
         let mut state = self.sequences.lock();
         state.currval.insert(sequence.to_string(), value);
@@ -186,6 +200,7 @@ impl Session {
             notices: Mutex::new(Vec::new()),
             cancel: Arc::new(Mutex::new(CancellationToken::new())),
             copy_in: Mutex::new(None),
+            pinned: Mutex::new(HashMap::new()),
         });
         let database = engine.config().database.clone();
         let config = SessionConfig::new()

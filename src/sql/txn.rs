@@ -6,10 +6,12 @@
 //! and further `UPDATE`/`DELETE`s all act on what the transaction would leave behind.
 //!
 //! [`commit`] sends insert-only transactions through the write-ahead log (one record for all
-//! tables, so they survive a crash together) and applies other changes straight to Delta after
-//! flushing the tables' buffers. It runs on its own task so a client that disconnects or cancels
-//! cannot stop a commit half way. An UPDATE or DELETE touching several tables commits each
-//! table's part to Delta separately; a crash between them can leave one part applied.
+//! tables, so they survive a crash together) and applies other changes straight to Delta, one
+//! commit per table holding all of the transaction's changes to it (the statements that delete
+//! read the tables with their buffers flushed, see `dml::Pin`). It runs on its own task so a
+//! client that disconnects or cancels cannot stop a commit half way. An UPDATE or DELETE
+//! touching several tables commits each table's part to Delta separately; a crash between them
+//! can leave one table's part applied.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -167,11 +169,12 @@ pub fn overlay(
                 .build()?;
                 builder.union(pending)?
             }
-            WriteOp::Delete { predicate: None } => {
-                builder.filter(datafusion::prelude::lit(false))?
-            }
+            WriteOp::Delete {
+                predicate: None, ..
+            } => builder.filter(datafusion::prelude::lit(false))?,
             WriteOp::Delete {
                 predicate: Some(predicate),
+                ..
             } => builder.filter(Expr::IsNotTrue(Box::new(predicate.clone())))?,
         };
     }
@@ -285,8 +288,10 @@ pub trait CommitCheck: Send + Sync {
 /// Inserts only (the ingest path): admit the tables and append to the write-ahead log, claiming
 /// the keys against rows other sessions added meanwhile (stored, buffered or in flight) and
 /// re-checking the rows when a claim is refused; the rows are durable and visible when this
-/// returns. Anything else (UPDATE, DELETE, TRUNCATE): lock the tables, flush their buffers,
-/// re-check, write each table's operations to Delta and publish all new snapshots at once.
+/// returns. Anything else (UPDATE, DELETE, TRUNCATE): lock the tables, re-check, write each
+/// table's operations to Delta in one commit (see `storage::mutation`; a data file a delete read
+/// that another writer replaced since fails the commit with 40001) and publish all new
+/// snapshots at once.
 ///
 /// # Errors
 /// Constraint violations found by `check`, or storage errors; nothing is stored then.
@@ -371,7 +376,7 @@ async fn apply(
     // Admission first (as every path that takes both), so no insert slips in between the
     // checks below and the publish.
     let _admission = storage.admit(tables.clone()).await?;
-    let mut guard = storage.lock_for_change(tables).await?;
+    let mut guard = storage.lock_for_commit(tables).await;
     for change in &mut changes {
         let current = guard.current(&change.table);
         if current.stamp() != change.base {

@@ -29,10 +29,11 @@ use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
 use tracing::{info, warn};
 
-use crate::wal::{Location, Lsn, Record};
+use crate::wal::{Location, Lsn};
 
+use super::commit::{commit_properties, strip_metadata};
 use super::keys;
-use super::table::{Stamp, TableHandle, commit_properties, strip_metadata};
+use super::table::{Stamp, TableHandle};
 use super::{Result, Storage, StorageError, TableMeta};
 
 const RECORD_INSERT: u8 = 1;
@@ -334,9 +335,9 @@ pub(super) fn encode_insert(
 }
 
 /// A decoded insert record: (schema, table, Delta table id, rows) per table.
-type Decoded = Vec<(String, String, String, Vec<RecordBatch>)>;
+pub(super) type Decoded = Vec<(String, String, String, Vec<RecordBatch>)>;
 
-fn decode_insert(payload: &[u8]) -> Result<Decoded> {
+pub(super) fn decode_insert(payload: &[u8]) -> Result<Decoded> {
     let bad = |what: &str| StorageError::Metadata(format!("malformed log record: {what}"));
     let mut rest = payload;
     let mut take = |n: usize| -> Result<&[u8]> {
@@ -398,7 +399,7 @@ pub(super) fn conform_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<Reco
 /// cover narrow key ranges, so a query for a few tags reads a few pages (Ignition's seed and
 /// trend queries), and similar values sit together and compress well. Without a key, as they
 /// came.
-fn sorted_by_key(
+pub(super) fn sorted_by_key(
     batches: Vec<RecordBatch>,
     schema: &SchemaRef,
     key: &[usize],
@@ -480,7 +481,7 @@ const PAGE_ROWS: usize = 4 * 1024;
 /// nearly unique within its row group, so a dictionary would hold almost every value: it is
 /// written plain instead, which compresses as well and spares a reader of one page decoding the
 /// whole row group's dictionary first.
-fn writer_properties(meta: &TableMeta) -> WriterProperties {
+pub(super) fn writer_properties(meta: &TableMeta) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
@@ -564,7 +565,7 @@ impl Storage {
 
     /// Past the memory budget, drops the in-memory copies of the oldest buffered rows (largest
     /// buffers first) down to half the budget; they stay in the log and are read from there.
-    fn spill_over_budget(&self) {
+    pub(super) fn spill_over_budget(&self) {
         let budget = self.ingest().config.memory_budget;
         let held = self.buffered_bytes();
         if held <= budget {
@@ -590,40 +591,6 @@ impl Storage {
             freed,
             budget, "write buffers over their memory budget; oldest rows now read from the log"
         );
-    }
-
-    /// Puts replayed log records into the buffers of the tables they belong to, skipping what
-    /// each table's Delta log says already arrived. Runs before the server accepts clients.
-    pub(super) async fn replay(&self, records: Vec<Record>) -> Result<()> {
-        let mut replayed = 0usize;
-        let mut skipped = 0usize;
-        for record in records {
-            let parts = decode_insert(&record.location.read()?)?;
-            for (part, (schema, name, table_id, batches)) in parts.into_iter().enumerate() {
-                let Some(table) = self.table(&schema, &name) else {
-                    skipped += 1;
-                    continue;
-                };
-                let state = table.state();
-                if state.table_id() != table_id {
-                    skipped += 1;
-                    continue;
-                }
-                let flushed = self.flushed_lsn(&table, &state).await?;
-                if record.lsn <= flushed {
-                    skipped += 1;
-                    continue;
-                }
-                replayed += 1;
-                let ticket = self.ingest().tickets.fetch_add(1, Ordering::Relaxed);
-                let entry = Entry::logged(record.location.clone(), part, ticket, batches);
-                table.push_buffered(entry, true)?;
-            }
-            // A long outage can leave more in the log than fits in memory.
-            self.spill_over_budget();
-        }
-        info!(replayed, skipped, "write-ahead log replayed");
-        Ok(())
     }
 
     /// The highest LSN of this server's log that reached a table's Delta log (as of `state`).
@@ -685,10 +652,12 @@ impl Storage {
     /// Lets the log delete segments every table has flushed past.
     fn release_log(&self) {
         let published = self.ingest().wal.published();
+        // Records held for tables that cannot be read are kept too (see `recovery`).
         let oldest = self
             .all_tables()
             .iter()
             .filter_map(|t| t.buffered().first_lsn())
+            .chain(self.oldest_held())
             .min();
         let upto = oldest.map_or(published, |o| published.min(o.saturating_sub(1)));
         self.ingest().wal.release(upto);
@@ -905,31 +874,11 @@ pub(super) struct Ingest {
     pub tickets: AtomicU64,
 }
 
-impl super::table::CommitGuard<'_> {
-    /// Writes all of `table`'s buffered rows to Delta, chunk by chunk, under this guard; its
-    /// publish drops them from the buffer.
-    ///
-    /// # Errors
-    /// Delta errors.
-    pub(super) async fn flush(
-        &mut self,
-        table: &Arc<TableHandle>,
-        storage: &Storage,
-    ) -> Result<usize> {
-        let mut rows = 0;
-        loop {
-            let (flushed, more) = self.flush_chunk(table, storage, Lsn::MAX).await?;
-            rows += flushed;
-            if !more {
-                return Ok(rows);
-            }
-        }
-    }
-
+impl super::commit::CommitGuard<'_> {
     /// Writes the oldest buffered rows not yet flushed by this guard, up to `flush_bytes` and
     /// LSN `upto`, in one Delta commit whose application transaction is the chunk's last LSN.
     /// Returns the rows written and whether rows up to `upto` remain.
-    async fn flush_chunk(
+    pub(super) async fn flush_chunk(
         &mut self,
         table: &Arc<TableHandle>,
         storage: &Storage,

@@ -25,9 +25,11 @@ use url::Url;
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::{BufferConfig, Ingest};
+use super::commit::CommitGuard;
 use super::meta::{self, ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
+use super::names;
 use super::partition::Container;
-use super::table::{CommitGuard, TableHandle};
+use super::table::TableHandle;
 use super::{Result, StorageError, StorageOptions, stable_oid};
 use crate::wal::{Durability, Wal, WalConfig};
 
@@ -113,6 +115,11 @@ pub struct Storage {
     pub(super) runtime: Arc<RuntimeEnv>,
     /// The Delta tables holding historian months, by schema and folder (see `partition`).
     pub(super) containers: parking_lot::Mutex<HashMap<(String, String), Arc<Container>>>,
+    /// Tables whose Delta log could not be read, by schema and folder (see `recovery`).
+    pub(super) unavailable:
+        parking_lot::Mutex<BTreeMap<(String, String), super::recovery::Unavailable>>,
+    /// Folders discovery ignored and warned about (once each).
+    ignored_folders: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -158,6 +165,8 @@ impl Storage {
             ddl: tokio::sync::Mutex::new(()),
             runtime,
             containers: parking_lot::Mutex::new(HashMap::new()),
+            unavailable: parking_lot::Mutex::new(BTreeMap::new()),
+            ignored_folders: parking_lot::Mutex::new(Default::default()),
         };
         storage.discover().await?;
         if !storage.has_schema(DEFAULT_SCHEMA) {
@@ -215,17 +224,14 @@ impl Storage {
         let _ddl = self.ddl.lock().await;
         let listing = self.store.list_with_delimiter(None).await?;
         for schema_prefix in listing.common_prefixes {
-            let Some(schema) = schema_prefix.filename().map(str::to_string) else {
+            // Hidden folders (deltagate's own `.deltagate`) never decode to a name.
+            let Some(schema) = self.folder_name(&schema_prefix) else {
                 continue;
             };
-            // Hidden folders hold deltagate's own state (the write-ahead log), not schemas.
-            if schema.starts_with('.') {
-                continue;
-            }
             self.insert_schema(&schema);
             let tables = self.store.list_with_delimiter(Some(&schema_prefix)).await?;
             for table_prefix in tables.common_prefixes {
-                let Some(name) = table_prefix.filename().map(str::to_string) else {
+                let Some(name) = self.folder_name(&table_prefix) else {
                     continue;
                 };
                 if self.table(&schema, &name).is_some() || self.container(&schema, &name).is_some()
@@ -238,31 +244,49 @@ impl Storage {
                     continue;
                 }
                 match self.load_table(&schema, &name).await {
-                    Ok(None) => {}
-                    Ok(Some(handle)) => {
-                        info!(
-                            schema,
-                            table = name,
-                            version = handle.state().version,
-                            "loaded table"
-                        );
-                        self.insert_table(handle);
+                    Ok(loaded) => {
+                        if let Some(handle) = loaded {
+                            info!(
+                                schema,
+                                table = name,
+                                version = handle.state().version,
+                                "loaded table"
+                            );
+                            self.insert_table(handle);
+                        }
+                        self.mark_available(&schema, &name).await?;
                     }
-                    Err(e) => warn!(schema, table = name, error = %e, "skipping unreadable table"),
+                    Err(e) => self.mark_unavailable(&schema, &name, &e),
                 }
             }
         }
         Ok(())
     }
 
+    /// The location of table `name` of `schema`: `<warehouse>/<schema folder>/<table folder>/`
+    /// (see `names`), always strictly inside the warehouse.
+    /// The schema or table name a folder of the warehouse holds; `None` (logged once, unless
+    /// hidden) for a folder whose name is not the encoding of one (see `names`).
+    fn folder_name(&self, prefix: &Path) -> Option<String> {
+        let folder = prefix.filename()?;
+        let name = names::decode(folder);
+        if name.is_none()
+            && !folder.starts_with('.')
+            && self.ignored_folders.lock().insert(prefix.to_string())
+        {
+            warn!(
+                folder = prefix.as_ref(),
+                "ignoring a warehouse folder whose name is not a deltagate name encoding"
+            );
+        }
+        name
+    }
+
     pub(super) fn table_url(&self, schema: &str, name: &str) -> Result<Url> {
+        let relative = format!("{}/{}/", names::encode(schema)?, names::encode(name)?);
         self.config
             .warehouse
-            .join(&format!(
-                "{}/{}/",
-                encode_segment(schema),
-                encode_segment(name)
-            ))
+            .join(&relative)
             .map_err(|e| StorageError::Location(e.to_string()))
     }
 
@@ -399,7 +423,8 @@ impl Storage {
                 Err(StorageError::DuplicateSchema(schema.to_string()))
             };
         }
-        let marker = Path::from(encode_segment(schema)).join(SCHEMA_MARKER);
+        names::check_new(schema)?;
+        let marker = schema_path(schema)?.join(SCHEMA_MARKER);
         self.store.put(&marker, PutPayload::new()).await?;
         self.insert_schema(schema);
         info!(schema, "created schema");
@@ -421,8 +446,7 @@ impl Storage {
         for table in tables {
             self.drop_table(&table).await?;
         }
-        let prefix = Path::from(encode_segment(schema));
-        self.delete_prefix(&prefix).await?;
+        self.delete_prefix(&schema_path(schema)?).await?;
         self.schemas.write().remove(schema);
         self.containers.lock().retain(|(s, _), _| s != schema);
         info!(schema, "dropped schema");
@@ -441,12 +465,16 @@ impl Storage {
         primary_key: Option<IndexMeta>,
         sequences: Vec<SequenceMeta>,
     ) -> Result<Arc<TableHandle>> {
+        names::check_new(name)?;
         let _ddl = self.ddl.lock().await;
         if !self.has_schema(schema) {
             return Err(StorageError::UndefinedSchema(schema.to_string()));
         }
         if self.relation_exists(schema, name) || self.container(schema, name).is_some() {
             return Err(StorageError::DuplicateTable(name.to_string()));
+        }
+        if let Some(error) = self.unavailable(schema, name) {
+            return Err(error);
         }
         if let Some(month) = self
             .create_month(schema, name, &columns, &primary_key, &sequences)
@@ -474,7 +502,7 @@ impl Storage {
             .with_columns(delta_schema.fields().cloned())
             .with_configuration(configuration)
             .with_raise_if_key_not_exists(false)
-            .with_commit_properties(super::table::commit_properties())
+            .with_commit_properties(super::commit::commit_properties())
             .await
             .map_err(StorageError::commit(name))?;
         let oid = self.unique_oid("table", schema, name);
@@ -501,8 +529,7 @@ impl Storage {
         table.discard_buffered();
         self.remove_table(table);
         drop(_view);
-        let prefix =
-            Path::from(encode_segment(&table.schema)).join(encode_segment(&table.name).as_str());
+        let prefix = schema_path(&table.schema)?.join(names::encode(&table.name)?);
         self.delete_prefix(&prefix).await?;
         info!(schema = table.schema, table = table.name, "dropped table");
         Ok(())
@@ -550,21 +577,7 @@ impl Storage {
         for lock in locks {
             guards.push(lock.lock_owned().await);
         }
-        CommitGuard::new(tables, guards, &self.visibility)
-    }
-
-    /// Locks tables for a change that is not a plain insert (UPDATE, DELETE, TRUNCATE, DDL):
-    /// their buffered rows are flushed first, so the change applies to them as if they had
-    /// always been in Delta, and a replay can never bring back rows it deleted.
-    ///
-    /// # Errors
-    /// Flush errors.
-    pub async fn lock_for_change(&self, tables: Vec<Arc<TableHandle>>) -> Result<CommitGuard<'_>> {
-        let mut guard = self.lock_for_commit(tables.clone()).await;
-        for table in &tables {
-            guard.flush(table, self).await?;
-        }
-        Ok(guard)
+        CommitGuard::new(tables, guards, self)
     }
 
     /// Durably records sequence positions that ran past their reservation.
@@ -644,14 +657,8 @@ fn server_id(wal_dir: &std::path::Path) -> Result<String> {
     }
 }
 
-/// Percent-encodes characters that would change a path's meaning in a URL.
-fn encode_segment(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for ch in name.chars() {
-        match ch {
-            '/' | '\\' | '%' | '?' | '#' => out.push_str(&format!("%{:02X}", ch as u32)),
-            _ => out.push(ch),
-        }
-    }
-    out
+/// The object-store path of a schema's folder, relative to the warehouse.
+fn schema_path(schema: &str) -> Result<Path> {
+    // Encoded names hold no character `object_store` escapes, so the folder is the encoding.
+    Ok(Path::from(names::encode(schema)?))
 }

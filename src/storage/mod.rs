@@ -21,11 +21,15 @@
 
 mod buffer;
 mod catalog;
+mod commit;
 pub mod historian;
 mod keys;
 pub mod meta;
+mod mutation;
+pub mod names;
 mod partition;
 mod provider;
+mod recovery;
 mod seek;
 mod table;
 mod vacuum;
@@ -41,11 +45,13 @@ use deltalake::DeltaTableError;
 
 pub use buffer::{Admission, Append, Appended, BufferConfig};
 pub use catalog::{Storage, StorageConfig};
+pub use commit::CommitGuard;
 pub use keys::{KeyCheck, KeySet, KeysTaken, PackedKey, pack_keys, pack_rows_keys};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
+pub use mutation::FileSet;
 pub use provider::PgTableProvider;
 pub use seek::{KeySeek, as_i64};
-pub use table::{CommitGuard, Stamp, TableHandle, TableState, WriteOp};
+pub use table::{Stamp, TableHandle, TableState, WriteOp};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +107,16 @@ pub enum StorageError {
     Wal(#[from] crate::wal::WalError),
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Name(#[from] names::NameError),
+    /// A table whose Delta log cannot be read (see `recovery`).
+    #[error(
+        "table \"{table}\" is unavailable: its Delta log cannot be read ({reason}); its unflushed rows are kept in the write-ahead log until it can be"
+    )]
+    Unavailable { table: String, reason: String },
+    /// A change read data files another writer has replaced since.
+    #[error("could not serialize access due to concurrent update of \"{table}\"")]
+    Conflict { table: String },
 }
 
 impl StorageError {

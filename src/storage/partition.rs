@@ -38,7 +38,7 @@ use url::Url;
 
 use super::historian::HistorianName;
 use super::meta::{self, ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
-use super::table::{self, TableHandle, WriteOp};
+use super::table::TableHandle;
 use super::{Result, Storage, StorageError};
 use crate::pgtypes::PgType;
 
@@ -215,7 +215,7 @@ impl Storage {
         if !keyed || !sequences.is_empty() || columns.iter().any(|c| c.name == COLUMN) {
             return Ok(None);
         }
-        let folder = format!("sqlt_data_{driver}");
+        let folder = folder(driver);
         if self.table(schema, &folder).is_some() {
             return Ok(None);
         }
@@ -257,7 +257,7 @@ impl Storage {
                     .set_tbl_properties()
                     .with_properties(HashMap::from([(property, encode(&registration)?)]))
                     .with_raise_if_not_exists(false)
-                    .with_commit_properties(table::commit_properties())
+                    .with_commit_properties(super::commit::commit_properties())
                     .await
                     .map_err(StorageError::commit(name))?;
                 container.advance(&delta);
@@ -287,7 +287,7 @@ impl Storage {
                     .with_partition_columns([COLUMN])
                     .with_configuration(configuration)
                     .with_raise_if_key_not_exists(false)
-                    .with_commit_properties(table::commit_properties())
+                    .with_commit_properties(super::commit::commit_properties())
                     .await
                     .map_err(StorageError::commit(name))?;
                 let container = Container::new(delta);
@@ -373,17 +373,14 @@ impl Storage {
     }
 
     /// Drops a month: deletes its rows (a metadata-only Delta delete; files go at VACUUM) and
-    /// unregisters it. Call with the DDL lock held.
+    /// unregisters it, in one Delta commit. Call with the DDL lock held.
     ///
     /// # Errors
     /// Delta errors; the month then still exists.
     pub(super) async fn drop_month(&self, table: &Arc<TableHandle>) -> Result<()> {
         let _admit = table.clone().lock_admit().await;
         let mut guard = self.lock_for_commit(vec![table.clone()]).await;
-        guard
-            .apply(table, vec![WriteOp::Delete { predicate: None }])
-            .await?;
-        guard.unregister(table).await?;
+        guard.drop_month(table).await?;
         drop(guard);
         let _view = self.visibility.write().await;
         // Its log records name the registration's id, so they are never replayed into a
@@ -393,4 +390,9 @@ impl Storage {
         info!(schema = table.schema, table = table.name, "dropped month");
         Ok(())
     }
+}
+
+/// The folder (Delta table) holding the months of a historian driver.
+pub(super) fn folder(driver: u32) -> String {
+    format!("sqlt_data_{driver}")
 }

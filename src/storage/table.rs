@@ -3,9 +3,10 @@
 //!
 //! A [`TableHandle`] is shared by every session. Readers take [`TableHandle::state`], a cheap
 //! clone of the snapshot they plan against. Writers lock the table through
-//! [`Storage::lock_for_commit`](super::Storage::lock_for_commit), apply their operations to
-//! produce new snapshots (each operation is one Delta commit), and publish them; until
-//! [`CommitGuard::publish`] runs, other sessions keep seeing the previous snapshot.
+//! [`Storage::lock_for_commit`](super::Storage::lock_for_commit), stage new snapshots (see
+//! `commit` and `mutation`) and publish them; until
+//! [`CommitGuard::publish`](super::CommitGuard::publish) runs, other sessions keep seeing the
+//! previous snapshot.
 //!
 //! Sequences (`serial` columns) hand out values from memory; the position persisted in the
 //! table properties is always at or above any value ever handed out (see
@@ -16,22 +17,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::Schema;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::Expr;
 use deltalake::DeltaTable;
-use deltalake::kernel::StructField;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::protocol::SaveMode;
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, RwLock as AsyncRwLock};
-use tracing::debug;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use url::Url;
 
 use super::buffer::{self, BufferedRows};
 use super::keys::{self, FileBoxes, KeyIndex};
-use super::meta::{self, ColumnMeta, IndexMeta, TableMeta};
+use super::meta::TableMeta;
+use super::mutation::FileSet;
 use super::partition::{self, Container, Slice};
 use super::provider;
 use super::{Result, StorageError};
@@ -42,11 +39,18 @@ use crate::wal::Lsn;
 pub enum WriteOp {
     /// Append rows (already validated, in the table's Arrow schema).
     Insert(Vec<RecordBatch>),
-    /// Delete the rows for which the predicate is true (all rows when `None`).
+    /// Delete the rows for which the predicate is true (all rows when `None`): those of the
+    /// rows this transaction inserted before, and those of `files`, the data files of the
+    /// snapshot the statement read that hold such rows (see
+    /// [`Storage::files_matching`](super::Storage::files_matching)). The predicate is
+    /// deterministic: it is evaluated again at commit.
     ///
     /// An `UPDATE` is a delete of the old rows followed by an insert of the new ones, computed
     /// when the statement ran; that keeps volatile expressions and subqueries evaluated once.
-    Delete { predicate: Option<Expr> },
+    Delete {
+        predicate: Option<Expr>,
+        files: FileSet,
+    },
 }
 
 /// A table's snapshot as one statement sees it.
@@ -63,7 +67,11 @@ pub struct TableState {
 }
 
 impl TableState {
-    fn from_table(table: DeltaTable, oid: u32, slice: Option<&Arc<Slice>>) -> Result<TableState> {
+    pub(super) fn from_table(
+        table: DeltaTable,
+        oid: u32,
+        slice: Option<&Arc<Slice>>,
+    ) -> Result<TableState> {
         let snapshot = table.snapshot()?;
         let version = snapshot.version() as i64;
         let configuration = snapshot.metadata().configuration();
@@ -117,18 +125,18 @@ impl TableState {
 pub type Stamp = (i64, u64);
 
 #[derive(Debug, Clone)]
-struct SequenceRuntime {
+pub(super) struct SequenceRuntime {
     /// Next value to hand out.
     next: i64,
     /// Highest value persisted as possibly used.
-    reserved: i64,
-    increment: i64,
+    pub(super) reserved: i64,
+    pub(super) increment: i64,
     min: i64,
-    max: i64,
+    pub(super) max: i64,
 }
 
 impl SequenceRuntime {
-    fn last_handed_out(&self) -> i64 {
+    pub(super) fn last_handed_out(&self) -> i64 {
         self.next - self.increment
     }
 }
@@ -143,24 +151,24 @@ pub struct TableHandle {
     /// `pg_class.oid` of the table.
     pub oid: u32,
     pub location: Url,
-    state: RwLock<TableState>,
+    pub(super) state: RwLock<TableState>,
     /// Held by writers of Delta commits (flusher, updates, deletes, DDL); shared by the slices
     /// of one Delta table.
     commit_lock: Arc<AsyncMutex<()>>,
     /// For a historian month: its partition and what it shares with the other months.
-    slice: Option<(Arc<Slice>, Arc<Container>)>,
+    pub(super) slice: Option<(Arc<Slice>, Arc<Container>)>,
     /// Held while a write is checked against the table and queued in the log, so two writers
     /// cannot both find a key free; never held across a log sync.
     admit_lock: Arc<AsyncMutex<()>>,
     /// Rows queued in the log but not yet synced: invisible to readers, seen by key checks.
     inflight: Mutex<Vec<(u64, Vec<RecordBatch>)>>,
     /// Primary keys of in-flight and buffered rows; locked after `state` when both are held.
-    keys: Mutex<Option<KeyIndex>>,
+    pub(super) keys: Mutex<Option<KeyIndex>>,
     /// Key-column boxes of the data files, for the Delta version they were read at.
     file_boxes: Mutex<Option<(i64, Arc<FileBoxes>)>>,
     /// Those of `file_boxes` the key index does not cover, likewise.
     uncovered_boxes: Mutex<Option<(i64, Arc<FileBoxes>)>>,
-    sequences: Mutex<HashMap<String, SequenceRuntime>>,
+    pub(super) sequences: Mutex<HashMap<String, SequenceRuntime>>,
     /// The newest Delta version whose files' page indexes were put in the metadata cache.
     page_indexes_cached: AtomicI64,
     /// Queries answered by a key seek (`pg_stat_user_tables.idx_scan`).
@@ -510,376 +518,6 @@ fn sequence_runtimes(meta: &TableMeta) -> HashMap<String, SequenceRuntime> {
                     max: s.max_value,
                 },
             )
-        })
-        .collect()
-}
-
-/// The buffered rows of a table a [`CommitGuard`] flushed.
-#[derive(Debug, Default)]
-struct Flushed {
-    /// The highest log position.
-    upto: Lsn,
-    /// The latest write (see [`KeyIndex`]).
-    tickets: u64,
-    rows: usize,
-}
-
-/// Exclusive access to a set of tables for one commit.
-pub struct CommitGuard<'a> {
-    locked: Vec<Arc<TableHandle>>,
-    /// One per distinct commit lock of `locked`.
-    _guards: Vec<OwnedMutexGuard<()>>,
-    visibility: &'a AsyncRwLock<()>,
-    staged: HashMap<u32, TableState>,
-    /// Per table, what this guard flushed to Delta.
-    flushed: HashMap<u32, Flushed>,
-    /// Tables whose rows this guard deleted or rewrote.
-    rewritten: std::collections::HashSet<u32>,
-}
-
-impl<'a> CommitGuard<'a> {
-    pub(super) fn new(
-        locked: Vec<Arc<TableHandle>>,
-        guards: Vec<OwnedMutexGuard<()>>,
-        visibility: &'a AsyncRwLock<()>,
-    ) -> CommitGuard<'a> {
-        CommitGuard {
-            locked,
-            _guards: guards,
-            visibility,
-            staged: HashMap::new(),
-            flushed: HashMap::new(),
-            rewritten: std::collections::HashSet::new(),
-        }
-    }
-
-    fn ensure_locked(&self, table: &TableHandle) {
-        debug_assert!(
-            self.locked.iter().any(|t| t.oid == table.oid),
-            "table {} written without its commit lock",
-            table.name
-        );
-    }
-
-    /// The newest state of a locked table, including changes staged by this guard. A slice's
-    /// Delta table moves on with its siblings' commits: the state is rebased on the newest
-    /// version, so commits start from it.
-    pub fn current(&self, table: &TableHandle) -> TableState {
-        let state = self
-            .staged
-            .get(&table.oid)
-            .cloned()
-            .unwrap_or_else(|| table.state());
-        let Some((slice, container)) = &table.slice else {
-            return state;
-        };
-        let latest = container.latest.lock().clone();
-        if latest.version().map(|v| v as i64) <= Some(state.version) {
-            return state;
-        }
-        match TableState::from_table(latest, table.oid, Some(slice)) {
-            Ok(rebased) => TableState {
-                buffered: state.buffered,
-                ..rebased
-            },
-            Err(e) => {
-                tracing::warn!(table = table.name, error = %e, "cannot rebase month on its table's newest version");
-                state
-            }
-        }
-    }
-
-    pub(super) fn stage(&mut self, table: &TableHandle, delta: DeltaTable) -> Result<()> {
-        if let Some((_, container)) = &table.slice {
-            container.advance(&delta);
-        }
-        let state = TableState::from_table(delta, table.oid, table.slice())?;
-        self.staged.insert(table.oid, state);
-        Ok(())
-    }
-
-    pub(super) fn stage_flushed(
-        &mut self,
-        table: &TableHandle,
-        delta: DeltaTable,
-        upto: Lsn,
-        tickets: u64,
-        rows: usize,
-    ) -> Result<()> {
-        self.stage(table, delta)?;
-        let flushed = self.flushed.entry(table.oid).or_default();
-        flushed.upto = upto;
-        flushed.tickets = flushed.tickets.max(tickets);
-        flushed.rows += rows;
-        Ok(())
-    }
-
-    /// The highest LSN of `table` this guard flushed (0 if none).
-    pub(super) fn flushed_upto(&self, table: &TableHandle) -> Lsn {
-        self.flushed.get(&table.oid).map_or(0, |f| f.upto)
-    }
-
-    /// Applies write operations to a table, one Delta commit each, in order.
-    ///
-    /// # Errors
-    /// Delta errors; nothing of this table is published unless all operations succeed.
-    pub async fn apply(&mut self, table: &TableHandle, ops: Vec<WriteOp>) -> Result<()> {
-        self.ensure_locked(table);
-        let mut delta = self.current(table).table;
-        for op in ops {
-            let started = std::time::Instant::now();
-            delta = match op {
-                WriteOp::Insert(batches) => {
-                    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                    if rows == 0 {
-                        continue;
-                    }
-                    let batches = table.to_stored(strip_metadata(batches)?)?;
-                    let result = delta
-                        .write(batches)
-                        .with_save_mode(SaveMode::Append)
-                        .with_commit_properties(commit_properties())
-                        .await
-                        .map_err(StorageError::commit(&table.name))?;
-                    debug!(table = table.name, rows, elapsed = ?started.elapsed(), "appended");
-                    result
-                }
-                WriteOp::Delete { predicate } => {
-                    self.rewritten.insert(table.oid);
-                    // delta-rs plans deletes with its own session (it needs its own planner
-                    // extensions); predicates reaching here are plain column expressions.
-                    let mut builder = delta.delete().with_commit_properties(commit_properties());
-                    let predicate = match (predicate, table.slice()) {
-                        (Some(p), Some(slice)) => Some(slice.predicate().and(p)),
-                        (None, Some(slice)) => Some(slice.predicate()),
-                        (p, None) => p,
-                    };
-                    if let Some(predicate) = predicate {
-                        builder = builder.with_predicate(predicate);
-                    }
-                    let (result, metrics) =
-                        builder.await.map_err(StorageError::commit(&table.name))?;
-                    debug!(table = table.name, rows = metrics.num_deleted_rows, elapsed = ?started.elapsed(), "deleted");
-                    result
-                }
-            };
-        }
-        self.stage(table, delta)
-    }
-
-    /// Writes a table's metadata properties: into the Delta table's own, or for a slice into
-    /// its registration.
-    async fn set_properties(
-        &mut self,
-        table: &TableHandle,
-        properties: HashMap<String, String>,
-    ) -> Result<()> {
-        let properties = match table.slice() {
-            Some(slice) => {
-                let current = self.current(table);
-                let snapshot = current.table.snapshot()?;
-                let mut registration =
-                    partition::registration(snapshot.metadata().configuration(), slice)?;
-                registration.properties = properties;
-                HashMap::from([(slice.property(), partition::encode(&registration)?)])
-            }
-            None => properties,
-        };
-        self.write_properties(table, properties).await
-    }
-
-    /// Sets Delta table properties.
-    async fn write_properties(
-        &mut self,
-        table: &TableHandle,
-        properties: HashMap<String, String>,
-    ) -> Result<()> {
-        self.ensure_locked(table);
-        let delta = self
-            .current(table)
-            .table
-            .set_tbl_properties()
-            .with_properties(properties)
-            .with_raise_if_not_exists(false)
-            .with_commit_properties(commit_properties())
-            .await
-            .map_err(StorageError::commit(&table.name))?;
-        self.stage(table, delta)
-    }
-
-    /// Unregisters a dropped historian month from its Delta table (an empty registration).
-    ///
-    /// # Errors
-    /// Delta commit errors.
-    pub(super) async fn unregister(&mut self, table: &TableHandle) -> Result<()> {
-        self.ensure_locked(table);
-        let Some((slice, container)) = &table.slice else {
-            return Ok(());
-        };
-        let delta = self
-            .current(table)
-            .table
-            .set_tbl_properties()
-            .with_properties(HashMap::from([(slice.property(), String::new())]))
-            .with_raise_if_not_exists(false)
-            .with_commit_properties(commit_properties())
-            .await
-            .map_err(StorageError::commit(&table.name))?;
-        // Not staged: the month has no state any more.
-        container.advance(&delta);
-        self.staged.remove(&table.oid);
-        Ok(())
-    }
-
-    /// Replaces the table's secondary index definitions.
-    ///
-    /// # Errors
-    /// Delta commit errors.
-    pub async fn set_indexes(
-        &mut self,
-        table: &TableHandle,
-        indexes: Vec<IndexMeta>,
-    ) -> Result<()> {
-        let mut meta = (*self.current(table).meta).clone();
-        meta.indexes = indexes;
-        self.set_properties(table, meta.properties()?).await
-    }
-
-    /// Adds a column. Existing rows get NULL; the caller fills in defaults.
-    ///
-    /// # Errors
-    /// [`StorageError::DuplicateColumn`], or Delta commit errors.
-    pub async fn add_column(&mut self, table: &TableHandle, column: ColumnMeta) -> Result<()> {
-        self.ensure_locked(table);
-        if table.slice.is_some() {
-            // The column would appear in every month of the Delta table.
-            return Err(StorageError::Unsupported(format!(
-                "\"{}\" is a month of a partitioned historian table: its columns cannot change",
-                table.name
-            )));
-        }
-        let current = self.current(table);
-        if current.meta.column_index(&column.name).is_some() {
-            return Err(StorageError::DuplicateColumn {
-                table: table.name.clone(),
-                column: column.name,
-            });
-        }
-        // Delta cannot add a NOT NULL column to existing files; the constraint is recorded in
-        // the column metadata and enforced by deltagate on write.
-        let field: StructField = meta::delta_field(&ColumnMeta {
-            not_null: false,
-            ..column.clone()
-        });
-        let field = if column.not_null {
-            let mut metadata = field.metadata().clone();
-            metadata.insert(
-                meta::COLUMN_NOT_NULL_KEY.to_string(),
-                deltalake::kernel::MetadataValue::Boolean(true),
-            );
-            field.with_metadata(metadata)
-        } else {
-            field
-        };
-        let delta = current
-            .table
-            .add_columns()
-            .with_fields([field])
-            .with_commit_properties(commit_properties())
-            .await
-            .map_err(StorageError::commit(&table.name))?;
-        self.stage(table, delta)
-    }
-
-    /// Writes the sequences' positions: the last value handed out plus `headroom` increments.
-    ///
-    /// # Errors
-    /// Delta commit errors.
-    pub(super) async fn reserve_sequences(
-        &mut self,
-        table: &TableHandle,
-        headroom: i64,
-    ) -> Result<()> {
-        let mut meta = (*self.current(table).meta).clone();
-        let runtimes = table.sequences.lock().clone();
-        for seq in &mut meta.sequences {
-            if let Some(rt) = runtimes.get(&seq.name) {
-                let target = rt
-                    .last_handed_out()
-                    .saturating_add(headroom.saturating_mul(rt.increment));
-                seq.reserved = target.min(rt.max).max(rt.last_handed_out());
-            }
-        }
-        self.set_properties(table, meta.properties()?).await?;
-        let mut sequences = table.sequences.lock();
-        for seq in &meta.sequences {
-            if let Some(rt) = sequences.get_mut(&seq.name) {
-                rt.reserved = seq.reserved;
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes every staged snapshot visible at once and releases the tables.
-    pub async fn publish(self) {
-        let _view = self.visibility.write().await;
-        for table in &self.locked {
-            if let Some(state) = self.staged.get(&table.oid) {
-                // Rows buffered meanwhile stay; rows this guard flushed leave the buffer.
-                let mut live = table.state.write();
-                let mut buffered = live.buffered.clone();
-                let mut keys = table.keys.lock();
-                if let Some(flushed) = self.flushed.get(&table.oid) {
-                    if let Some(index) = keys.as_mut() {
-                        // The files this flush added (a later rewrite clears them below).
-                        let added = keys::file_paths(state)
-                            .and_then(|new| Ok((new, keys::file_paths(&live)?)))
-                            .map(|(new, old)| new.difference(&old).cloned().collect())
-                            .unwrap_or_default();
-                        index.flushed(flushed.tickets, flushed.rows, added);
-                    }
-                    buffered.release(flushed.upto);
-                }
-                if self.rewritten.contains(&table.oid)
-                    && let Some(index) = keys.as_mut()
-                {
-                    index.forget_flushed();
-                }
-                drop(keys);
-                *live = TableState {
-                    buffered,
-                    ..state.clone()
-                };
-            }
-        }
-    }
-}
-
-pub(super) fn commit_properties() -> CommitProperties {
-    CommitProperties::default().with_metadata([(
-        "engine".to_string(),
-        serde_json::Value::String(format!("deltagate/{}", env!("CARGO_PKG_VERSION"))),
-    )])
-}
-
-/// Delta compares schemas strictly; PostgreSQL facts in field metadata are not part of them.
-pub(super) fn strip_metadata(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    batches
-        .into_iter()
-        .map(|batch| {
-            let fields: Vec<_> = batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_metadata(HashMap::new()))
-                .collect();
-            let schema = Arc::new(Schema::new(fields));
-            RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(|e| {
-                StorageError::DataFusion(datafusion::error::DataFusionError::ArrowError(
-                    Box::new(e),
-                    None,
-                ))
-            })
         })
         .collect()
 }

@@ -3,8 +3,10 @@
 //! Deletes, updates and dropped historian months leave their old files in place (Delta removes
 //! them from the log only), so Spark time travel and readers of older snapshots keep working.
 //! `VACUUM` deletes those older than the table's `delta.deletedFileRetentionDuration` (Delta's
-//! default: 7 days); `VACUUM FULL` deletes every file the current version does not reference,
-//! at once (a reader still scanning an older version may then fail). A historian month is
+//! default: 7 days); `VACUUM FULL` deletes them all at once (a reader still scanning an older
+//! version may then fail). Only files the table's own log once referenced and then removed are
+//! deleted (delta-rs's "lite" mode), never whatever else lies in the table's folder: a file
+//! another engine is writing there, or anything a name could point at. A historian month is
 //! vacuumed with its whole Delta table. Called by the SQL layer's maintenance statements.
 
 use std::sync::Arc;
@@ -12,7 +14,8 @@ use std::sync::Arc;
 use deltalake::operations::vacuum::VacuumMode;
 use tracing::info;
 
-use super::table::{TableHandle, commit_properties};
+use super::commit::commit_properties;
+use super::table::TableHandle;
 use super::{Result, Storage, StorageError};
 
 impl Storage {
@@ -27,7 +30,7 @@ impl Storage {
             .current(table)
             .table
             .vacuum()
-            .with_mode(VacuumMode::Full)
+            .with_mode(VacuumMode::Lite)
             .with_commit_properties(commit_properties());
         if full {
             builder = builder

@@ -27,16 +27,19 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    CastKind, DataType as SqlType, Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, Query,
-    SelectItem, SetExpr, Statement, TableFactor, TableObject, Value,
+    CastKind, DataType as SqlType, Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, OnConflict,
+    OnConflictAction, OnInsert, Query, SelectItem, SetExpr, Statement, TableFactor, TableObject,
+    Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+use tracing::debug;
+
 use crate::pgtypes::PgType;
 use crate::storage::{
-    ColumnMeta, KeyCheck, KeySet, PackedKey, PgTableProvider, Stamp, TableHandle, TableMeta,
-    TableState, WriteOp, pack_keys, pack_rows_keys,
+    ColumnMeta, KeyCheck, KeySet, PackedKey, PgTableProvider, Stamp, StorageError, TableHandle,
+    TableMeta, TableState, WriteOp, pack_keys, pack_rows_keys,
 };
 
 use super::rewrite::{name_parts, normalize_ident, quoted};
@@ -72,6 +75,9 @@ pub(crate) fn resolve_target(
     name: &ObjectName,
 ) -> Result<(Arc<TableHandle>, TableState)> {
     let Some((schema, table)) = ddl::resolve_table(session, name) else {
+        if let Some(error) = ddl::unavailable_table(session, name) {
+            return Err(error.into());
+        }
         return Err(match tag_history::resolve(session, name) {
             Some(view) => SqlError::Unsupported(format!("cannot write to view \"{view}\"")),
             None => SqlError::UndefinedTable(name_parts(name).join(".")),
@@ -82,8 +88,109 @@ pub(crate) fn resolve_target(
         .storage()
         .table(&schema, &table)
         .ok_or_else(|| SqlError::UndefinedTable(table.clone()))?;
-    let state = handle.state();
+    let state = session.shared.table_state(&handle);
     Ok((handle, state))
+}
+
+/// Attempts an autocommit statement gets when its commit finds that another writer replaced
+/// a data file it read: it then runs again on the new snapshot, as PostgreSQL re-reads a row
+/// whose concurrent update it waited for. Inside a transaction block the conflict is the
+/// client's to retry (40001).
+const CONFLICT_RETRIES: u64 = 50;
+
+/// Runs `attempt` again while it fails on a serialization conflict, if it commits by itself
+/// (no transaction block is open).
+///
+/// # Errors
+/// The last attempt's error.
+pub(crate) async fn retry_conflicts<T, F, Fut>(session: &Session, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let autocommit = session.shared.txn.lock().is_none();
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(SqlError::Storage(StorageError::Conflict { table }))
+                if autocommit && tries < CONFLICT_RETRIES =>
+            {
+                tries += 1;
+                debug!(
+                    table,
+                    tries, "change conflicted with a concurrent one; running it again"
+                );
+                // Desynchronize writers that keep replacing the same files.
+                let pause = rand::random_range(0..=tries * 2);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A table pinned for the statement running now: it reads the table as
+/// [`Storage::read_for_change`](crate::storage::Storage::read_for_change) gives it, so every
+/// row it may delete is in a data file it can name. Unpinned when dropped.
+pub(crate) struct Pin<'a> {
+    session: &'a Session,
+    oid: u32,
+}
+
+impl Drop for Pin<'_> {
+    fn drop(&mut self) {
+        self.session.shared.pinned.lock().remove(&self.oid);
+    }
+}
+
+/// Pins `handle` for a statement that may delete rows from it; returns the pinned snapshot.
+///
+/// # Errors
+/// Flush errors (Delta unreachable).
+pub(crate) async fn pin<'a>(
+    session: &'a Session,
+    handle: &Arc<TableHandle>,
+) -> Result<(Pin<'a>, TableState)> {
+    let state = session.engine().storage().read_for_change(handle).await?;
+    session
+        .shared
+        .pinned
+        .lock()
+        .insert(handle.oid, state.clone());
+    let pin = Pin {
+        session,
+        oid: handle.oid,
+    };
+    Ok((pin, state))
+}
+
+/// The delete of a statement: the rows of `state` (pinned) for which `predicate` is true.
+async fn delete_op(
+    session: &Session,
+    state: &TableState,
+    predicate: Option<Expr>,
+) -> Result<WriteOp> {
+    let files = session
+        .engine()
+        .storage()
+        .files_matching(state, predicate.as_ref())
+        .await?;
+    Ok(WriteOp::Delete { predicate, files })
+}
+
+/// Whether a statement may delete rows of its table (UPDATE, DELETE, ON CONFLICT DO UPDATE).
+fn deletes_rows(statement: &Statement) -> bool {
+    match statement {
+        Statement::Update(_) | Statement::Delete(_) => true,
+        Statement::Insert(insert) => matches!(
+            &insert.on,
+            Some(OnInsert::OnConflict(OnConflict {
+                action: OnConflictAction::DoUpdate(_),
+                ..
+            }))
+        ),
+        _ => false,
+    }
 }
 
 /// This session's uncommitted operations on a table.
@@ -220,7 +327,22 @@ pub async fn execute(
     if let Some(outcome) = fast::try_insert(session, statement, params.as_ref()).await? {
         return Ok(outcome);
     }
-    let target = target(session, &table_name(statement)?)?;
+    retry_conflicts(session, || execute_once(session, statement, params.clone())).await
+}
+
+async fn execute_once(
+    session: &Session,
+    statement: &Statement,
+    params: Option<ParamValues>,
+) -> Result<Outcome> {
+    let name = table_name(statement)?;
+    let _pin = if deletes_rows(statement) {
+        let (handle, _) = resolve_target(session, &name)?;
+        Some(pin(session, &handle).await?)
+    } else {
+        None
+    };
+    let target = target(session, &name)?;
     let conflict = match statement {
         Statement::Insert(insert) => match &insert.on {
             Some(on) => {
@@ -277,7 +399,7 @@ pub async fn execute(
             if count(&batches) > 0 {
                 let predicate =
                     storable_predicate(session, &target, input.as_ref(), predicate).await?;
-                ops.push(WriteOp::Delete { predicate });
+                ops.push(delete_op(session, &target.state, predicate).await?);
                 ops.push(WriteOp::Insert(batches.clone()));
             }
             ("UPDATE", batches, ops)
@@ -292,7 +414,7 @@ pub async fn execute(
             if count(&batches) > 0 {
                 let predicate =
                     storable_predicate(session, &target, input.as_ref(), predicate).await?;
-                ops.push(WriteOp::Delete { predicate });
+                ops.push(delete_op(session, &target.state, predicate).await?);
             }
             ("DELETE", batches, ops)
         }
@@ -606,23 +728,40 @@ pub async fn has_rows(session: &Session, schema: &str, table: &str) -> Result<bo
     Ok(count(&collect(session, plan).await?) > 0)
 }
 
-/// Sets a new column to its default in every existing row.
-pub async fn fill_column(
+/// The rows of a table with a column being added, set to its default, as PostgreSQL fills the
+/// existing rows (a volatile default is evaluated for each), checked against its NOT NULL.
+///
+/// # Errors
+/// Default evaluation errors, [`SqlError::NotNullViolation`].
+pub async fn rows_with_default(
     session: &Session,
     schema: &str,
     table: &str,
-    column: &str,
+    column: &ColumnMeta,
     default: &str,
-) -> Result<()> {
+) -> Result<Vec<RecordBatch>> {
+    let (handle, state) = resolve_target(
+        session,
+        &ObjectName::from(vec![Ident::new(schema), Ident::new(table)]),
+    )?;
     let mut expr = parse_default(default)?;
     strip_regclass(&mut expr);
-    let sql = format!(
-        "UPDATE {}.{} SET {} = {expr}",
-        quoted(schema),
-        quoted(table),
-        quoted(column)
-    );
+    let sql = format!("SELECT *, {expr} FROM {}.{}", quoted(schema), quoted(table));
     let statement = session.parse(&sql)?.remove(0);
-    execute(session, &statement, None).await?;
-    Ok(())
+    let plan = session.plan(statement).await?;
+    let batches = collect(session, plan).await?;
+    let mut columns = state.meta.columns.clone();
+    columns.push(column.clone());
+    let meta = TableMeta::new(
+        columns,
+        state.meta.primary_key.clone(),
+        Vec::new(),
+        Vec::new(),
+        handle.oid,
+    );
+    let batches = batches
+        .iter()
+        .map(|b| txn::conform(b, &meta.stored_schema))
+        .collect::<Result<Vec<_>, _>>()?;
+    validate_rows(&meta, table, batches)
 }

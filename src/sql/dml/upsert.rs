@@ -140,9 +140,8 @@ pub(super) async fn resolve(
         let updated = concat_batches(&schema, &updated)?;
         if updated.num_rows() > 0 {
             let keys = updated.project(&key_indices)?;
-            ops.push(WriteOp::Delete {
-                predicate: Some(key_predicate(&meta, &key_indices, &[keys])?),
-            });
+            let predicate = key_predicate(&meta, &key_indices, &[keys])?;
+            ops.push(delete_op(session, &target.state, Some(predicate)).await?);
             ops.push(WriteOp::Insert(vec![updated.clone()]));
             affected.push(updated);
         }
@@ -293,12 +292,26 @@ fn qualify_bare_columns(expr: &mut SqlExpr, alias: &str) {
     });
 }
 
-/// `(k1 = v1 AND k2 = v2) OR ...` for the key rows in `keys` (key columns only).
+/// `k IN (...)`, or `(k1 = v1 AND k2 = v2) OR ...`, for the key rows in `keys` (key columns
+/// only).
 pub(super) fn key_predicate(
     meta: &TableMeta,
     key_indices: &[usize],
     keys: &[RecordBatch],
 ) -> Result<Expr> {
+    if let [index] = key_indices {
+        // One key column: an IN list, which DataFusion probes with a hash set.
+        let mut values = Vec::new();
+        for batch in keys {
+            for row in 0..batch.num_rows() {
+                values.push(lit(ScalarValue::try_from_array(batch.column(0), row)?));
+            }
+        }
+        if values.is_empty() {
+            return Ok(lit(false));
+        }
+        return Ok(col(meta.columns[*index].name.as_str()).in_list(values, false));
+    }
     let mut disjuncts = Vec::new();
     for batch in keys {
         for row in 0..batch.num_rows() {
@@ -310,5 +323,18 @@ pub(super) fn key_predicate(
             disjuncts.extend(conjuncts.into_iter().reduce(Expr::and));
         }
     }
-    Ok(disjuncts.into_iter().reduce(Expr::or).unwrap_or(lit(false)))
+    // Balanced, so that the expression is only as deep as the log of the key count: planning
+    // and evaluating recurse on its depth.
+    while disjuncts.len() > 1 {
+        let mut paired = Vec::with_capacity(disjuncts.len().div_ceil(2));
+        let mut rest = disjuncts.into_iter();
+        while let Some(left) = rest.next() {
+            paired.push(match rest.next() {
+                Some(right) => left.or(right),
+                None => left,
+            });
+        }
+        disjuncts = paired;
+    }
+    Ok(disjuncts.pop().unwrap_or(lit(false)))
 }
