@@ -188,8 +188,10 @@ impl Storage {
         let _ = storage.ingest.set(Arc::new(ingest));
         storage.replay(records).await?;
         let storage = Arc::new(storage);
-        storage.flush_all().await?;
+        // Replayed rows are served from the buffer at once and flushed by the flusher in the
+        // background: neither a long backlog nor an unreachable store delays serving.
         tokio::spawn(storage.clone().run_flusher(storage.stop.clone()));
+        storage.ingest().wake.notify_one();
         Ok(storage)
     }
 

@@ -18,6 +18,8 @@ pub struct TestServer {
     child: Option<Child>,
     pub port: u16,
     pub warehouse: PathBuf,
+    /// `--warehouse`: the local `warehouse`, or an object store URL.
+    location: String,
     log: PathBuf,
     args: Vec<String>,
     _dir: Option<TempDir>,
@@ -41,14 +43,26 @@ impl TestServer {
 
     /// A server with a fresh warehouse and extra command-line arguments.
     pub fn start_with(args: &[&str]) -> TestServer {
+        Self::start_at(None, args)
+    }
+
+    /// A server whose warehouse is `location` (an object store URL; a fresh local directory
+    /// for `None`), with its write-ahead log in a fresh local directory.
+    pub fn start_at(location: Option<&str>, args: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let warehouse = dir.path().join("warehouse");
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        if location.is_some() {
+            args.push("--wal-dir".into());
+            args.push(dir.path().join("wal").display().to_string());
+        }
         let mut server = TestServer {
             child: None,
             port: free_port(),
             log: dir.path().join("server.log"),
+            location: location.map_or_else(|| warehouse.display().to_string(), str::to_string),
             warehouse,
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args,
             _dir: Some(dir),
         };
         server.spawn().unwrap_or_else(|e| panic!("{e}"));
@@ -78,7 +92,7 @@ impl TestServer {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--warehouse")
-            .arg(&self.warehouse)
+            .arg(&self.location)
             .args(&self.args)
             .env("DELTAGATE_PASSWORD", PASSWORD)
             .env(
@@ -90,7 +104,8 @@ impl TestServer {
             .spawn()
             .map_err(|e| format!("cannot start deltagate: {e}"))?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous: a restart replays the log first, and the suite runs tests side by side.
+        let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             // The log line proves the port is this server's, not another test's that happened
             // to draw the same free port.

@@ -10,6 +10,7 @@ mod ignition;
 mod ingest;
 mod mutations;
 mod names;
+mod objectstore;
 mod protocol;
 mod seek;
 mod slt;

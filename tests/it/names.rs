@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::harness::{TestServer, first_column};
+use crate::objectstore::S3Server;
 
 /// Names an attacker or an unlucky user might choose.
 const HOSTILE: &[&str] = &[
@@ -54,15 +55,9 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-#[tokio::test]
-async fn hostile_names_stay_inside_the_warehouse_and_apart() {
-    let mut server = TestServer::start();
-    let root = server
-        .warehouse()
-        .parent()
-        .expect("the test's directory")
-        .to_path_buf();
-    let before: BTreeSet<PathBuf> = files_below(&root).into_iter().collect();
+/// Creates a schema and two tables under every hostile name, then checks each is its own
+/// table, before and after a restart reads the folders back.
+async fn create_hostile_tables(server: &mut TestServer) {
     let client = server.client().await;
     for (i, name) in HOSTILE.iter().enumerate() {
         let q = quote(name);
@@ -81,20 +76,6 @@ async fn hostile_names_stay_inside_the_warehouse_and_apart() {
         .batch_execute("CHECKPOINT")
         .await
         .expect("checkpoint");
-    // Nothing was written outside the warehouse.
-    let after = files_below(&root);
-    let outside: Vec<&PathBuf> = after
-        .iter()
-        .filter(|p| !p.starts_with(server.warehouse()) && !before.contains(*p))
-        .collect();
-    assert!(
-        outside.is_empty(),
-        "written outside the warehouse: {outside:?}"
-    );
-    for escaped in ["x2", "escape", "tmp/evil", "evil"] {
-        assert!(!root.join(escaped).exists() && !root.join("..").join(escaped).exists());
-    }
-    // Each name is its own table, also after a restart reads the folders back.
     for restarted in [false, true] {
         if restarted {
             server.restart();
@@ -121,8 +102,63 @@ async fn hostile_names_stay_inside_the_warehouse_and_apart() {
                 .into_iter()
                 .collect();
         for name in HOSTILE {
-            assert!(schemas.contains(*name), "schema {name:?} after restart");
+            assert!(
+                schemas.contains(*name),
+                "schema {name:?}, restarted: {restarted}"
+            );
         }
+    }
+}
+
+#[tokio::test]
+async fn hostile_names_stay_inside_the_warehouse_and_apart() {
+    let mut server = TestServer::start();
+    let root = server
+        .warehouse()
+        .parent()
+        .expect("the test's directory")
+        .to_path_buf();
+    let before: BTreeSet<PathBuf> = files_below(&root).into_iter().collect();
+    create_hostile_tables(&mut server).await;
+    // Nothing was written outside the warehouse.
+    let outside: Vec<PathBuf> = files_below(&root)
+        .into_iter()
+        .filter(|p| !p.starts_with(server.warehouse()) && !before.contains(p))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "written outside the warehouse: {outside:?}"
+    );
+    for escaped in ["x2", "escape", "tmp/evil", "evil"] {
+        assert!(!root.join(escaped).exists() && !root.join("..").join(escaped).exists());
+    }
+}
+
+#[tokio::test]
+async fn hostile_names_stay_inside_an_s3_warehouse_and_apart() {
+    let s3 = S3Server::start("names");
+    let mut server = s3.deltagate("lake/plant", &[]);
+    create_hostile_tables(&mut server).await;
+    let keys = s3.keys();
+    assert!(keys.len() > HOSTILE.len() * 3, "{keys:?}");
+    let outside: Vec<&String> = keys
+        .iter()
+        .filter(|k| !k.starts_with("lake/plant/"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "written outside the warehouse: {outside:?}"
+    );
+    // Every key lies in the folders of one schema and one table.
+    for key in &keys {
+        let parts: Vec<&str> = key.split('/').collect();
+        assert!(
+            parts.len() >= 4
+                && !parts
+                    .iter()
+                    .any(|p| p.is_empty() || *p == ".." || *p == "."),
+            "{key}"
+        );
     }
 }
 
