@@ -181,35 +181,32 @@ fn parse_header(header: &[u8; FRAME_HEADER], format: Format) -> Option<FrameHead
     })
 }
 
-/// The frame headers of a record (format 2): one per `max_frame` bytes of payload, at least
-/// one. Frame `i` carries `payload[i * max_frame..]`, up to `max_frame` bytes.
-pub(super) fn frame_headers(lsn: Lsn, payload: &[u8], max_frame: usize) -> Vec<[u8; FRAME_HEADER]> {
+/// The frames of a record (format 2): its payload in chunks of at most `max_frame` bytes (one
+/// empty chunk for an empty payload), each with its header.
+pub(super) fn frames(
+    lsn: Lsn,
+    payload: &[u8],
+    max_frame: usize,
+) -> impl Iterator<Item = ([u8; FRAME_HEADER], &[u8])> {
     let max_frame = max_frame.clamp(1, MAX_FRAME);
-    let chunks: Vec<&[u8]> = if payload.is_empty() {
-        vec![payload]
-    } else {
-        payload.chunks(max_frame).collect()
-    };
-    let last = chunks.len() - 1;
-    chunks
-        .iter()
-        .enumerate()
-        .map(|(i, chunk)| {
-            let mut word = chunk.len() as u32;
-            if i < last {
-                word |= CONTINUED;
-            }
-            let mut crc = crc32fast::Hasher::new();
-            crc.update(&lsn.to_le_bytes());
-            crc.update(&word.to_le_bytes());
-            crc.update(chunk);
-            let mut header = [0u8; FRAME_HEADER];
-            header[0..4].copy_from_slice(&word.to_le_bytes());
-            header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
-            header[8..16].copy_from_slice(&lsn.to_le_bytes());
-            header
-        })
-        .collect()
+    let count = payload.len().div_ceil(max_frame).max(1);
+    (0..count).map(move |i| {
+        let start = (i * max_frame).min(payload.len());
+        let chunk = &payload[start..(start + max_frame).min(payload.len())];
+        let mut word = chunk.len() as u32;
+        if i + 1 < count {
+            word |= CONTINUED;
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&lsn.to_le_bytes());
+        crc.update(&word.to_le_bytes());
+        crc.update(chunk);
+        let mut header = [0u8; FRAME_HEADER];
+        header[0..4].copy_from_slice(&word.to_le_bytes());
+        header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+        header[8..16].copy_from_slice(&lsn.to_le_bytes());
+        (header, chunk)
+    })
 }
 
 pub(super) fn segment_path(dir: &Path, first: Lsn) -> PathBuf {

@@ -99,16 +99,10 @@ async fn a_location_reads_its_record_back_even_after_release() {
     assert_eq!(locations[0].read().expect("read"), vec![0u8; 60]);
 }
 
-/// A format-2 frame, as the writer lays it out.
+/// A record's format-2 frames, as the writer lays them out.
 fn encode_frames(out: &mut Vec<u8>, lsn: Lsn, payload: &[u8], max_frame: usize) {
-    let headers = frame_headers(lsn, payload, max_frame);
-    let chunks: Vec<&[u8]> = if payload.is_empty() {
-        vec![payload]
-    } else {
-        payload.chunks(max_frame).collect()
-    };
-    for (header, chunk) in headers.iter().zip(chunks) {
-        out.extend_from_slice(header);
+    for (header, chunk) in frames(lsn, payload, max_frame) {
+        out.extend_from_slice(&header);
         out.extend_from_slice(chunk);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use tracing::{debug, error, warn};
 
 use super::segment::{
-    FRAME_HEADER, HEADER_LEN, Location, Segment, create_segment, frame_headers, prepare_spare,
+    FRAME_HEADER, HEADER_LEN, Location, Segment, create_segment, frames, prepare_spare,
     segment_path, spare_path, sync_dir,
 };
 use super::{Durability, Lsn, OnDurable, Request, Result, WalConfig, WalError, WalStats, io};
@@ -94,9 +94,9 @@ impl Writer {
         let started = Instant::now();
         let first_lsn = self.next;
         let mut headers = Vec::with_capacity(appends.len());
+        let mut chunks = Vec::with_capacity(appends.len());
         let mut locations = Vec::with_capacity(appends.len());
         let mut bytes = 0u64;
-        let max_frame = self.config.max_frame;
         for (i, (payload, _, _)) in appends.iter().enumerate() {
             let lsn = first_lsn + i as u64;
             locations.push(Location::new(
@@ -105,25 +105,19 @@ impl Writer {
                 self.file_len + bytes,
                 payload.len() as u64,
             ));
-            let frames = frame_headers(lsn, payload, max_frame);
-            bytes += (frames.len() * FRAME_HEADER + payload.len()) as u64;
-            headers.push(frames);
+            for (header, chunk) in frames(lsn, payload, self.config.max_frame) {
+                bytes += (FRAME_HEADER + chunk.len()) as u64;
+                headers.push(header);
+                chunks.push(chunk);
+            }
         }
         let mut frames: Vec<IoSlice> = headers
             .iter()
-            .zip(&appends)
-            .flat_map(|(headers, (payload, _, _))| {
-                let chunks = payload
-                    .chunks(max_frame.max(1))
-                    .chain(payload.is_empty().then_some(&payload[..]));
-                headers
-                    .iter()
-                    .zip(chunks)
-                    .flat_map(|(header, chunk)| [IoSlice::new(header), IoSlice::new(chunk)])
-            })
+            .zip(&chunks)
+            .flat_map(|(header, chunk)| [IoSlice::new(header), IoSlice::new(chunk)])
             .collect();
         let written = self.write_and_sync(&mut frames, bytes);
-        drop(frames);
+        drop((frames, chunks));
         match written {
             Ok(()) => {
                 let count = appends.len() as u64;
