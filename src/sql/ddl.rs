@@ -594,8 +594,14 @@ async fn add_column(
         }
         .into());
     }
-    let has_rows = dml::has_rows(session, schema, table).await?;
-    if column.not_null && column.default.is_none() && has_rows {
+    if column.default.is_some() && dml::has_pending_changes(session, &handle) {
+        // The column is added (and the rows rewritten) at once, not at COMMIT: the rows this
+        // transaction has not committed yet must not go with them.
+        return Err(SqlError::Unsupported(format!(
+            "cannot add a column with a default to \"{table}\" in a transaction that changed it"
+        )));
+    }
+    if column.not_null && column.default.is_none() && dml::has_rows(session, schema, table).await? {
         return Err(SqlError::NotNullViolation {
             table: table.to_string(),
             column: column.name,
@@ -604,14 +610,14 @@ async fn add_column(
     dml::retry_conflicts(session, || async {
         // Existing rows take the default, as in PostgreSQL: they are rewritten with it in the
         // commit that adds the column.
-        let (_pin, fill) = match (&column.default, has_rows) {
-            (Some(default), true) => {
+        let (_pin, fill) = match &column.default {
+            Some(default) => {
                 let (pin, state) = dml::pin(session, &handle).await?;
                 let rows = dml::rows_with_default(session, schema, table, &column, default).await?;
                 let files = storage.files_matching(&state, None).await?;
                 (Some(pin), Some((files, rows)))
             }
-            _ => (None, None),
+            None => (None, None),
         };
         detached({
             let (storage, handle, column) = (storage.clone(), handle.clone(), column.clone());

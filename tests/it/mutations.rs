@@ -332,6 +332,18 @@ async fn each_change_is_one_delta_commit() {
         991
     );
 
+    // Not with rows this transaction has not committed: they would be committed with it.
+    client
+        .batch_execute("BEGIN; INSERT INTO a VALUES (6000, 'pending', 1)")
+        .await
+        .expect("begin");
+    let error = client
+        .batch_execute("ALTER TABLE a ADD COLUMN u int4 DEFAULT 1")
+        .await
+        .expect_err("pending rows");
+    assert_eq!(sqlstate(&error), "0A000", "{error}");
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+
     let before = versions(&dir);
     client.batch_execute("TRUNCATE a").await.expect("truncate");
     assert_eq!(versions(&dir), before + 1);

@@ -193,6 +193,11 @@ fn deletes_rows(statement: &Statement) -> bool {
     }
 }
 
+/// Whether this session's transaction has uncommitted changes to a table.
+pub(crate) fn has_pending_changes(session: &Session, table: &TableHandle) -> bool {
+    !pending_ops(session, table.oid).is_empty()
+}
+
 /// This session's uncommitted operations on a table.
 fn pending_ops(session: &Session, oid: u32) -> Vec<WriteOp> {
     session
