@@ -550,6 +550,7 @@ async fn drop(
 async fn truncate_tables(session: &Session, handles: &[Arc<TableHandle>]) -> Result<()> {
     let storage = session.engine().storage();
     for handle in handles {
+        let _turn = handle.queue_change().await;
         let state = storage.read_for_change(handle).await?;
         let files = storage.files_matching(&state, None).await?;
         let ops = vec![WriteOp::Delete {

@@ -28,7 +28,7 @@ use super::buffer::{BufferConfig, Ingest};
 use super::commit::CommitGuard;
 use super::meta::{self, ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 use super::names;
-use super::partition::Container;
+use super::partition::{Container, Loaded};
 use super::table::TableHandle;
 use super::{Result, StorageError, StorageOptions, stable_oid};
 use crate::wal::{Durability, Wal, WalConfig};
@@ -246,18 +246,9 @@ impl Storage {
                     continue;
                 }
                 match self.load_table(&schema, &name).await {
-                    Ok(loaded) => {
-                        if let Some(handle) = loaded {
-                            info!(
-                                schema,
-                                table = name,
-                                version = handle.state().version,
-                                "loaded table"
-                            );
-                            self.insert_table(handle);
-                        }
-                        self.mark_available(&schema, &name).await?;
-                    }
+                    // Held log records go in before the tables are registered, so no reader
+                    // sees a table without the rows it acknowledged.
+                    Ok(loaded) => self.register_loaded(&schema, &name, loaded).await?,
                     Err(e) => self.mark_unavailable(&schema, &name, &e),
                 }
             }
@@ -294,18 +285,41 @@ impl Storage {
 
     /// Loads the Delta table in folder `name`; `None` when it holds historian months, which
     /// are registered as tables of their own instead.
-    async fn load_table(&self, schema: &str, name: &str) -> Result<Option<Arc<TableHandle>>> {
+    async fn load_table(&self, schema: &str, name: &str) -> Result<Loaded> {
         let url = self.table_url(schema, name)?;
         let table = DeltaTableBuilder::from_url(url.clone())?
             .with_storage_options(self.config.storage_options.clone())
             .load()
             .await?;
         if super::partition::column(table.snapshot()?.metadata().configuration()).is_some() {
-            self.load_months(schema, name, url, table)?;
-            return Ok(None);
+            return self.load_months(schema, name, url, table);
         }
         let oid = self.unique_oid("table", schema, name);
-        TableHandle::new(schema, name, oid, url, table, &self.runtime, None).map(Some)
+        let handle = TableHandle::new(schema, name, oid, url, table, &self.runtime, None)?;
+        info!(schema, table = name, version = handle.state().version, "loaded table");
+        Ok(Loaded {
+            container: None,
+            tables: vec![handle],
+        })
+    }
+
+    /// Registers tables loaded at discovery under `folder` of `schema`, after giving them the
+    /// log records held while they were unavailable (see `recovery`).
+    ///
+    /// # Errors
+    /// Log read errors; nothing is registered then and the records stay held.
+    async fn register_loaded(&self, schema: &str, folder: &str, loaded: Loaded) -> Result<()> {
+        self.replay_held(schema, folder, &loaded.tables).await?;
+        if let Some((folder, container)) = loaded.container {
+            self.containers
+                .lock()
+                .insert((schema.to_string(), folder), container);
+        }
+        for handle in loaded.tables {
+            self.insert_table(handle);
+        }
+        self.mark_available(schema, folder);
+        Ok(())
     }
 
     pub(super) fn unique_oid(&self, kind: &str, schema: &str, name: &str) -> u32 {

@@ -183,6 +183,14 @@ pub fn encode(registration: &Registration) -> Result<String> {
     serde_json::to_string(registration).map_err(|e| StorageError::Metadata(e.to_string()))
 }
 
+/// Tables loaded at discovery, not yet registered: a historian container's months or one
+/// plain table.
+pub(super) struct Loaded {
+    /// The container folder and its shared state, for months.
+    pub container: Option<(String, Arc<Container>)>,
+    pub tables: Vec<Arc<TableHandle>>,
+}
+
 impl Storage {
     /// The Delta table holding historian months in folder `name`, if it is one.
     pub(super) fn container(&self, schema: &str, name: &str) -> Option<Arc<Container>> {
@@ -334,7 +342,7 @@ impl Storage {
         )
     }
 
-    /// Registers the months of a Delta table found at discovery.
+    /// Loads the months of a Delta table found at discovery, for the caller to register.
     ///
     /// # Errors
     /// Unreadable registrations.
@@ -344,15 +352,13 @@ impl Storage {
         folder: &str,
         url: Url,
         delta: DeltaTable,
-    ) -> Result<()> {
+    ) -> Result<Loaded> {
         let configuration = delta.snapshot()?.metadata().configuration().clone();
         let column = super::partition::column(&configuration)
             .unwrap_or(COLUMN)
             .to_string();
         let container = Container::new(delta);
-        self.containers
-            .lock()
-            .insert((schema.to_string(), folder.to_string()), container.clone());
+        let mut months = Vec::new();
         for (value, registration) in registrations(&configuration)? {
             let slice = Arc::new(Slice {
                 column: column.clone(),
@@ -367,9 +373,12 @@ impl Storage {
                 container.clone(),
             )?;
             info!(schema, table = registration.table, folder, "loaded month");
-            self.insert_table(handle);
+            months.push(handle);
         }
-        Ok(())
+        Ok(Loaded {
+            container: Some((folder.to_string(), container)),
+            tables: months,
+        })
     }
 
     /// Drops a month: deletes its rows (a metadata-only Delta delete; files go at VACUUM) and

@@ -11,12 +11,14 @@
 //! rescan tries it again. Once it loads, its held parts are replayed as at start, and nothing
 //! acknowledged is lost. Called by `catalog` (discovery, open) and `buffer` (log release).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tracing::{info, warn};
 
 use super::buffer::{Entry, decode_insert};
 use super::historian::HistorianName;
+use super::table::TableHandle;
 use super::{Result, Storage, StorageError};
 use crate::wal::{Location, Lsn, Record};
 
@@ -54,34 +56,47 @@ impl Storage {
         entry.error = error.to_string();
     }
 
-    /// A table that could not be read has loaded: its held log records are replayed into it.
+    /// Replays the parts held for `folder` of `schema` into its freshly loaded `tables`, which
+    /// are not registered yet.
     ///
     /// # Errors
-    /// Log read errors; the records stay held then.
-    pub(super) async fn mark_available(&self, schema: &str, name: &str) -> Result<()> {
-        let key = (schema.to_string(), name.to_string());
+    /// Log read errors; the parts stay held then.
+    pub(super) async fn replay_held(
+        &self,
+        schema: &str,
+        folder: &str,
+        tables: &[Arc<TableHandle>],
+    ) -> Result<()> {
+        let key = (schema.to_string(), folder.to_string());
         let Some(held) = self.unavailable.lock().get(&key).map(|u| u.held.clone()) else {
             return Ok(());
         };
         let mut replayed = 0;
         for (location, part) in &held {
             let parts = decode_insert(&location.read()?)?;
-            if let Some((schema, name, table_id, batches)) = parts.into_iter().nth(*part)
+            if let Some((_, name, table_id, batches)) = parts.into_iter().nth(*part)
+                && let Some(table) = tables.iter().find(|t| t.name == name)
                 && let Replayed::Buffered = self
-                    .replay_part(location, *part, &schema, &name, &table_id, batches)
+                    .replay_into(table, location, *part, &table_id, batches)
                     .await?
             {
                 replayed += 1;
             }
         }
-        self.unavailable.lock().remove(&key);
         info!(
             schema,
-            table = name,
+            table = folder,
             replayed,
             "table available again; its held log records are replayed"
         );
         Ok(())
+    }
+
+    /// `folder` of `schema` has loaded, its held parts replayed: it is available again.
+    pub(super) fn mark_available(&self, schema: &str, folder: &str) {
+        self.unavailable
+            .lock()
+            .remove(&(schema.to_string(), folder.to_string()));
     }
 
     /// The error for a statement naming `name` in `schema`, if that table is unavailable.
@@ -144,11 +159,25 @@ impl Storage {
         let Some(table) = self.table(schema, name) else {
             return Ok(self.hold(location, part, schema, name));
         };
+        self.replay_into(&table, location, part, table_id, batches)
+            .await
+    }
+
+    /// Puts a part into `table`'s buffer unless it is for another incarnation of the table or
+    /// its Delta log says it already arrived.
+    async fn replay_into(
+        &self,
+        table: &Arc<TableHandle>,
+        location: &Location,
+        part: usize,
+        table_id: &str,
+        batches: Vec<datafusion::arrow::array::RecordBatch>,
+    ) -> Result<Replayed> {
         let state = table.state();
         if state.table_id() != table_id {
             return Ok(Replayed::Skipped);
         }
-        if location.lsn <= self.flushed_lsn(&table, &state).await? {
+        if location.lsn <= self.flushed_lsn(table, &state).await? {
             return Ok(Replayed::Skipped);
         }
         let ticket = self.ingest().tickets.fetch_add(1, Ordering::Relaxed);

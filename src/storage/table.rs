@@ -160,6 +160,11 @@ pub struct TableHandle {
     /// Held while a write is checked against the table and queued in the log, so two writers
     /// cannot both find a key free; never held across a log sync.
     admit_lock: Arc<AsyncMutex<()>>,
+    /// Statements that rewrite or remove rows (UPDATE, DELETE, TRUNCATE, ALTER) queue here, in
+    /// arrival order, from reading the table to their commit: two of them racing for the same
+    /// files would make one fail its commit, and retried it could lose every race. Taken before
+    /// any other lock of the table; inserts and readers never take it.
+    change_queue: Arc<AsyncMutex<()>>,
     /// Rows queued in the log but not yet synced: invisible to readers, seen by key checks.
     inflight: Mutex<Vec<(u64, Vec<RecordBatch>)>>,
     /// Primary keys of in-flight and buffered rows; locked after `state` when both are held.
@@ -215,6 +220,7 @@ impl TableHandle {
             },
             slice,
             admit_lock: Arc::new(AsyncMutex::new(())),
+            change_queue: Arc::new(AsyncMutex::new(())),
             inflight: Mutex::new(Vec::new()),
             keys: Mutex::new(keys),
             file_boxes: Mutex::new(None),
@@ -306,6 +312,12 @@ impl TableHandle {
     /// Serializes admission of writes (see [`Storage::admit`](super::Storage)).
     pub(super) async fn lock_admit(self: Arc<Self>) -> OwnedMutexGuard<()> {
         self.admit_lock.clone().lock_owned().await
+    }
+
+    /// Waits for this table's turn to change rows (see `change_queue`); the turn lasts until
+    /// the guard is dropped.
+    pub async fn queue_change(&self) -> OwnedMutexGuard<()> {
+        self.change_queue.clone().lock_owned().await
     }
 
     /// Runs `f` on the published snapshot and the key index as of one moment.

@@ -34,6 +34,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+use tokio::sync::OwnedMutexGuard;
 use tracing::debug;
 
 use crate::pgtypes::PgType;
@@ -135,6 +136,8 @@ where
 pub(crate) struct Pin<'a> {
     session: &'a Session,
     oid: u32,
+    /// The table's change queue: other statements that delete from it wait for this one.
+    _turn: OwnedMutexGuard<()>,
 }
 
 impl Drop for Pin<'_> {
@@ -143,7 +146,8 @@ impl Drop for Pin<'_> {
     }
 }
 
-/// Pins `handle` for a statement that may delete rows from it; returns the pinned snapshot.
+/// Waits for `handle`'s change queue, then pins it for a statement that may delete rows from
+/// it; returns the pinned snapshot.
 ///
 /// # Errors
 /// Flush errors (Delta unreachable).
@@ -151,6 +155,7 @@ pub(crate) async fn pin<'a>(
     session: &'a Session,
     handle: &Arc<TableHandle>,
 ) -> Result<(Pin<'a>, TableState)> {
+    let turn = handle.queue_change().await;
     let state = session.engine().storage().read_for_change(handle).await?;
     session
         .shared
@@ -160,6 +165,7 @@ pub(crate) async fn pin<'a>(
     let pin = Pin {
         session,
         oid: handle.oid,
+        _turn: turn,
     };
     Ok((pin, state))
 }
