@@ -18,8 +18,19 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    deltagate::sql::configure_stack_growth();
+    // Statements are parsed, planned, run and dropped on the runtime's threads (DataFusion's
+    // tasks too); their stack must fit the deepest statement the SQL layer admits.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(deltagate::sql::THREAD_STACK_SIZE)
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let config = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).context("invalid --log filter")?)

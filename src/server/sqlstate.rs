@@ -68,6 +68,8 @@ pub fn classify(error: &SqlError) -> Coded {
         SqlError::UndefinedPreparedStatement(_) => coded("26000", error.to_string()),
         SqlError::ParameterCount { .. } => coded("08P01", error.to_string()),
         SqlError::Canceled => coded("57014", error.to_string()),
+        // statement_too_complex, PostgreSQL's code for "stack depth limit exceeded".
+        SqlError::TooComplex(_) => coded("54001", error.to_string()),
         SqlError::Copy { code, message, .. } => coded(code, message),
         SqlError::InvalidConflictTarget(m) => coded("42P10", m),
         SqlError::UndefinedObject(m) => coded("42704", m),
@@ -317,6 +319,7 @@ mod tests {
             (SqlError::InFailedTransaction, "25P02"),
             (SqlError::Unsupported("x".into()), "0A000"),
             (SqlError::InvalidTextRepresentation("x".into()), "22P02"),
+            (SqlError::TooComplex("x".into()), "54001"),
             (
                 DataFusionError::Plan("table 'db.public.nosuch' not found".into()).into(),
                 "42P01",

@@ -19,6 +19,7 @@ mod ddl;
 mod dml;
 mod functions;
 mod information_schema;
+mod limits;
 mod maintenance;
 mod pg_catalog;
 mod rewrite;
@@ -41,6 +42,7 @@ use crate::storage::{Storage, StorageError};
 
 pub use copy::{CopyIn, Format as CopyFormat};
 pub use dml::Executions;
+pub use limits::{THREAD_STACK_SIZE, configure_stack_growth};
 pub use rewrite::NAME_MARK;
 pub use session::{CancelHandle, PreparedStatement, Session, TxnStatus};
 pub use settings::Settings;
@@ -113,6 +115,9 @@ pub enum SqlError {
     UndefinedObject(String),
     #[error("{0}")]
     CardinalityViolation(String),
+    /// A statement over one of the limits of [`limits`]: what it exceeds.
+    #[error("statement too complex: {0}")]
+    TooComplex(String),
     #[error("canceling statement due to user request")]
     Canceled,
     #[error("{0}")]

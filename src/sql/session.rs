@@ -25,8 +25,6 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt;
 use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
 use futures::StreamExt;
@@ -38,8 +36,8 @@ use super::catalog::{DatabaseCatalog, PG_CATALOG};
 use super::settings::Settings;
 use super::txn::Transaction;
 use super::{
-    Engine, Executions, Outcome, Result, SqlError, control, ddl, dml, functions, pg_catalog,
-    rewrite, subplan,
+    Engine, Executions, Outcome, Result, SqlError, control, ddl, dml, functions, limits,
+    pg_catalog, rewrite, subplan,
 };
 use crate::storage::{TableHandle, TableState};
 
@@ -274,14 +272,13 @@ impl Session {
     /// Parses a query string into statements, with PostgreSQL spellings rewritten.
     ///
     /// # Errors
-    /// [`SqlError::Parse`] for syntax errors.
+    /// [`SqlError::Parse`] for syntax errors, [`SqlError::TooComplex`] for statements nested
+    /// too deeply to handle (see [`limits`]).
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
         if let Some(checkpoint) = super::maintenance::parse_checkpoint(sql) {
             return Ok(vec![checkpoint]);
         }
-        let statements = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(sql)?
-            .parse_statements()?;
+        let statements = limits::parse(sql)?;
         Ok(statements.into_iter().map(rewrite::pg_compat).collect())
     }
 

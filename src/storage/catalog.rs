@@ -296,7 +296,12 @@ impl Storage {
         }
         let oid = self.unique_oid("table", schema, name);
         let handle = TableHandle::new(schema, name, oid, url, table, &self.runtime, None)?;
-        info!(schema, table = name, version = handle.state().version, "loaded table");
+        info!(
+            schema,
+            table = name,
+            version = handle.state().version,
+            "loaded table"
+        );
         Ok(Loaded {
             container: None,
             tables: vec![handle],

@@ -40,6 +40,7 @@ use url::Url;
 use super::buffer::{conform_to, sorted_by_key, writer_properties};
 use super::commit::{CommitGuard, commit_properties, strip_metadata};
 use super::meta::{self, ColumnMeta};
+use super::provider::BoundedPushdown;
 use super::table::{TableHandle, TableState, WriteOp};
 use super::{Result, Storage, StorageError};
 
@@ -158,7 +159,7 @@ impl Storage {
         if let Some(files) = files {
             builder = builder.with_file_paths(files);
         }
-        let provider = builder.await?;
+        let provider = Arc::new(BoundedPushdown(builder.await?));
         let state = SessionStateBuilder::new()
             .with_runtime_env(self.runtime.clone())
             .with_default_features()

@@ -64,11 +64,13 @@ impl PgTableProvider {
     /// Delta errors building the scan.
     pub async fn try_new(state: &TableState) -> Result<PgTableProvider> {
         let snapshot = state.table.snapshot()?.snapshot().clone();
-        let inner = state
-            .table
-            .table_provider()
-            .with_eager_snapshot(snapshot)
-            .await?;
+        let inner = Arc::new(BoundedPushdown(
+            state
+                .table
+                .table_provider()
+                .with_eager_snapshot(snapshot)
+                .await?,
+        ));
         let mut schema = with_pg_metadata(&inner.schema(), &state.meta.arrow_schema);
         if state.slice.is_some() {
             let visible: Vec<usize> = (0..state.meta.columns.len()).collect();
@@ -215,14 +217,11 @@ impl TableProvider for PgTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let (all, filters) = match &self.slice {
-            Some(predicate) => {
-                let mut filters = filters.to_vec();
-                filters.push(predicate.clone());
-                (Some((0..self.schema.fields().len()).collect()), filters)
-            }
-            None => (None, filters.to_vec()),
-        };
+        let mut filters = filters.to_vec();
+        let all = self.slice.as_ref().map(|predicate| {
+            filters.push(predicate.clone());
+            (0..self.schema.fields().len()).collect::<Vec<_>>()
+        });
         let projection = projection.or(all.as_ref());
         let plan = self.inner.scan(state, projection, &filters, limit).await?;
         let target = match projection {
@@ -246,6 +245,73 @@ impl TableProvider for PgTableProvider {
         let union = UnionExec::try_new(vec![plan, memory])?;
         Ok(Arc::new(RelabelExec::new(union, target)))
     }
+}
+
+/// Largest filter, in expression nodes, handed to delta-rs (see [`BoundedPushdown`]).
+const MAX_PUSHED_FILTER_NODES: usize = 1000;
+
+/// delta-rs's scan of a Delta table, offered only the filters it can take apart on any stack.
+///
+/// delta-rs turns an `IN` list into a chain of `OR`s leaning left and walks that chain
+/// recursively, a stack frame per item, so a filter with tens of thousands of values (a long
+/// `IN` list, an update's or upsert's key predicate) would overflow the thread's stack, which
+/// aborts the process. Such a filter is declined: DataFusion applies it above the scan, with
+/// the same result; a list that long helps file pruning little anyway.
+#[derive(Debug)]
+pub(super) struct BoundedPushdown(pub Arc<dyn TableProvider>);
+
+#[async_trait]
+impl TableProvider for BoundedPushdown {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.0.table_type()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        let offered: Vec<&Expr> = filters.iter().copied().filter(|f| pushable(f)).collect();
+        let mut answers = self.0.supports_filters_pushdown(&offered)?.into_iter();
+        Ok(filters
+            .iter()
+            .map(|filter| match pushable(filter) {
+                true => answers
+                    .next()
+                    .unwrap_or(TableProviderFilterPushDown::Unsupported),
+                false => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let filters: Vec<Expr> = filters.iter().filter(|f| pushable(f)).cloned().collect();
+        self.0.scan(state, projection, &filters, limit).await
+    }
+}
+
+/// Whether `filter` has at most [`MAX_PUSHED_FILTER_NODES`] nodes (the count stops there, so a
+/// long chain is never walked to its end).
+fn pushable(filter: &Expr) -> bool {
+    let mut nodes = 0usize;
+    let _ = datafusion::common::tree_node::TreeNode::apply(filter, |_| {
+        nodes += 1;
+        Ok(if nodes > MAX_PUSHED_FILTER_NODES {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    nodes <= MAX_PUSHED_FILTER_NODES
 }
 
 /// Passes batches through with a schema that differs only in field metadata.

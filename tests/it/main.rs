@@ -8,6 +8,7 @@ mod durability;
 mod harness;
 mod ignition;
 mod ingest;
+mod limits;
 mod mutations;
 mod names;
 mod objectstore;

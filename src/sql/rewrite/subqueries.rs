@@ -5,9 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
-    GroupByExpr, Ident, ObjectName, Select, SelectItem, SetExpr, Statement, TableFactor, Visit,
-    VisitMut, Visitor, VisitorMut,
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, GroupByExpr, Ident, ObjectName, Select, SelectItem, SetExpr, Statement,
+    TableFactor, Visit, VisitMut, Visitor, VisitorMut,
 };
 
 use super::{name_parts, normalize_ident};
@@ -108,8 +108,9 @@ fn hoist_outer_conditions(expr: &mut Expr) {
         .collect();
     let (outer, inner): (Vec<Expr>, Vec<Expr>) =
         conjuncts.into_iter().partition(|c| only_outer(c, &local));
-    select.selection = inner.into_iter().reduce(and);
-    if let Some(condition) = outer.into_iter().reduce(and) {
+    // Rebuilt balanced when long, as the parse left them (see `limits`).
+    select.selection = crate::sql::limits::join_terms(inner, &BinaryOperator::And);
+    if let Some(condition) = crate::sql::limits::join_terms(outer, &BinaryOperator::And) {
         let text = format!("CASE WHEN {condition} THEN ({query}) END");
         if let Ok(parsed) = datafusion::sql::sqlparser::parser::Parser::new(
             &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
@@ -169,14 +170,6 @@ fn only_local(expr: &Expr, local: &HashSet<String>) -> bool {
     };
     let _ = expr.visit(&mut refs);
     !refs.outer
-}
-
-fn and(left: Expr, right: Expr) -> Expr {
-    Expr::BinaryOp {
-        left: Box::new(left),
-        op: datafusion::sql::sqlparser::ast::BinaryOperator::And,
-        right: Box::new(right),
-    }
 }
 
 fn split_and(expr: Expr, out: &mut Vec<Expr>) {
