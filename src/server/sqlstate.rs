@@ -16,6 +16,8 @@ use crate::pgtypes::TypeError;
 use crate::sql::SqlError;
 use crate::storage::StorageError;
 
+use super::wire::ProtocolError;
+
 /// A SQLSTATE and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Coded {
@@ -270,6 +272,27 @@ pub fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
         "FATAL".to_string(),
         code.to_string(),
         message.into(),
+    )))
+}
+
+/// The code of a protocol violation: `0A000` for a protocol version, `22023` for a format code,
+/// else `08P01`.
+fn protocol_code(error: &ProtocolError) -> &'static str {
+    match error {
+        ProtocolError::UnsupportedProtocol(..) => "0A000",
+        ProtocolError::FormatCode(_) => "22023",
+        _ => "08P01",
+    }
+}
+
+/// The wire error for a protocol violation: FATAL when the connection ends with it (a stream
+/// that cannot be framed), else an ERROR the connection survives (a malformed message).
+pub(crate) fn protocol(error: &ProtocolError, fatal: bool) -> PgWireError {
+    let severity = if fatal { "FATAL" } else { "ERROR" };
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        severity.to_string(),
+        protocol_code(error).to_string(),
+        error.to_string(),
     )))
 }
 

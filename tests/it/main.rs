@@ -8,5 +8,7 @@ mod harness;
 mod ignition;
 mod ingest;
 mod protocol;
+mod protocol_violations;
+mod raw;
 mod seek;
 mod slt;
