@@ -191,6 +191,12 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), crate::storage::StorageError> {
         let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        let context = Arc::new(auth::Context {
+            engine: self.engine.clone(),
+            config: self.config.startup.clone(),
+            connections: self.connections.clone(),
+            registry: self.registry.clone(),
+        });
         let tracker = TaskTracker::new();
         let cancel = Arc::new(Canceller {
             pgwire: DefaultCancelHandler::new(self.connections.clone()),
@@ -219,12 +225,7 @@ impl Server {
             match permits.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let handlers = Connection {
-                        startup: Arc::new(auth::Startup::new(
-                            self.engine.clone(),
-                            self.config.startup.clone(),
-                            self.connections.clone(),
-                            self.registry.clone(),
-                        )),
+                        startup: Arc::new(auth::Startup::new(context.clone())),
                         queries: Arc::new(handlers::QueryHandler::default()),
                         // The connection's own: pgwire clones its handlers for every message,
                         // and a counter shared by all connections would bounce between cores.

@@ -98,6 +98,8 @@ pub enum ProtocolError {
     ResultFormats { formats: usize, columns: usize },
     #[error("unsupported format code: {0}")]
     FormatCode(i16),
+    #[error("invalid password packet size")]
+    PasswordPacket,
 }
 
 /// Checks the message at the front of `buffer`, read in `phase`.

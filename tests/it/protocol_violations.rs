@@ -2,7 +2,7 @@
 //! message that is whole but malformed, FATAL 08P01 and a closed connection for a stream that
 //! cannot be framed. None of them may panic a connection or disturb the server.
 
-use crate::harness::{TestServer, USER};
+use crate::harness::{PASSWORD, TestServer, USER};
 use crate::raw::{Raw, Reply, assert_serving, cstring, error_of, kinds, message, startup};
 
 fn parse(name: &str, sql: &str) -> Vec<u8> {
@@ -299,6 +299,58 @@ async fn protocol_broken_framing_ends_the_connection() {
         );
     }
     assert_serving(&server).await;
+}
+
+/// Password messages that are empty or malformed get PostgreSQL's answers, whatever the
+/// method, instead of panicking the connection.
+#[tokio::test]
+async fn protocol_malformed_password_messages_are_refused() {
+    for (method, empty, terminated_empty) in [
+        (
+            "scram-sha-256",
+            ("08P01", "invalid string in message"),
+            (
+                "08P01",
+                "client selected an invalid SASL authentication mechanism",
+            ),
+        ),
+        (
+            "md5",
+            ("08P01", "invalid password packet size"),
+            ("28P01", "empty password returned by client"),
+        ),
+        (
+            "password",
+            ("08P01", "invalid password packet size"),
+            ("28P01", "empty password returned by client"),
+        ),
+    ] {
+        let server = TestServer::start_with(&["--auth", method]);
+        for (body, (code, text)) in [(&b""[..], empty), (&b"\0"[..], terminated_empty)] {
+            let mut raw = Raw::open(&server).await;
+            raw.send(&startup(USER, USER)).await;
+            raw.authentication().await;
+            raw.send(&message(b'p', body)).await;
+            let replies = raw.until_closed().await;
+            assert_eq!(
+                error_of(&replies),
+                ("FATAL".into(), code.into(), text.into()),
+                "{method} {body:?}"
+            );
+        }
+        // A query instead of the password.
+        let mut raw = Raw::open(&server).await;
+        raw.send(&startup(USER, USER)).await;
+        raw.authentication().await;
+        raw.send(&message(b'Q', b"SELECT 1\0")).await;
+        let (_, code, text) = error_of(&raw.until_closed().await);
+        assert_eq!(code, "08P01");
+        assert_eq!(text, "expected password response, got message type 81");
+        crate::auth::connect(&server, USER, PASSWORD, USER)
+            .await
+            .unwrap();
+        assert_serving(&server).await;
+    }
 }
 
 /// Accepts the test's self-signed certificate: what is tested is what comes after.

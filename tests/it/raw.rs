@@ -36,6 +36,15 @@ pub fn startup(user: &str, database: &str) -> Vec<u8> {
     packet
 }
 
+/// A SASLInitialResponse choosing `mechanism`, with `data`.
+pub fn sasl_initial(mechanism: &str, data: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstring(&mut body, mechanism);
+    body.extend_from_slice(&(data.len() as i32).to_be_bytes());
+    body.extend_from_slice(data);
+    message(b'p', &body)
+}
+
 /// A backend message: its type and body.
 pub type Reply = (u8, Vec<u8>);
 
@@ -126,6 +135,17 @@ impl Raw {
             out.push(reply);
         }
         out
+    }
+
+    /// The next message, which must be an Authentication request; its code and data.
+    pub async fn authentication(&mut self) -> (i32, Vec<u8>) {
+        match self.next().await {
+            Some((b'R', body)) if body.len() >= 4 => (
+                i32::from_be_bytes([body[0], body[1], body[2], body[3]]),
+                body[4..].to_vec(),
+            ),
+            other => panic!("expected an authentication request, got {other:?}"),
+        }
     }
 }
 
