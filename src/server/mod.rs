@@ -1,8 +1,11 @@
-//! The PostgreSQL wire front end: listener, connection limit, TLS, startup and query
+//! The PostgreSQL wire front end: listener, connection limits, TLS, startup and query
 //! handlers, and shutdown.
 //!
-//! [`Server::run`] accepts connections until `shutdown` resolves, serving each on its own
-//! task (see `connection`). Over the connection limit a client gets FATAL 53300 instead of a
+//! [`Server::run`] accepts connections until `shutdown` resolves, serving each on its own task
+//! (see `connection`). A connection that has not authenticated yet holds one of
+//! `--max-startup-connections` startup slots, so that sockets which never authenticate cannot
+//! take the `--max-connections` slots of those that do; a slot of those is taken once the
+//! password is proven (see `auth`). Over either limit a client gets FATAL 53300 instead of a
 //! dropped socket. On shutdown it stops accepting, gives open connections a grace period, and
 //! records exact sequence positions. This module and its children are the only code that
 //! knows pgwire.
@@ -25,14 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::Sink;
-use pgwire::api::auth::StartupHandler;
+use pgwire::api::ConnectionManager;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
-use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
-use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -51,8 +50,12 @@ pub struct ServerConfig {
     pub startup: StartupConfig,
     /// TLS acceptor when a certificate is configured.
     pub tls: Option<TlsAcceptor>,
-    /// Maximum concurrent client connections.
+    /// Maximum concurrent authenticated connections.
     pub max_connections: usize,
+    /// Maximum concurrent connections not authenticated yet.
+    pub max_startup_connections: usize,
+    /// How long a client may take from connecting to the end of authentication.
+    pub authentication_timeout: Duration,
     /// How long shutdown waits for open connections.
     pub shutdown_grace: Duration,
 }
@@ -63,6 +66,8 @@ impl Debug for ServerConfig {
             .field("startup", &self.startup)
             .field("tls", &self.tls.is_some())
             .field("max_connections", &self.max_connections)
+            .field("max_startup_connections", &self.max_startup_connections)
+            .field("authentication_timeout", &self.authentication_timeout)
             .finish()
     }
 }
@@ -126,43 +131,6 @@ impl CancelHandler for Canceller {
     }
 }
 
-/// How long a client may take from connecting to the end of authentication.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Answers every connection attempt with FATAL 53300, like a full PostgreSQL.
-struct TooManyConnections {
-    cancel: Arc<Canceller>,
-}
-
-#[async_trait]
-impl StartupHandler for TooManyConnections {
-    async fn on_startup<C>(
-        &self,
-        _client: &mut C,
-        _message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        Err(sqlstate::fatal("53300", "sorry, too many clients already"))
-    }
-}
-
-impl PgWireServerHandlers for TooManyConnections {
-    fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(TooManyConnections {
-            cancel: self.cancel.clone(),
-        })
-    }
-
-    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        // Cancel requests for running queries must work even when the server is full.
-        self.cancel.clone()
-    }
-}
-
 /// The PostgreSQL-wire server.
 pub struct Server {
     engine: Arc<Engine>,
@@ -190,18 +158,15 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), crate::storage::StorageError> {
-        let permits = Arc::new(Semaphore::new(self.config.max_connections));
         let context = Arc::new(auth::Context {
             engine: self.engine.clone(),
             config: self.config.startup.clone(),
             connections: self.connections.clone(),
             registry: self.registry.clone(),
+            slots: Arc::new(Semaphore::new(self.config.max_connections)),
         });
+        let starting = Arc::new(Semaphore::new(self.config.max_startup_connections));
         let tracker = TaskTracker::new();
-        let cancel = Arc::new(Canceller {
-            pgwire: DefaultCancelHandler::new(self.connections.clone()),
-            registry: self.registry.clone(),
-        });
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(10);
         loop {
@@ -221,36 +186,29 @@ impl Server {
                     continue;
                 }
             };
-            let tls = self.config.tls.clone();
-            match permits.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    let handlers = Connection {
-                        startup: Arc::new(auth::Startup::new(context.clone())),
-                        queries: Arc::new(handlers::QueryHandler::default()),
-                        // The connection's own: pgwire clones its handlers for every message,
-                        // and a counter shared by all connections would bounce between cores.
-                        cancel: Arc::new(Canceller {
-                            pgwire: DefaultCancelHandler::new(self.connections.clone()),
-                            registry: self.registry.clone(),
-                        }),
-                    };
-                    tracker.spawn(async move {
-                        let _permit = permit;
-                        if let Err(e) = handlers.serve(socket, tls, STARTUP_TIMEOUT).await {
-                            info!(%peer, error = %e, "connection ended with error");
-                        }
-                    });
-                }
-                Err(_) => {
-                    warn!(%peer, limit = self.config.max_connections, "connection refused: too many clients");
-                    let handlers = TooManyConnections {
-                        cancel: cancel.clone(),
-                    };
-                    tracker.spawn(async move {
-                        let _ = pgwire::tokio::process_socket(socket, tls, handlers).await;
-                    });
-                }
+            // Without a startup slot the connection is still served, to answer its startup
+            // packet with 53300 (or its cancel request), within the authentication timeout.
+            let startup_slot = starting.clone().try_acquire_owned().ok();
+            if startup_slot.is_none() {
+                warn!(%peer, limit = self.config.max_startup_connections, "connection refused: too many connections authenticating");
             }
+            let handlers = Connection {
+                startup: Arc::new(auth::Startup::new(context.clone(), startup_slot)),
+                queries: Arc::new(handlers::QueryHandler::default()),
+                // The connection's own: pgwire clones its handlers for every message, and a
+                // counter shared by all connections would bounce between cores.
+                cancel: Arc::new(Canceller {
+                    pgwire: DefaultCancelHandler::new(self.connections.clone()),
+                    registry: self.registry.clone(),
+                }),
+            };
+            let tls = self.config.tls.clone();
+            let timeout = self.config.authentication_timeout;
+            tracker.spawn(async move {
+                if let Err(e) = handlers.serve(socket, tls, timeout).await {
+                    info!(%peer, error = %e, "connection ended with error");
+                }
+            });
         }
         info!("shutting down: no longer accepting connections");
         drop(listener);

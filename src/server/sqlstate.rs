@@ -310,6 +310,7 @@ pub(crate) fn authentication(error: &AuthError) -> PgWireError {
         AuthError::NoUser | AuthError::EncryptionRequired | AuthError::UnknownRole(_) => "28000",
         AuthError::Password(_) | AuthError::EmptyPassword => "28P01",
         AuthError::UnknownDatabase(_) => "3D000",
+        AuthError::TooManyClients => "53300",
         AuthError::Protocol(e) => protocol_code(e),
         AuthError::Scram(ScramError::Authzid | ScramError::Extension) => "0A000",
         AuthError::Scram(ScramError::Failed) => "28P01",

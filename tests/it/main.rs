@@ -1,6 +1,7 @@
 //! Integration tests: the real server over TCP with real clients.
 
 mod auth;
+mod auth_limits;
 mod auth_scram;
 mod clients;
 mod copy;

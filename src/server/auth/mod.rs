@@ -1,5 +1,5 @@
-//! Connection startup: checks of the startup packet, the password exchange, `ParameterStatus`,
-//! and creation of the [`Session`].
+//! Connection startup: checks of the startup packet, the password exchange, the connection
+//! slot, `ParameterStatus`, and creation of the [`Session`].
 //!
 //! SCRAM-SHA-256 is the default; MD5, cleartext password and `trust` exist when configured
 //! (trust only when asked for explicitly, contract 7). The exchanges are run here rather than
@@ -7,7 +7,10 @@
 //! challenged like any other and fails at the end with the same error as a wrong password, so
 //! that user names cannot be probed; password messages are parsed with PostgreSQL's checks. In
 //! `require` TLS mode a plaintext connection is refused before any password is exchanged.
-//! Once the password is proven, as in PostgreSQL, the database must exist (FATAL 3D000).
+//! Once the password is proven, as in PostgreSQL: the database must exist (FATAL 3D000) and a
+//! connection slot must be free (FATAL 53300). A connection counts against
+//! `--max-connections` only from then on; until then it holds one of the few startup slots
+//! (see `Server::run`), which this module gives back once authentication succeeded.
 
 mod scram;
 mod users;
@@ -36,6 +39,7 @@ use pgwire::messages::startup::{
 };
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 use crate::sql::{Engine, Session, Settings};
@@ -75,6 +79,8 @@ pub enum AuthError {
     EmptyPassword,
     #[error("database \"{0}\" does not exist")]
     UnknownDatabase(String),
+    #[error("sorry, too many clients already")]
+    TooManyClients,
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
     #[error(transparent)]
@@ -149,6 +155,8 @@ pub struct Context {
     pub config: StartupConfig,
     pub connections: Arc<ConnectionManager>,
     pub registry: Arc<super::CancelRegistry>,
+    /// The slots of `--max-connections`, one taken by each authenticated connection.
+    pub slots: Arc<Semaphore>,
 }
 
 /// Where a connection's password exchange stands.
@@ -173,14 +181,21 @@ enum Stage {
 pub struct Startup {
     context: Arc<Context>,
     stage: Mutex<Stage>,
+    /// The connection's startup slot, given back once it is authenticated; `None` when the
+    /// connection got none and is refused.
+    startup_slot: Mutex<Option<OwnedSemaphorePermit>>,
+    refused: bool,
 }
 
 impl Startup {
-    /// The handler of a new connection.
-    pub fn new(context: Arc<Context>) -> Startup {
+    /// The handler of a new connection, holding one of the startup slots; without one the
+    /// connection is refused with FATAL 53300 when its startup packet arrives.
+    pub fn new(context: Arc<Context>, startup_slot: Option<OwnedSemaphorePermit>) -> Startup {
         Startup {
             context,
             stage: Mutex::new(Stage::Startup),
+            refused: startup_slot.is_none(),
+            startup_slot: Mutex::new(startup_slot),
         }
     }
 
@@ -194,6 +209,9 @@ impl Startup {
         client: &C,
         parameters: &std::collections::BTreeMap<String, String>,
     ) -> Result<(), AuthError> {
+        if self.refused {
+            return Err(AuthError::TooManyClients);
+        }
         if self.config().require_tls && !client.is_secure() {
             return Err(AuthError::EncryptionRequired);
         }
@@ -321,8 +339,8 @@ impl Startup {
         }
     }
 
-    /// After the password is proven: PostgreSQL's checks, the session, and the rest of the
-    /// startup messages.
+    /// After the password is proven: PostgreSQL's checks, a connection slot, the session, and
+    /// the rest of the startup messages.
     async fn complete<C>(&self, client: &mut C) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -344,6 +362,13 @@ impl Startup {
                 database,
             )));
         }
+        let Ok(slot) = self.context.slots.clone().try_acquire_owned() else {
+            warn!(%user, peer = %client.socket_addr(), "connection refused: too many clients");
+            return Err(sqlstate::authentication(&AuthError::TooManyClients));
+        };
+        client.session_extensions().insert(slot);
+        // No longer starting: the startup slot goes to the next connection.
+        self.startup_slot.lock().take();
         let (pid, secret_key) = PIDS.generate(client);
         client.set_pid_and_secret_key(pid, secret_key.clone());
         self.open_session(client)?;
