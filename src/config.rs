@@ -110,9 +110,19 @@ pub struct Config {
     #[arg(long, env = "DELTAGATE_TLS_MODE", value_enum, default_value = "prefer")]
     pub tls_mode: TlsMode,
 
-    /// Maximum number of concurrent client connections.
+    /// Maximum number of concurrent client connections, counted once authenticated.
     #[arg(long, env = "DELTAGATE_MAX_CONNECTIONS", default_value_t = 100)]
     pub max_connections: usize,
+
+    /// Maximum number of connections still authenticating (apart from --max-connections, so
+    /// that clients which never log in cannot keep others out).
+    #[arg(long, env = "DELTAGATE_MAX_STARTUP_CONNECTIONS", default_value_t = 64)]
+    pub max_startup_connections: usize,
+
+    /// How long a client may take from connecting to the end of authentication; then the
+    /// connection is closed (PostgreSQL's authentication_timeout).
+    #[arg(long, env = "DELTAGATE_AUTHENTICATION_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub authentication_timeout: Duration,
 
     /// Delta checkpoint interval (commits) for new tables.
     #[arg(long, env = "DELTAGATE_CHECKPOINT_INTERVAL", default_value_t = 10)]
@@ -275,6 +285,8 @@ impl Config {
                 },
                 tls,
                 max_connections: self.max_connections,
+                max_startup_connections: self.max_startup_connections,
+                authentication_timeout: self.authentication_timeout,
                 shutdown_grace: self.shutdown_grace,
             },
             generated_password: generated_password.filter(|_| self.auth != AuthMethod::Trust),

@@ -35,8 +35,8 @@ use pgwire::messages::startup::ParameterStatus;
 
 use crate::sql::{Outcome, PreparedStatement, Session, Settings, SqlError};
 
-use super::sqlstate::{to_error_info, to_pgwire};
-use super::{batch, encode, params};
+use super::sqlstate::{protocol, to_error_info, to_pgwire};
+use super::{batch, encode, params, wire};
 
 /// Runs the held batch (see [`batch`]) and stores the portal it stands for: what every
 /// extended-protocol message but the batch's own does first.
@@ -263,16 +263,7 @@ impl ExtendedQueryHandler for QueryHandler {
             Some(Entry::Value(statement)) => statement,
             Some(Entry::Empty) => {
                 flush(client, &self.held).await?;
-                if !message.parameters.is_empty() {
-                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                        "ERROR".to_owned(),
-                        "08P01".to_owned(),
-                        format!(
-                            "bind message supplies {} parameters, but prepared statement \"{name}\" requires 0",
-                            message.parameters.len()
-                        ),
-                    ))));
-                }
+                wire::check_bind(&message, name, 0, 0).map_err(|e| protocol(&e, false))?;
                 let portal = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
                 client.portal_store().put_empty_portal(portal);
                 return client
@@ -285,6 +276,13 @@ impl ExtendedQueryHandler for QueryHandler {
                 return Err(PgWireError::StatementNotFound(name.to_owned()));
             }
         };
+        // pgwire takes format codes by position: counts that disagree would panic later.
+        let prepared = &statement.statement;
+        let columns = prepared.fields.as_ref().map_or(0, |f| f.fields().len());
+        if let Err(e) = wire::check_bind(&message, name, prepared.param_types.len(), columns) {
+            flush(client, &self.held).await?;
+            return Err(protocol(&e, false));
+        }
         if statement.statement.batchable && self.held.lock().takes(&statement, &message) {
             batch::store_portal(client, &self.held)?;
             self.held.lock().bind(&statement, message);
@@ -321,6 +319,9 @@ impl ExtendedQueryHandler for QueryHandler {
             }
         }
         flush(client, &self.held).await?;
+        // A row limit of zero or less means all rows, as in PostgreSQL (pgwire would take a
+        // negative one as a huge count).
+        let message = Execute::new(message.name, message.max_rows.max(0));
         // Boxed so that the batched path above does not carry (and move) this large future.
         Box::pin(self._on_execute(client, message)).await
     }

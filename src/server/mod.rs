@@ -1,20 +1,25 @@
-//! The PostgreSQL wire front end: listener, connection limit, TLS, startup and query
+//! The PostgreSQL wire front end: listener, connection limits, TLS, startup and query
 //! handlers, and shutdown.
 //!
-//! [`Server::run`] accepts connections until `shutdown` resolves, serving each on its own
-//! task through pgwire. Over the connection limit a client gets FATAL 53300 instead of a
+//! [`Server::run`] accepts connections until `shutdown` resolves, serving each on its own task
+//! (see `connection`). A connection that has not authenticated yet holds one of
+//! `--max-startup-connections` startup slots, so that sockets which never authenticate cannot
+//! take the `--max-connections` slots of those that do; a slot of those is taken once the
+//! password is proven (see `auth`). Over either limit a client gets FATAL 53300 instead of a
 //! dropped socket. On shutdown it stops accepting, gives open connections a grace period, and
 //! records exact sequence positions. This module and its children are the only code that
 //! knows pgwire.
 
 mod auth;
 mod batch;
+mod connection;
 mod copy;
 mod encode;
 mod handlers;
 mod params;
 pub mod sqlstate;
 pub mod tls;
+mod wire;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -23,17 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{Sink, StreamExt};
-use pgwire::api::auth::StartupHandler;
+use pgwire::api::ConnectionManager;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
-use pgwire::api::query::ExtendedQueryHandler;
-use pgwire::api::{ClientInfo, ConnectionManager, PgWireConnectionState, PgWireServerHandlers};
-use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
@@ -43,14 +42,20 @@ use crate::sql::{CancelHandle, Engine};
 
 pub use auth::{AuthMethod, StartupConfig, Users};
 
+use connection::Connection;
+
 /// Server settings.
 #[derive(Clone)]
 pub struct ServerConfig {
     pub startup: StartupConfig,
     /// TLS acceptor when a certificate is configured.
     pub tls: Option<TlsAcceptor>,
-    /// Maximum concurrent client connections.
+    /// Maximum concurrent authenticated connections.
     pub max_connections: usize,
+    /// Maximum concurrent connections not authenticated yet.
+    pub max_startup_connections: usize,
+    /// How long a client may take from connecting to the end of authentication.
+    pub authentication_timeout: Duration,
     /// How long shutdown waits for open connections.
     pub shutdown_grace: Duration,
 }
@@ -61,6 +66,8 @@ impl Debug for ServerConfig {
             .field("startup", &self.startup)
             .field("tls", &self.tls.is_some())
             .field("max_connections", &self.max_connections)
+            .field("max_startup_connections", &self.max_startup_connections)
+            .field("authentication_timeout", &self.authentication_timeout)
             .finish()
     }
 }
@@ -124,168 +131,6 @@ impl CancelHandler for Canceller {
     }
 }
 
-/// The handlers of one connection.
-struct Connection {
-    startup: Arc<auth::Startup>,
-    queries: Arc<handlers::QueryHandler>,
-    cancel: Arc<Canceller>,
-}
-
-impl PgWireServerHandlers for Connection {
-    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
-        self.queries.clone()
-    }
-
-    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
-        self.queries.clone()
-    }
-
-    fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.startup.clone()
-    }
-
-    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        self.cancel.clone()
-    }
-
-    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
-        self.queries.clone()
-    }
-}
-
-/// How long a client may take from connecting to the end of authentication (pgwire's limit).
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-impl Connection {
-    /// Serves one client as pgwire's `process_socket` does, except that Bind, Describe and
-    /// Execute reach the query handler directly: pgwire's loop clones five handler `Arc`s for
-    /// every message, and a client's batched insert is three messages a row. Those of a held
-    /// batch are taken from the read buffer before pgwire decodes them (see `batch`).
-    async fn serve(self, socket: TcpStream, tls: Option<TlsAcceptor>) -> std::io::Result<()> {
-        let startup_timeout = tokio::time::sleep(STARTUP_TIMEOUT);
-        tokio::pin!(startup_timeout);
-        let negotiated = tokio::select! {
-            _ = &mut startup_timeout => return Ok(()),
-            socket = negotiate_tls::<crate::sql::PreparedStatement>(socket, tls) => socket?,
-        };
-        // A direct TLS handshake without a certificate configured.
-        let Some(mut socket) = negotiated else {
-            return Ok(());
-        };
-        // A client batch is tens of kilobytes; read it in one call rather than the codec's
-        // default 8 KiB at a time. The buffer keeps this size when it is renewed, as it is
-        // while held Binds still refer to the old one.
-        let buffer = socket.read_buffer_mut();
-        let mut larger = bytes::BytesMut::with_capacity(READ_BUFFER.max(buffer.len()));
-        larger.extend_from_slice(buffer);
-        *buffer = larger;
-        loop {
-            let state = socket.state();
-            if matches!(state, PgWireConnectionState::ReadyForQuery)
-                && self.queries.absorb(socket.read_buffer_mut())
-            {
-                if let Err(error) = self.queries.run_held(&mut socket).await {
-                    process_error(&mut socket, error, true).await?;
-                }
-                continue;
-            }
-            let starting = matches!(
-                state,
-                PgWireConnectionState::AwaitingStartup
-                    | PgWireConnectionState::AuthenticationInProgress
-            );
-            let message = if starting {
-                tokio::select! {
-                    _ = &mut startup_timeout => None,
-                    message = socket.next() => message,
-                }
-            } else {
-                socket.next().await
-            };
-            let Some(Ok(message)) = message else {
-                break;
-            };
-            if matches!(message, PgWireFrontendMessage::Terminate(_)) {
-                break;
-            }
-            let is_extended_query = match state {
-                PgWireConnectionState::CopyInProgress(extended) => extended,
-                _ => message.is_extended_query(),
-            };
-            // The states in which pgwire hands these messages to the query handler.
-            let querying = !starting
-                && !matches!(
-                    state,
-                    PgWireConnectionState::AwaitingSync | PgWireConnectionState::CopyInProgress(_)
-                );
-            let result = match message {
-                PgWireFrontendMessage::Bind(bind) if querying => {
-                    self.queries.on_bind(&mut socket, bind).await
-                }
-                PgWireFrontendMessage::Describe(describe) if querying => {
-                    self.queries.on_describe(&mut socket, describe).await
-                }
-                PgWireFrontendMessage::Execute(execute) if querying => {
-                    self.queries.on_execute(&mut socket, execute).await
-                }
-                message => {
-                    process_message(
-                        message,
-                        &mut socket,
-                        self.startup.clone(),
-                        self.queries.clone(),
-                        self.queries.clone(),
-                        self.queries.clone(),
-                        self.cancel.clone(),
-                    )
-                    .await
-                }
-            };
-            if let Err(error) = result {
-                process_error(&mut socket, error, is_extended_query).await?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The read buffer of a connection (bytes keeps at most 64 KiB as a buffer's size to renew).
-const READ_BUFFER: usize = 64 * 1024;
-
-/// Answers every connection attempt with FATAL 53300, like a full PostgreSQL.
-struct TooManyConnections {
-    cancel: Arc<Canceller>,
-}
-
-#[async_trait]
-impl StartupHandler for TooManyConnections {
-    async fn on_startup<C>(
-        &self,
-        _client: &mut C,
-        _message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        Err(sqlstate::fatal("53300", "sorry, too many clients already"))
-    }
-}
-
-impl PgWireServerHandlers for TooManyConnections {
-    fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(TooManyConnections {
-            cancel: self.cancel.clone(),
-        })
-    }
-
-    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        // Cancel requests for running queries must work even when the server is full.
-        self.cancel.clone()
-    }
-}
-
 /// The PostgreSQL-wire server.
 pub struct Server {
     engine: Arc<Engine>,
@@ -313,12 +158,15 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), crate::storage::StorageError> {
-        let permits = Arc::new(Semaphore::new(self.config.max_connections));
-        let tracker = TaskTracker::new();
-        let cancel = Arc::new(Canceller {
-            pgwire: DefaultCancelHandler::new(self.connections.clone()),
+        let context = Arc::new(auth::Context {
+            engine: self.engine.clone(),
+            config: self.config.startup.clone(),
+            connections: self.connections.clone(),
             registry: self.registry.clone(),
+            slots: Arc::new(Semaphore::new(self.config.max_connections)),
         });
+        let starting = Arc::new(Semaphore::new(self.config.max_startup_connections));
+        let tracker = TaskTracker::new();
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(10);
         loop {
@@ -338,41 +186,29 @@ impl Server {
                     continue;
                 }
             };
-            let tls = self.config.tls.clone();
-            match permits.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    let handlers = Connection {
-                        startup: Arc::new(auth::Startup::new(
-                            self.engine.clone(),
-                            self.config.startup.clone(),
-                            self.connections.clone(),
-                            self.registry.clone(),
-                        )),
-                        queries: Arc::new(handlers::QueryHandler::default()),
-                        // The connection's own: pgwire clones its handlers for every message,
-                        // and a counter shared by all connections would bounce between cores.
-                        cancel: Arc::new(Canceller {
-                            pgwire: DefaultCancelHandler::new(self.connections.clone()),
-                            registry: self.registry.clone(),
-                        }),
-                    };
-                    tracker.spawn(async move {
-                        let _permit = permit;
-                        if let Err(e) = handlers.serve(socket, tls).await {
-                            info!(%peer, error = %e, "connection ended with error");
-                        }
-                    });
-                }
-                Err(_) => {
-                    warn!(%peer, limit = self.config.max_connections, "connection refused: too many clients");
-                    let handlers = TooManyConnections {
-                        cancel: cancel.clone(),
-                    };
-                    tracker.spawn(async move {
-                        let _ = pgwire::tokio::process_socket(socket, tls, handlers).await;
-                    });
-                }
+            // Without a startup slot the connection is still served, to answer its startup
+            // packet with 53300 (or its cancel request), within the authentication timeout.
+            let startup_slot = starting.clone().try_acquire_owned().ok();
+            if startup_slot.is_none() {
+                warn!(%peer, limit = self.config.max_startup_connections, "connection refused: too many connections authenticating");
             }
+            let handlers = Connection {
+                startup: Arc::new(auth::Startup::new(context.clone(), startup_slot)),
+                queries: Arc::new(handlers::QueryHandler::default()),
+                // The connection's own: pgwire clones its handlers for every message, and a
+                // counter shared by all connections would bounce between cores.
+                cancel: Arc::new(Canceller {
+                    pgwire: DefaultCancelHandler::new(self.connections.clone()),
+                    registry: self.registry.clone(),
+                }),
+            };
+            let tls = self.config.tls.clone();
+            let timeout = self.config.authentication_timeout;
+            tracker.spawn(async move {
+                if let Err(e) = handlers.serve(socket, tls, timeout).await {
+                    info!(%peer, error = %e, "connection ended with error");
+                }
+            });
         }
         info!("shutting down: no longer accepting connections");
         drop(listener);

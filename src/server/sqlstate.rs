@@ -17,6 +17,9 @@ use crate::sql::SqlError;
 use crate::storage::StorageError;
 use crate::storage::names::NameError;
 
+use super::auth::{AuthError, ScramError};
+use super::wire::ProtocolError;
+
 /// A SQLSTATE and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Coded {
@@ -278,6 +281,58 @@ pub fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
         code.to_string(),
         message.into(),
     )))
+}
+
+/// A FATAL error for a SQL-layer error, for one that ends the connection (opening a session).
+pub(crate) fn fatal_sql(error: &SqlError) -> PgWireError {
+    let mut info = to_error_info(error);
+    info.severity = "FATAL".into();
+    PgWireError::UserError(Box::new(info))
+}
+
+/// The code of a protocol violation: `0A000` for a protocol version, `22023` for a format code,
+/// else `08P01`.
+fn protocol_code(error: &ProtocolError) -> &'static str {
+    match error {
+        ProtocolError::UnsupportedProtocol(..) => "0A000",
+        ProtocolError::FormatCode(_) => "22023",
+        _ => "08P01",
+    }
+}
+
+/// The wire error for a protocol violation: FATAL when the connection ends with it (a stream
+/// that cannot be framed), else an ERROR the connection survives (a malformed message).
+pub(crate) fn protocol(error: &ProtocolError, fatal: bool) -> PgWireError {
+    let severity = if fatal { "FATAL" } else { "ERROR" };
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        severity.to_string(),
+        protocol_code(error).to_string(),
+        error.to_string(),
+    )))
+}
+
+/// The wire error for a refused startup or authentication: always FATAL.
+pub(crate) fn authentication(error: &AuthError) -> PgWireError {
+    let code = match error {
+        AuthError::NoUser | AuthError::EncryptionRequired | AuthError::UnknownRole(_) => "28000",
+        AuthError::Password(_) | AuthError::EmptyPassword => "28P01",
+        AuthError::UnknownDatabase(_) => "3D000",
+        AuthError::TooManyClients => "53300",
+        AuthError::Protocol(e) => protocol_code(e),
+        AuthError::Scram(ScramError::Authzid | ScramError::Extension) => "0A000",
+        AuthError::Scram(ScramError::Failed) => "28P01",
+        AuthError::Scram(
+            ScramError::Mechanism
+            | ScramError::Malformed(_)
+            | ScramError::Nonce
+            | ScramError::ChannelBinding,
+        ) => "08P01",
+    };
+    let mut info = ErrorInfo::new("FATAL".to_string(), code.to_string(), error.to_string());
+    if let AuthError::Scram(ScramError::Malformed(detail)) = error {
+        info.detail = Some(detail.clone());
+    }
+    PgWireError::UserError(Box::new(info))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use tokio_postgres::NoTls;
 
 use crate::harness::{PASSWORD, TestServer, USER, sqlstate};
 
-async fn connect(
+pub(crate) async fn connect(
     server: &TestServer,
     user: &str,
     password: &str,

@@ -187,7 +187,7 @@ fn psql_copy_both_ways() {
 }
 
 /// A self-signed certificate and key for 127.0.0.1, made with openssl.
-fn certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+pub(crate) fn certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     let cert = dir.join("server.crt");
     let key = dir.join("server.key");
     let status = Command::new("openssl")

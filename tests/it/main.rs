@@ -1,6 +1,8 @@
 //! Integration tests: the real server over TCP with real clients.
 
 mod auth;
+mod auth_limits;
+mod auth_scram;
 mod clients;
 mod copy;
 mod delta;
@@ -13,5 +15,7 @@ mod mutations;
 mod names;
 mod objectstore;
 mod protocol;
+mod protocol_violations;
+mod raw;
 mod seek;
 mod slt;
