@@ -502,3 +502,26 @@ where
     }
     Ok(())
 }
+
+/// For the fuzz target (see `fuzzing`): holds `bind` of `statement` as the first execution of
+/// a batch, takes what follows in `buffer` as a connection would, and decodes the held values
+/// as running the batch would.
+pub(super) fn decode_held(
+    statement: &Arc<StoredStatement<PreparedStatement>>,
+    bind: Bind,
+    buffer: &mut BytesMut,
+) {
+    let batch = Batch::default();
+    {
+        let mut held = batch.lock();
+        if !held.takes(statement, &bind) {
+            return;
+        }
+        held.bind(statement, bind);
+        held.execute();
+    }
+    absorb(buffer, &batch);
+    let held = batch.lock();
+    let _ = params::columns(statement, &held.rows);
+    let _ = params::each(statement, &held.rows);
+}

@@ -15,6 +15,8 @@ mod batch;
 mod connection;
 mod copy;
 mod encode;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handlers;
 mod params;
 pub mod sqlstate;
