@@ -27,20 +27,16 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    CastKind, DataType as SqlType, Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, OnConflict,
-    OnConflictAction, OnInsert, Query, SelectItem, SetExpr, Statement, TableFactor, TableObject,
-    Value,
+    CastKind, DataType as SqlType, Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, Query,
+    SelectItem, SetExpr, Statement, TableFactor, TableObject, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use tokio::sync::OwnedMutexGuard;
-use tracing::debug;
-
 use crate::pgtypes::PgType;
 use crate::storage::{
-    ColumnMeta, KeyCheck, KeySet, PackedKey, PgTableProvider, Stamp, StorageError, TableHandle,
-    TableMeta, TableState, WriteOp, pack_keys, pack_rows_keys,
+    ColumnMeta, KeyCheck, KeySet, PackedKey, PgTableProvider, Stamp, TableHandle, TableMeta,
+    TableState, WriteOp, pack_keys, pack_rows_keys,
 };
 
 use super::rewrite::{name_parts, normalize_ident, quoted};
@@ -48,12 +44,15 @@ use super::session::{Session, parameter_types};
 use super::txn::{self, CommitCheck, TableChanges, Transaction};
 use super::{Outcome, Result, SqlError, control, ddl, tag_history};
 
+mod change;
 mod checks;
 mod dedup;
 mod defaults;
 mod fast;
 mod upsert;
 
+use change::{delete_op, deletes_rows, filter_predicate, storable_predicate};
+pub(crate) use change::{pin, retry_conflicts};
 pub use checks::UniqueCheck;
 use checks::{check_unique, validate_rows};
 use defaults::{fill_defaults, parse_default, strip_regclass, with_defaults};
@@ -91,112 +90,6 @@ pub(crate) fn resolve_target(
         .ok_or_else(|| SqlError::UndefinedTable(table.clone()))?;
     let state = session.shared.table_state(&handle);
     Ok((handle, state))
-}
-
-/// Attempts an autocommit statement gets when its commit finds that another writer replaced
-/// a data file it read: it then runs again on the new snapshot, as PostgreSQL re-reads a row
-/// whose concurrent update it waited for. Inside a transaction block the conflict is the
-/// client's to retry (40001).
-const CONFLICT_RETRIES: u64 = 50;
-
-/// Runs `attempt` again while it fails on a serialization conflict, if it commits by itself
-/// (no transaction block is open).
-///
-/// # Errors
-/// The last attempt's error.
-pub(crate) async fn retry_conflicts<T, F, Fut>(session: &Session, mut attempt: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let autocommit = session.shared.txn.lock().is_none();
-    let mut tries = 0;
-    loop {
-        match attempt().await {
-            Err(SqlError::Storage(StorageError::Conflict { table }))
-                if autocommit && tries < CONFLICT_RETRIES =>
-            {
-                tries += 1;
-                debug!(
-                    table,
-                    tries, "change conflicted with a concurrent one; running it again"
-                );
-                // Desynchronize writers that keep replacing the same files.
-                let pause = rand::random_range(0..=tries * 2);
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// A table pinned for the statement running now: it reads the table as
-/// [`Storage::read_for_change`](crate::storage::Storage::read_for_change) gives it, so every
-/// row it may delete is in a data file it can name. Unpinned when dropped.
-pub(crate) struct Pin<'a> {
-    session: &'a Session,
-    oid: u32,
-    /// The table's change queue: other statements that delete from it wait for this one.
-    _turn: OwnedMutexGuard<()>,
-}
-
-impl Drop for Pin<'_> {
-    fn drop(&mut self) {
-        self.session.shared.pinned.lock().remove(&self.oid);
-    }
-}
-
-/// Waits for `handle`'s change queue, then pins it for a statement that may delete rows from
-/// it; returns the pinned snapshot.
-///
-/// # Errors
-/// Flush errors (Delta unreachable).
-pub(crate) async fn pin<'a>(
-    session: &'a Session,
-    handle: &Arc<TableHandle>,
-) -> Result<(Pin<'a>, TableState)> {
-    let turn = handle.queue_change().await;
-    let state = session.engine().storage().read_for_change(handle).await?;
-    session
-        .shared
-        .pinned
-        .lock()
-        .insert(handle.oid, state.clone());
-    let pin = Pin {
-        session,
-        oid: handle.oid,
-        _turn: turn,
-    };
-    Ok((pin, state))
-}
-
-/// The delete of a statement: the rows of `state` (pinned) for which `predicate` is true.
-async fn delete_op(
-    session: &Session,
-    state: &TableState,
-    predicate: Option<Expr>,
-) -> Result<WriteOp> {
-    let files = session
-        .engine()
-        .storage()
-        .files_matching(state, predicate.as_ref())
-        .await?;
-    Ok(WriteOp::Delete { predicate, files })
-}
-
-/// Whether a statement may delete rows of its table (UPDATE, DELETE, ON CONFLICT DO UPDATE).
-fn deletes_rows(statement: &Statement) -> bool {
-    match statement {
-        Statement::Update(_) | Statement::Delete(_) => true,
-        Statement::Insert(insert) => matches!(
-            &insert.on,
-            Some(OnInsert::OnConflict(OnConflict {
-                action: OnConflictAction::DoUpdate(_),
-                ..
-            }))
-        ),
-        _ => false,
-    }
 }
 
 /// Whether this session's transaction has uncommitted changes to a table.
@@ -543,60 +436,6 @@ fn count(batches: &[RecordBatch]) -> usize {
 
 async fn collect(session: &Session, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
     Ok(DataFrame::new(session.ctx.state(), plan).collect().await?)
-}
-
-/// The WHERE of an UPDATE plan (`Projection(Filter(...))`).
-fn filter_predicate(plan: &LogicalPlan) -> Option<Expr> {
-    match plan {
-        LogicalPlan::Projection(p) => match p.input.as_ref() {
-            LogicalPlan::Filter(f) => Some(f.predicate.clone()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// A predicate delta-rs can evaluate at commit. Subqueries and volatile functions would be
-/// evaluated again there, so such predicates are replaced by the primary keys they matched.
-async fn storable_predicate(
-    session: &Session,
-    target: &Target,
-    input: &LogicalPlan,
-    predicate: Option<Expr>,
-) -> Result<Option<Expr>> {
-    let Some(predicate) = predicate else {
-        return Ok(None);
-    };
-    let unstable = datafusion::common::tree_node::TreeNode::exists(&predicate, |e| {
-        Ok(matches!(
-            e,
-            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
-        ) || e.is_volatile_node())
-    })?;
-    if !unstable {
-        return Ok(Some(txn::unqualify(predicate)?));
-    }
-    let meta = &target.state.meta;
-    let keys = meta.primary_key_indices();
-    if keys.is_empty() {
-        return Err(SqlError::Unsupported(
-            "UPDATE/DELETE with subqueries or volatile functions needs a primary key".into(),
-        ));
-    }
-    // The filter node under the statement's projection, projected to the key columns.
-    let filter = match input {
-        LogicalPlan::Projection(p) => p.input.as_ref().clone(),
-        other => other.clone(),
-    };
-    let key_exprs: Vec<Expr> = keys
-        .iter()
-        .map(|i| Expr::Column(Column::from(filter.schema().qualified_field(*i))))
-        .collect();
-    let plan = LogicalPlanBuilder::from(filter)
-        .project(key_exprs)?
-        .build()?;
-    let batches = collect(session, plan).await?;
-    Ok(Some(upsert::key_predicate(meta, &keys, &batches)?))
 }
 
 /// Evaluates `RETURNING` items over the affected rows.
