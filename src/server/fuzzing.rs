@@ -150,3 +150,20 @@ pub fn messages(data: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The kept corpus of the `messages` fuzz target (see `fuzz/`) goes through [`messages`] in
+    /// every test run, not only under the fuzzer.
+    #[test]
+    fn the_kept_message_corpus_decodes_without_panicking() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/messages");
+        let mut inputs = 0;
+        for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/messages") {
+            let data = std::fs::read(entry.expect("entry").path()).expect("input");
+            super::messages(&data);
+            inputs += 1;
+        }
+        assert!(inputs > 0, "the corpus is empty");
+    }
+}

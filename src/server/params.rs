@@ -28,10 +28,11 @@ use pgwire::messages::extendedquery::Bind;
 use pgwire::types::FromSqlText;
 use pgwire::types::format::FormatOptions;
 use postgres_types::FromSqlOwned;
+use tracing::warn;
 
 use crate::sql::PreparedStatement;
 
-use super::encode;
+use super::{encode, sqlstate};
 
 /// The types deltagate announces for a statement's parameters (`None` where planning left a
 /// parameter untyped).
@@ -66,11 +67,48 @@ pub(super) fn parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Opt
         .collect();
     let announced = announced(prepared);
     let announced: Vec<Option<&Type>> = announced.iter().map(Option::as_ref).collect();
-    Ok(Some(
+    // The decoders are other crates', and one panics on a value a client can send:
+    // rust_decimal's "checked" binary NUMERIC decoding, on a number beyond its 96 bits (found
+    // by the `messages` fuzz target). A bad value is the client's error, not its connection's
+    // end.
+    let decoded = quietly(|| {
         arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
             portal, &inferred, &announced,
-        )?,
-    ))
+        )
+    })
+    .unwrap_or_else(|panic| {
+        warn!(%panic, "a parameter decoder failed on a client's value");
+        Err(sqlstate::undecodable_parameter())
+    })?;
+    Ok(Some(decoded))
+}
+
+thread_local! {
+    /// Whether a panic on this thread is caught by [`quietly`], which reports it itself.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into its message; the panic is not printed (the caller logs it).
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let printing = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.get() {
+                printing(info);
+            }
+        }));
+    });
+    QUIET.set(true);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.set(false);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_default()
+    })
 }
 
 /// The parameter values of a batch's executions of one statement (see `batch`), as their

@@ -290,6 +290,16 @@ pub(crate) fn fatal_sql(error: &SqlError) -> PgWireError {
     PgWireError::UserError(Box::new(info))
 }
 
+/// The error for a Bind parameter value whose decoder failed outright: 22P03
+/// (`invalid_binary_representation`), as PostgreSQL answers a binary value it cannot read.
+pub(crate) fn undecodable_parameter() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        "22P03".to_string(),
+        "a parameter value cannot be decoded as its type".to_string(),
+    )))
+}
+
 /// The code of a protocol violation: `0A000` for a protocol version, `22023` for a format code,
 /// else `08P01`.
 fn protocol_code(error: &ProtocolError) -> &'static str {

@@ -206,6 +206,47 @@ async fn protocol_execute_with_negative_row_limit_returns_all_rows() {
     assert_serving(&server).await;
 }
 
+/// A binary NUMERIC parameter beyond what the decoder holds (10^32, written as one digit and
+/// a weight; found by the `messages` fuzz target, it made the decoder panic) is the client's
+/// error, 22P03, and the session goes on.
+#[tokio::test]
+async fn protocol_undecodable_binary_numeric_is_an_error() {
+    let server = TestServer::start_with(&["--auth", "trust"]);
+    let mut raw = Raw::trusted(&server).await;
+    // Parse "n" with its parameter declared numeric (OID 1700).
+    let mut body = Vec::new();
+    cstring(&mut body, "n");
+    cstring(&mut body, "SELECT $1");
+    body.extend_from_slice(&1u16.to_be_bytes());
+    body.extend_from_slice(&1700u32.to_be_bytes());
+    let setup = [message(b'P', &body), sync()].concat();
+    assert_eq!(kinds(&exchange(&mut raw, &setup).await), "1Z");
+    // ndigits 1, weight 8, sign +, dscale 0, then the base-10000 digit 1: 1 * 10000^8.
+    let mut numeric = Vec::new();
+    for field in [1i16, 8, 0, 0, 1] {
+        numeric.extend_from_slice(&field.to_be_bytes());
+    }
+    let bytes = [
+        message(b'B', &bind_body("n", &[1], &[Some(&numeric)], &[])),
+        execute(0),
+        sync(),
+    ]
+    .concat();
+    // Values are decoded when the portal runs: BindComplete, then the error.
+    let replies = exchange(&mut raw, &bytes).await;
+    assert_eq!(kinds(&replies), "2EZ", "{replies:?}");
+    assert_eq!(
+        error_of(&replies),
+        (
+            "ERROR".into(),
+            "22P03".into(),
+            "a parameter value cannot be decoded as its type".into()
+        )
+    );
+    assert_session_works(&mut raw).await;
+    assert_serving(&server).await;
+}
+
 /// A malformed message behind a held batch of inserts: the batch is answered first, in order,
 /// then the error; the session goes on.
 #[tokio::test]
