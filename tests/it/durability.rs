@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::SinkExt;
 
-use crate::harness::{TestServer, sqlstate};
+use crate::harness::{self, TestServer, sqlstate};
 
 /// Buffer rows for an hour: everything stays in the log unless a CHECKPOINT flushes it.
 const HOLD: &[&str] = &["--flush-age", "1h", "--flush-rows", "100000000"];
@@ -78,14 +78,7 @@ async fn a_copy_larger_than_a_gigabyte_survives_sigkill() {
 
 /// The newest commit file of a Delta table.
 fn newest_commit(table_dir: &Path) -> PathBuf {
-    let mut commits: Vec<PathBuf> = std::fs::read_dir(table_dir.join("_delta_log"))
-        .expect("delta log")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    commits.sort();
-    commits.pop().expect("a commit")
+    harness::commit_files(table_dir).pop().expect("a commit")
 }
 
 #[tokio::test]

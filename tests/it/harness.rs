@@ -233,3 +233,29 @@ pub fn sqlstate(error: &tokio_postgres::Error) -> String {
         .map(|c| c.code().to_string())
         .unwrap_or_else(|| format!("no SQLSTATE: {error}"))
 }
+
+/// The JSON commit files of a Delta table's log, in version order.
+pub fn commit_files(table_dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(table_dir.join("_delta_log"))
+        .expect("delta log")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The actions of each Delta commit of a table, in version order.
+pub fn commits(table_dir: &Path) -> Vec<Vec<serde_json::Value>> {
+    commit_files(table_dir)
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .expect("read commit")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("json"))
+                .collect()
+        })
+        .collect()
+}

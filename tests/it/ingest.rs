@@ -8,29 +8,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{TestServer, first_column, sqlstate};
+use crate::harness::{self, TestServer, first_column, sqlstate};
 
 /// Buffer rows for an hour: everything stays in the log and memory unless shutdown flushes it.
 const HOLD: &[&str] = &["--flush-age", "1h", "--flush-rows", "10000000"];
 
+/// Every action of a table's Delta log, in version order.
 fn delta_commits(table_dir: &Path) -> Vec<serde_json::Value> {
-    let mut files: Vec<_> = std::fs::read_dir(table_dir.join("_delta_log"))
-        .expect("delta log")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .expect("read commit")
-                .lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    harness::commits(table_dir).into_iter().flatten().collect()
 }
 
 fn data_files(table_dir: &Path) -> usize {

@@ -9,28 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::harness::{TestServer, first_column, sqlstate};
-
-/// The actions of each Delta commit of a table, in version order.
-fn commits(table_dir: &Path) -> Vec<Vec<serde_json::Value>> {
-    let mut files: Vec<_> = std::fs::read_dir(table_dir.join("_delta_log"))
-        .expect("delta log")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| {
-            std::fs::read_to_string(f)
-                .expect("read commit")
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("json"))
-                .collect()
-        })
-        .collect()
-}
+use crate::harness::{TestServer, commits, first_column, sqlstate};
 
 fn count(actions: &[serde_json::Value], kind: &str) -> usize {
     actions.iter().filter(|a| a.get(kind).is_some()).count()
