@@ -1,7 +1,7 @@
 //! TLS for client connections, through rustls.
 //!
 //! A configured certificate that cannot be loaded stops the server from starting: falling back
-//! to plaintext would silently send passwords and data in the clear (contract 7).
+//! to plaintext would silently send passwords and data in the clear (ARCHITECTURE.md contract 7).
 
 use std::fs::File;
 use std::io::BufReader;

@@ -5,9 +5,10 @@
 //! holding the commit locks of a set of tables (one per Delta table: historian months share
 //! theirs). Under it, flushes (`buffer`), mutations (`mutation`), metadata changes and sequence
 //! reservations stage new snapshots; [`CommitGuard::publish`] makes them visible to readers all
-//! at once under the visibility lock. Lock order: change queues (`TableHandle::queue_change`;
-//! one at a time), admission locks, then commit locks (by address), then the visibility lock, then a
-//! table's `state`, then its `keys`.
+//! at once under the visibility lock. The locks are taken in the one order written in
+//! `docs/ARCHITECTURE.md` (section 3): change queues (`TableHandle::queue_change`; one at a
+//! time), the DDL lock, admission locks, commit locks (by address), the visibility lock, session
+//! locks, a table's `state`, then its `keys` or `inflight`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! PostgreSQL metadata kept with each Delta table: column types, defaults, keys, indexes and
 //! sequences.
 //!
-//! Contract 1 of DESIGN.md: there is no side catalog. What a PostgreSQL client must see again
+//! ARCHITECTURE.md contract 1: there is no side catalog. What a PostgreSQL client must see again
 //! after a restart lives in the Delta log itself — the exact declared type and default of each
 //! column in the column's metadata (`deltagate.pg_type`, `deltagate.default`), NOT NULL as Delta
 //! nullability, and the primary key, index definitions and sequence positions as table

@@ -1,4 +1,4 @@
-//! Ignition's month tables as partitions of one Delta table per driver (DESIGN.md contract 3).
+//! Ignition's month tables as partitions of one Delta table per driver (ARCHITECTURE.md contract 3).
 //!
 //! ```text
 //!   <schema>/sqlt_data_<drv>/                one Delta table, partitioned by `month`

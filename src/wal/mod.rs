@@ -1,6 +1,6 @@
 //! The write-ahead log: durable, ordered, checksummed records on local disk, shared fsyncs.
 //!
-//! Every acknowledged write passes through here before it is answered (DESIGN.md contract 2).
+//! Every acknowledged write passes through here before it is answered (ARCHITECTURE.md contract 2).
 //! The log is a directory of segment files named by the first log sequence number (LSN) they may
 //! hold. Each segment starts with a versioned header; each record is one or more checksummed
 //! frames (see `segment`).

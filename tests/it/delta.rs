@@ -1,4 +1,4 @@
-//! Contract 4: what deltagate writes is read correctly by independent Delta readers and keeps
+//! ARCHITECTURE.md contract 4: what deltagate writes is read correctly by independent Delta readers and keeps
 //! Spark's protocol; and Delta tables written by another engine are served.
 
 use crate::clients::{python, run_client};

@@ -72,7 +72,7 @@ fn parquet_files(dir: &std::path::Path) -> usize {
     })
 }
 
-/// DESIGN.md contract 3: every month of a driver is a partition of one Delta table, which
+/// ARCHITECTURE.md contract 3: every month of a driver is a partition of one Delta table, which
 /// independent readers see whole; to PostgreSQL clients each month is a table of its own; DROP
 /// removes one month and VACUUM FULL its files; a re-created month starts empty; all of it
 /// survives restarts.

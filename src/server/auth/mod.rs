@@ -2,7 +2,7 @@
 //! slot, `ParameterStatus`, and creation of the [`Session`].
 //!
 //! SCRAM-SHA-256 is the default; MD5, cleartext password and `trust` exist when configured
-//! (trust only when asked for explicitly, contract 7). The exchanges are run here rather than
+//! (trust only when asked for explicitly, ARCHITECTURE.md contract 7). The exchanges are run here rather than
 //! by pgwire's handlers (see `scram`), as PostgreSQL runs them: a user that does not exist is
 //! challenged like any other and fails at the end with the same error as a wrong password, so
 //! that user names cannot be probed; password messages are parsed with PostgreSQL's checks. In
@@ -44,7 +44,7 @@ use tracing::{info, warn};
 
 use crate::sql::{Engine, Session, Settings};
 
-use super::sqlstate;
+use super::errors;
 use super::wire::ProtocolError;
 
 pub use scram::ScramError;
@@ -236,7 +236,7 @@ impl Startup {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.admit(client, &startup.parameters)
-            .map_err(|e| sqlstate::authentication(&e))?;
+            .map_err(|e| errors::authentication(&e))?;
         protocol_negotiation(client, startup).await?;
         save_startup_parameters_to_metadata(client, startup);
         let (request, stage) = match self.config().method {
@@ -283,9 +283,9 @@ impl Startup {
                 reason = if known { "wrong password" } else { "unknown role" },
                 "password authentication failed"
             );
-            sqlstate::authentication(&AuthError::Password(user.clone()))
+            errors::authentication(&AuthError::Password(user.clone()))
         };
-        let refused = |e: AuthError| sqlstate::authentication(&e);
+        let refused = |e: AuthError| errors::authentication(&e);
         match stage {
             Stage::SaslInitial => {
                 let data = sasl_initial_response(body).map_err(refused)?;
@@ -358,13 +358,13 @@ impl Startup {
             .cloned()
             .unwrap_or_else(|| user.clone());
         if database != self.context.engine.config().database {
-            return Err(sqlstate::authentication(&AuthError::UnknownDatabase(
+            return Err(errors::authentication(&AuthError::UnknownDatabase(
                 database,
             )));
         }
         let Ok(slot) = self.context.slots.clone().try_acquire_owned() else {
             warn!(%user, peer = %client.socket_addr(), "connection refused: too many clients");
-            return Err(sqlstate::authentication(&AuthError::TooManyClients));
+            return Err(errors::authentication(&AuthError::TooManyClients));
         };
         client.session_extensions().insert(slot);
         // No longer starting: the startup slot goes to the next connection.
@@ -411,7 +411,7 @@ impl Startup {
             pid,
             &startup_parameters(client),
         )
-        .map_err(|e| sqlstate::fatal_sql(&e))?;
+        .map_err(|e| errors::fatal_sql(&e))?;
         let cancel = self
             .context
             .registry
@@ -497,7 +497,7 @@ impl StartupHandler for Startup {
                 self.respond(client, &body).await
             }
             // The connection only passes the startup packet and password messages here.
-            _ => Err(sqlstate::authentication(&AuthError::Protocol(
+            _ => Err(errors::authentication(&AuthError::Protocol(
                 ProtocolError::Format,
             ))),
         }
