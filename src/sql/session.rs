@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -68,6 +69,10 @@ pub struct SessionShared {
     /// from, read as [`Storage::read_for_change`](crate::storage::Storage::read_for_change)
     /// gives them (see `dml::Pin`).
     pub pinned: Mutex<HashMap<u32, TableState>>,
+    /// While a statement resolves its tables: the log position of its view, up to which it
+    /// reads buffered rows (see [`Storage::read_view`](crate::storage::Storage::read_view));
+    /// `u64::MAX` (every buffered row) otherwise.
+    view_lsn: AtomicU64,
 }
 
 impl std::fmt::Debug for SessionShared {
@@ -85,8 +90,31 @@ impl SessionShared {
     pub fn table_state(&self, table: &TableHandle) -> TableState {
         match self.pinned.lock().get(&table.oid) {
             Some(state) => state.clone(),
-            None => table.state(),
+            None => table.state_at(self.view_lsn.load(Ordering::Acquire)),
         }
+    }
+
+    /// Turns `statement` into a logical plan with every table resolved in one view of the
+    /// warehouse (the view is released before the plan is optimized or run).
+    pub(crate) async fn plan_in_view(
+        &self,
+        ctx: &SessionContext,
+        statement: Statement,
+    ) -> Result<LogicalPlan> {
+        /// Puts the session back to reading the newest rows, also when planning is cancelled.
+        struct Scope<'a>(&'a AtomicU64);
+        impl Drop for Scope<'_> {
+            fn drop(&mut self) {
+                self.0.store(u64::MAX, Ordering::Release);
+            }
+        }
+        let view = self.engine.storage().read_view().await;
+        self.view_lsn.store(view.lsn, Ordering::Release);
+        let _scope = Scope(&self.view_lsn);
+        Ok(ctx
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+            .await?)
     }
 
     pub fn note_sequence_value(&self, sequence: &str, value: i64) {
@@ -199,6 +227,7 @@ impl Session {
             cancel: Arc::new(Mutex::new(CancellationToken::new())),
             copy_in: Mutex::new(None),
             pinned: Mutex::new(HashMap::new()),
+            view_lsn: AtomicU64::new(u64::MAX),
         });
         let database = engine.config().database.clone();
         let config = SessionConfig::new()
@@ -301,11 +330,7 @@ impl Session {
     pub(crate) async fn plan(&self, statement: Statement) -> Result<LogicalPlan> {
         let mut statement = statement;
         self.qualify(&mut statement);
-        let _view = self.shared.engine.storage().read_view().await;
-        let state = self.ctx.state();
-        Ok(state
-            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-            .await?)
+        self.shared.plan_in_view(&self.ctx, statement).await
     }
 
     /// Describes a statement without running it: parameter types and result columns.

@@ -25,7 +25,6 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
-use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
     Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
     ObjectName, Query, Statement, TableFactor, Value, Visit, VisitMut, Visitor, VisitorMut,
@@ -94,14 +93,7 @@ pub async fn rewrite(session: &Session, statement: &Statement) -> Result<Stateme
         }
         let mut template = Statement::Query(Box::new(item.template.clone()));
         session.qualify(&mut template);
-        let plan = {
-            let _view = session.shared.engine.storage().read_view().await;
-            session
-                .ctx
-                .state()
-                .statement_to_plan(DfStatement::Statement(Box::new(template)))
-                .await?
-        };
+        let plan = session.shared.plan_in_view(&session.ctx, template).await?;
         let output = plan
             .schema()
             .fields()

@@ -252,6 +252,14 @@ impl BufferedRows {
         out
     }
 
+    /// The entries at or below `lsn`: what a reader whose view was taken at `lsn` sees.
+    pub fn upto(&self, lsn: Lsn) -> BufferedRows {
+        if self.last_lsn() <= lsn {
+            return self.clone();
+        }
+        self.rebuilt(|e| (e.lsn <= lsn).then(|| e.clone()))
+    }
+
     /// Drops the entries at or below `lsn` (they reached Delta).
     pub(super) fn release(&mut self, lsn: Lsn) {
         if self.first_lsn().is_none_or(|first| first > lsn) {
@@ -617,7 +625,13 @@ impl Storage {
     /// # Errors
     /// Delta errors; the rows not yet committed stay buffered (and logged) for the next attempt.
     pub async fn flush_table(&self, table: &Arc<TableHandle>) -> Result<usize> {
-        let upto = table.buffered().last_lsn();
+        // Only rows the log counts as published: a record spanning several tables is pushed
+        // into their buffers one by one, and none of it may reach Delta (and so every view)
+        // before a view can see all of it (see `View`).
+        let upto = table
+            .buffered()
+            .last_lsn()
+            .min(self.ingest().wal.published());
         let mut rows = 0;
         loop {
             let mut guard = self.lock_for_commit(vec![table.clone()]).await;
@@ -824,9 +838,9 @@ impl<'a> Admission<'a> {
             .map(RecordBatch::num_rows)
             .sum();
         let ingest = storage.ingest().clone();
-        let visibility = storage.visibility.clone();
+        // No lock that readers hold: a multi-table record becomes visible to them when the log
+        // counts it published, after this callback has pushed every part (see `View`).
         let submitted = storage.ingest().wal.submit(payload, move |location| {
-            let _view = visibility.blocking_write();
             for (part, (table, batches)) in publish.into_iter().enumerate() {
                 // Only replayed rows can fail here (indexing); these were indexed when queued.
                 let entry = Entry::logged(location.clone(), part, ticket, batches);

@@ -35,6 +35,20 @@ use crate::wal::{Durability, Wal, WalConfig};
 
 /// The marker object that makes an empty schema folder exist.
 const SCHEMA_MARKER: &str = ".deltagate_schema";
+/// One statement's view of the warehouse (see [`Storage::read_view`]).
+///
+/// Delta commits are published under the visibility lock, which the view holds shared. Buffered
+/// rows are published by the log's writer thread in LSN order without that lock (an
+/// acknowledgement must never wait on a planner); a record that spans several tables is pushed
+/// into each buffer and only then counted as published. So a reader that takes the buffered
+/// rows at or below the published LSN of one moment ([`TableHandle::state_at`]) sees every
+/// table's part of a transaction, or none of it.
+pub struct View<'a> {
+    _guard: RwLockReadGuard<'a, ()>,
+    /// The log's published LSN when the view was taken.
+    pub lsn: crate::wal::Lsn,
+}
+
 /// The schema every warehouse has.
 pub const DEFAULT_SCHEMA: &str = "public";
 /// OID of `public` in every PostgreSQL database.
@@ -99,8 +113,10 @@ pub struct Storage {
     /// Object store rooted at the warehouse.
     store: ObjectStoreRef,
     schemas: RwLock<BTreeMap<String, SchemaEntry>>,
-    /// Readers hold it shared while resolving tables; commits hold it exclusively while they
-    /// publish new snapshots, so multi-table commits become visible at once.
+    /// Readers hold it shared while resolving a statement's tables; Delta commits hold it
+    /// exclusively while they publish new snapshots, so a multi-table commit becomes visible at
+    /// once. The log's callbacks never take it: buffered rows are made visible by the log's
+    /// published LSN instead (see [`View`]), so no acknowledgement waits on a planner.
     pub(super) visibility: Arc<AsyncRwLock<()>>,
     /// The log, buffers and flusher; set once in [`Storage::open`], after discovery (the log's
     /// first LSN depends on what the tables recorded).
@@ -427,9 +443,14 @@ impl Storage {
             || self.sequence_owner(schema, name).is_some()
     }
 
-    /// Shared view lock: hold it while resolving the tables of one statement.
-    pub async fn read_view(&self) -> RwLockReadGuard<'_, ()> {
-        self.visibility.read().await
+    /// Every table as of one moment: hold it while resolving the tables of one statement, and
+    /// read buffered rows only up to [`View::lsn`].
+    pub async fn read_view(&self) -> View<'_> {
+        let guard = self.visibility.read().await;
+        View {
+            _guard: guard,
+            lsn: self.ingest().wal.published(),
+        }
     }
 
     /// Creates a schema. Returns false when it existed and `if_not_exists` was given.

@@ -10,7 +10,9 @@
 //! table in memory ([`TableHandle`]), and applies DDL and writes. Writers take a table's commit
 //! lock ([`CommitGuard`]) so commits to one table are serialized; the new snapshots are published
 //! together under the visibility lock, so a statement that plans while holding
-//! [`Storage::read_view`] sees either all or none of a multi-table commit.
+//! [`Storage::read_view`] sees either all or none of a multi-table commit. Buffered rows are
+//! published by the log's writer thread without that lock, and a [`View`] reads them up to the
+//! log position it was taken at, so an acknowledgement never waits on a planner.
 //!
 //! Inserts take another path: [`Storage::admit`] checks and queues them in the write-ahead log,
 //! and once synced they wait in per-table buffers (part of every snapshot readers see) until the
@@ -44,7 +46,7 @@ use datafusion::error::DataFusionError;
 use deltalake::DeltaTableError;
 
 pub use buffer::{Admission, Append, Appended, BufferConfig};
-pub use catalog::{Storage, StorageConfig};
+pub use catalog::{Storage, StorageConfig, View};
 pub use commit::CommitGuard;
 pub use keys::{KeyCheck, KeySet, KeysTaken, PackedKey, pack_keys, pack_rows_keys};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
@@ -88,11 +90,13 @@ pub enum StorageError {
     #[error("could not commit to \"{table}\": {source}")]
     Commit {
         table: String,
+        /// Boxed, as is `Delta`'s: delta-rs errors are large, and every `Result` of storage
+        /// and sql would carry their size.
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
     #[error(transparent)]
-    Delta(#[from] DeltaTableError),
+    Delta(Box<DeltaTableError>),
     #[error(transparent)]
     ObjectStore(#[from] object_store::Error),
     #[error(transparent)]
@@ -124,8 +128,14 @@ impl StorageError {
     pub(crate) fn commit(table: &str) -> impl Fn(DeltaTableError) -> StorageError + '_ {
         move |source| StorageError::Commit {
             table: table.to_string(),
-            source,
+            source: Box::new(source),
         }
+    }
+}
+
+impl From<DeltaTableError> for StorageError {
+    fn from(e: DeltaTableError) -> StorageError {
+        StorageError::Delta(Box::new(e))
     }
 }
 

@@ -253,7 +253,7 @@ impl TableHandle {
                     (f.modification_time(), f.path().into_owned(), size)
                 })
                 .collect();
-            files.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            files.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
             let files = files
                 .into_iter()
                 .take(PAGE_INDEX_FILES)
@@ -289,6 +289,14 @@ impl TableHandle {
     /// The published snapshot.
     pub fn state(&self) -> TableState {
         self.state.read().clone()
+    }
+
+    /// The published snapshot with the buffered rows a [`View`](super::View) taken at `lsn`
+    /// sees.
+    pub fn state_at(&self, lsn: Lsn) -> TableState {
+        let mut state = self.state();
+        state.buffered = state.buffered.upto(lsn);
+        state
     }
 
     /// The buffered rows of the published snapshot (cheap: no snapshot clone).

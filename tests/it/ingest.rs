@@ -632,3 +632,73 @@ async fn concurrent_historian_duplicates_are_dropped_at_commit() {
     let got: Vec<(i32, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(got, vec![(1, 1.0), (2, 2.0), (3, 30.0)]);
 }
+
+/// The acknowledgement path takes no lock a planner holds (ARCHITECTURE.md contract 9): while
+/// one session's statement is planned (Parse/Describe of a query over many tables, which
+/// resolves every table in one view of the warehouse), another session's inserts are still
+/// acknowledged, and a statement planned meanwhile sees each transaction across two tables
+/// whole.
+#[tokio::test]
+async fn inserts_are_acknowledged_while_a_slow_plan_holds_its_view() {
+    let server = TestServer::start_with(HOLD);
+    let planner = server.client().await;
+    let writer = server.client().await;
+    planner
+        .batch_execute("CREATE TABLE a (n int8); CREATE TABLE b (n int8)")
+        .await
+        .expect("tables");
+    // Each branch resolves both tables again: planning alone takes seconds in a debug build.
+    let branches = std::env::var("SLOW_PLAN_BRANCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(800);
+    let slow = (0..branches)
+        .map(|i| format!("SELECT {i} AS i, a.n FROM a JOIN b ON a.n = b.n"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let started = Instant::now();
+    let planning = tokio::spawn(async move {
+        planner.prepare(&slow).await.expect("prepare");
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut acknowledged = Vec::new();
+    let mut n = 0i64;
+    while !planning.is_finished() {
+        let begun = Instant::now();
+        n += 1;
+        writer
+            .batch_execute(&format!(
+                "BEGIN; INSERT INTO a VALUES ({n}); INSERT INTO b VALUES ({n}); COMMIT"
+            ))
+            .await
+            .expect("insert");
+        acknowledged.push((begun.elapsed(), planning.is_finished()));
+    }
+    let planned = planning.await.expect("planner task");
+    let slowest = acknowledged.iter().map(|(t, _)| *t).max();
+    eprintln!(
+        "planning took {planned:?}; {} inserts acknowledged meanwhile, the slowest in {slowest:?}",
+        acknowledged.len()
+    );
+    assert!(
+        planned > Duration::from_secs(1),
+        "the plan must take long enough to overlap inserts (took {planned:?}); raise \
+         SLOW_PLAN_BRANCHES"
+    );
+    let during = acknowledged.iter().filter(|(_, done)| !done).count();
+    assert!(
+        during >= 3,
+        "inserts must be acknowledged while the plan runs ({planned:?}): {acknowledged:?}"
+    );
+    let reader = server.client().await;
+    let rows = reader
+        .query(
+            "SELECT (SELECT count(*) FROM a) AS a, (SELECT count(*) FROM b) AS b",
+            &[],
+        )
+        .await
+        .expect("counts");
+    assert_eq!(rows[0].get::<_, i64>(0), n);
+    assert_eq!(rows[0].get::<_, i64>(1), n);
+}
