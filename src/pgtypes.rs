@@ -481,6 +481,62 @@ impl fmt::Display for PgType {
     }
 }
 
+/// Timestamps as PostgreSQL prints them: `2024-01-02 03:04:05.5+01` (zone only when the array
+/// has one, fraction only when nonzero). Used for result columns and for casts to text.
+///
+/// # Errors
+/// A non-timestamp array, or a time zone name Arrow does not know.
+pub fn timestamp_text(
+    array: &datafusion::arrow::array::ArrayRef,
+) -> Result<datafusion::arrow::array::ArrayRef, datafusion::arrow::error::ArrowError> {
+    use chrono::TimeZone;
+    use datafusion::arrow::array::timezone::Tz;
+    use datafusion::arrow::array::{StringArray, TimestampMicrosecondArray};
+    use datafusion::arrow::error::ArrowError;
+    let tz = match array.data_type() {
+        DataType::Timestamp(_, tz) => tz.clone(),
+        other => {
+            return Err(ArrowError::CastError(format!(
+                "expected a timestamp, got {other}"
+            )));
+        }
+    };
+    let micros = datafusion::arrow::compute::cast(
+        array,
+        &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+    )?;
+    let micros = micros
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| ArrowError::CastError("timestamp array expected".into()))?;
+    let zone: Option<Tz> = tz.as_deref().map(str::parse).transpose()?;
+    let text: StringArray = micros
+        .iter()
+        .map(|v| {
+            let v = v?;
+            let utc = chrono::DateTime::from_timestamp_micros(v)?;
+            let fraction = v.rem_euclid(1_000_000);
+            let fraction = if fraction == 0 {
+                String::new()
+            } else {
+                format!(".{fraction:06}").trim_end_matches('0').to_string()
+            };
+            Some(match &zone {
+                None => format!("{}{fraction}", utc.naive_utc().format("%Y-%m-%d %H:%M:%S")),
+                Some(zone) => {
+                    let local = zone.from_utc_datetime(&utc.naive_utc());
+                    format!(
+                        "{}{fraction}{}",
+                        local.format("%Y-%m-%d %H:%M:%S"),
+                        local.format("%:::z")
+                    )
+                }
+            })
+        })
+        .collect();
+    Ok(Arc::new(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,60 +611,4 @@ mod tests {
         assert_eq!(PgType::Bpchar(1).typmod(), 5);
         assert_eq!(PgType::Int4.typmod(), -1);
     }
-}
-
-/// Timestamps as PostgreSQL prints them: `2024-01-02 03:04:05.5+01` (zone only when the array
-/// has one, fraction only when nonzero). Used for result columns and for casts to text.
-///
-/// # Errors
-/// A non-timestamp array, or a time zone name Arrow does not know.
-pub fn timestamp_text(
-    array: &datafusion::arrow::array::ArrayRef,
-) -> Result<datafusion::arrow::array::ArrayRef, datafusion::arrow::error::ArrowError> {
-    use chrono::TimeZone;
-    use datafusion::arrow::array::timezone::Tz;
-    use datafusion::arrow::array::{StringArray, TimestampMicrosecondArray};
-    use datafusion::arrow::error::ArrowError;
-    let tz = match array.data_type() {
-        DataType::Timestamp(_, tz) => tz.clone(),
-        other => {
-            return Err(ArrowError::CastError(format!(
-                "expected a timestamp, got {other}"
-            )));
-        }
-    };
-    let micros = datafusion::arrow::compute::cast(
-        array,
-        &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-    )?;
-    let micros = micros
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .ok_or_else(|| ArrowError::CastError("timestamp array expected".into()))?;
-    let zone: Option<Tz> = tz.as_deref().map(str::parse).transpose()?;
-    let text: StringArray = micros
-        .iter()
-        .map(|v| {
-            let v = v?;
-            let utc = chrono::DateTime::from_timestamp_micros(v)?;
-            let fraction = v.rem_euclid(1_000_000);
-            let fraction = if fraction == 0 {
-                String::new()
-            } else {
-                format!(".{fraction:06}").trim_end_matches('0').to_string()
-            };
-            Some(match &zone {
-                None => format!("{}{fraction}", utc.naive_utc().format("%Y-%m-%d %H:%M:%S")),
-                Some(zone) => {
-                    let local = zone.from_utc_datetime(&utc.naive_utc());
-                    format!(
-                        "{}{fraction}{}",
-                        local.format("%Y-%m-%d %H:%M:%S"),
-                        local.format("%:::z")
-                    )
-                }
-            })
-        })
-        .collect();
-    Ok(Arc::new(text))
 }

@@ -41,9 +41,9 @@ use pgwire::messages::response::CommandComplete;
 
 use crate::sql::{Executions, PreparedStatement, Session};
 
+use super::errors::to_pgwire;
 use super::handlers::send_side_messages;
 use super::params::{self, Rows};
-use super::sqlstate::to_pgwire;
 
 /// Executions held back before they run together, bounding memory and reply latency for a
 /// client that sends a very long batch without Sync.

@@ -32,7 +32,7 @@ use tracing::info;
 use crate::sql::PreparedStatement;
 
 use super::wire::{self, Frame, Phase, ProtocolError};
-use super::{Canceller, auth, handlers, sqlstate};
+use super::{Canceller, auth, errors, handlers};
 
 type Socket = Framed<MaybeTls, PgWireMessageServerCodec<PreparedStatement>>;
 
@@ -80,7 +80,7 @@ async fn report(socket: &mut Socket, error: PgWireError, extended: bool) -> io::
 
 /// Ends the connection with a FATAL protocol violation.
 async fn end(socket: &mut Socket, error: &ProtocolError) -> io::Result<()> {
-    report(socket, sqlstate::protocol(error, true), true)
+    report(socket, errors::protocol(error, true), true)
         .await
         .map(|_| ())
 }
@@ -196,7 +196,7 @@ impl Connection {
             // After an error everything up to Sync is skipped unread (but a Sync is read).
             PgWireConnectionState::AwaitingSync if kind != b'S' => Ok(true),
             PgWireConnectionState::AwaitingSync => {
-                report(socket, sqlstate::protocol(error, false), true).await
+                report(socket, errors::protocol(error, false), true).await
             }
             PgWireConnectionState::ReadyForQuery | PgWireConnectionState::QueryInProgress => {
                 // Held executions came first, and so do their replies.
@@ -204,7 +204,7 @@ impl Connection {
                     return report(socket, held, true).await;
                 }
                 let extended = kind != b'Q';
-                report(socket, sqlstate::protocol(error, false), extended).await
+                report(socket, errors::protocol(error, false), extended).await
             }
             // During COPY (where only Query, Parse, Bind, Describe, Close and Execute can be
             // malformed, and none belongs), and before authentication (where none can be).

@@ -17,7 +17,7 @@ use pgwire::api::ClientInfo;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::Format as ResultFormat;
 use pgwire::api::results::{CopyResponse, Tag};
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
@@ -25,8 +25,8 @@ use pgwire::messages::data::DataRow;
 use crate::sql::{CopyFormat, Outcome};
 
 use super::encode;
+use super::errors::to_pgwire;
 use super::handlers::{QueryHandler, session};
-use super::sqlstate::to_pgwire;
 
 const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
@@ -74,11 +74,7 @@ impl CopyHandler for QueryHandler {
         if let Ok(session) = session(client) {
             session.copy_fail();
         }
-        PgWireError::UserError(Box::new(ErrorInfo::new(
-            "ERROR".into(),
-            "57014".into(),
-            format!("COPY from stdin failed: {}", fail.message),
-        )))
+        super::errors::copy_failed(&fail.message)
     }
 }
 

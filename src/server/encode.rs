@@ -28,7 +28,7 @@ use postgres_types::{IsNull, ToSql, to_sql_checked};
 use crate::pgtypes::{PG_ATTNUM_KEY, PG_TABLE_OID_KEY, PgType};
 use crate::sql::SqlError;
 
-use super::sqlstate;
+use super::errors;
 
 /// How a column's values are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ fn columns(schema: &SchemaRef, format: &Format, time_zone: &str) -> PgWireResult
     // changed since (the table was altered) must not be encoded with too few.
     if let Format::Individual(codes) = format {
         super::wire::check_result_formats(codes.len(), schema.fields().len())
-            .map_err(|e| sqlstate::protocol(&e, false))?;
+            .map_err(|e| errors::protocol(&e, false))?;
     }
     schema
         .fields()
@@ -190,7 +190,7 @@ pub fn encode(
                     Ok(rows) => rows.into_iter().map(Ok).collect(),
                     Err(e) => vec![Err(e)],
                 },
-                Err(e) => vec![Err(sqlstate::to_pgwire(&SqlError::DataFusion(e)))],
+                Err(e) => vec![Err(errors::to_pgwire(&SqlError::DataFusion(e)))],
             };
             stream::iter(rows)
         })

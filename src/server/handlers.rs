@@ -35,7 +35,7 @@ use pgwire::messages::startup::ParameterStatus;
 
 use crate::sql::{Outcome, PreparedStatement, Session, Settings, SqlError};
 
-use super::sqlstate::{protocol, to_error_info, to_pgwire};
+use super::errors::{protocol, to_error_info, to_pgwire};
 use super::{batch, encode, params, wire};
 
 /// Runs the held batch (see [`batch`]) and stores the portal it stands for: what every
@@ -58,9 +58,7 @@ pub(super) fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
         .session_extensions()
         .get::<Arc<Session>>()
         .map(|s| s.as_ref().clone())
-        .ok_or_else(|| {
-            super::sqlstate::fatal("08P01", "no session: authentication did not complete")
-        })
+        .ok_or_else(super::errors::no_session)
 }
 
 /// Sends notices raised by the statement and `ParameterStatus` for changed parameters.
@@ -70,10 +68,9 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     for notice in session.take_notices() {
-        let info = ErrorInfo::new("NOTICE".into(), "00000".into(), notice);
         client
             .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
-                info,
+                super::errors::notice(notice),
             )))
             .await?;
     }

@@ -15,11 +15,11 @@ mod batch;
 mod connection;
 mod copy;
 mod encode;
+mod errors;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handlers;
 mod params;
-pub mod sqlstate;
 pub mod tls;
 mod wire;
 
@@ -159,7 +159,7 @@ impl Server {
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
-    ) -> Result<(), crate::storage::StorageError> {
+    ) -> Result<(), crate::sql::SqlError> {
         let context = Arc::new(auth::Context {
             engine: self.engine.clone(),
             config: self.config.startup.clone(),
@@ -221,7 +221,7 @@ impl Server {
         {
             warn!(grace = ?self.config.shutdown_grace, "closing connections still open after the grace period");
         }
-        self.engine.storage().shutdown().await?;
+        self.engine.shutdown().await?;
         info!("shutdown complete");
         Ok(())
     }

@@ -32,7 +32,7 @@ use tracing::warn;
 
 use crate::sql::PreparedStatement;
 
-use super::{encode, sqlstate};
+use super::{encode, errors};
 
 /// The types deltagate announces for a statement's parameters (`None` where planning left a
 /// parameter untyped).
@@ -78,7 +78,7 @@ pub(super) fn parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Opt
     })
     .unwrap_or_else(|panic| {
         warn!(%panic, "a parameter decoder failed on a client's value");
-        Err(sqlstate::undecodable_parameter())
+        Err(errors::undecodable_parameter())
     })?;
     Ok(Some(decoded))
 }

@@ -8,7 +8,7 @@
 //! layout of its fields; the connection then hands pgwire that message alone. [`check_bind`]
 //! adds the counts a Bind must agree on with its statement. The answers are PostgreSQL's: a
 //! stream that cannot be framed any more ends the connection (FATAL), a message that is whole
-//! but malformed is an error the connection survives (both 08P01, see `sqlstate`).
+//! but malformed is an error the connection survives (both `protocol_violation`, see `errors`).
 
 use pgwire::api::DEFAULT_NAME;
 use pgwire::messages::extendedquery::Bind;

@@ -10,7 +10,8 @@
 //!
 //! [`Engine`] is shared by all connections; each connection owns a [`Session`] with its own
 //! DataFusion context, settings and transaction. Nothing here knows the wire protocol: the
-//! server layer turns [`Outcome`]s into messages and [`SqlError`]s into SQLSTATEs.
+//! server layer turns [`Outcome`]s into messages, and [`SqlError`]s, classified by
+//! [`sqlstate`], into error responses.
 
 mod catalog;
 mod control;
@@ -26,6 +27,7 @@ mod rewrite;
 mod seek;
 mod session;
 mod settings;
+pub mod sqlstate;
 mod subplan;
 mod tag_history;
 mod txn;
@@ -40,14 +42,14 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use crate::pgtypes::TypeError;
 use crate::storage::{Storage, StorageError};
 
-pub use copy::{CopyIn, Format as CopyFormat};
+pub use copy::{CopyFault, CopyIn, Format as CopyFormat};
 pub use dml::Executions;
 pub use limits::{THREAD_STACK_SIZE, configure_stack_growth};
 pub use rewrite::NAME_MARK;
 pub use session::{CancelHandle, PreparedStatement, Session, TxnStatus};
 pub use settings::Settings;
 
-/// Errors of the SQL layer. `server::sqlstate` maps each to its SQLSTATE.
+/// Errors of the SQL layer. [`sqlstate::classify`] maps each to its SQLSTATE.
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
     #[error("syntax error: {0}")]
@@ -102,10 +104,10 @@ pub enum SqlError {
     UndefinedPreparedStatement(String),
     #[error("bind message supplies {given} parameters, but prepared statement requires {expected}")]
     ParameterCount { given: usize, expected: usize },
-    /// A COPY data error: its SQLSTATE, and where in the input it was found.
+    /// A COPY data error: what is wrong, and where in the input it was found.
     #[error("{message}")]
     Copy {
-        code: &'static str,
+        fault: CopyFault,
         message: String,
         context: String,
     },
@@ -221,6 +223,15 @@ impl Engine {
             config,
             pg_static,
         }))
+    }
+
+    /// Stops the flusher, writes every buffered row to Delta and records exact sequence
+    /// positions (the last step of a clean shutdown).
+    ///
+    /// # Errors
+    /// Storage errors; what was not flushed stays in the write-ahead log.
+    pub async fn shutdown(&self) -> Result<()> {
+        Ok(self.storage.shutdown().await?)
     }
 
     /// The storage layer.

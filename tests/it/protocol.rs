@@ -376,7 +376,9 @@ async fn tables_sequences_and_keys_survive_restart() {
         )
         .await
         .unwrap();
-    let described: Vec<(String, String, Option<i32>, String, Option<String>)> = rows
+    /// name, type, length, nullable, default
+    type Column = (String, String, Option<i32>, String, Option<String>);
+    let described: Vec<Column> = rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();

@@ -9,7 +9,7 @@
 //! server-first-message and the channel-binding flag of the client-first-message. Channel
 //! binding itself is not offered (no SCRAM-SHA-256-PLUS), so a client that asks for it is
 //! refused. Messages are parsed as PostgreSQL parses them and refused with its messages; the
-//! SQLSTATEs are assigned in `sqlstate`.
+//! SQLSTATEs are assigned in `sql::sqlstate`.
 
 use std::fmt::Debug;
 

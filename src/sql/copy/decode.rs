@@ -31,10 +31,28 @@ pub enum Format {
     Binary,
 }
 
+/// What kind of problem a COPY input has, as PostgreSQL names its conditions (their SQLSTATEs
+/// are assigned in `sql::sqlstate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFault {
+    /// The input's framing: missing or extra columns, a bad binary signature, a CSV quote.
+    BadCopyFileFormat,
+    /// A value that is not valid text for its column's type.
+    InvalidTextRepresentation,
+    /// A binary value of the wrong length for its type.
+    InvalidBinaryRepresentation,
+    /// Bytes that are not UTF-8.
+    UntranslatableCharacter,
+    /// A value longer than its column allows.
+    StringDataRightTruncation,
+    /// A null in a NOT NULL column.
+    NotNullViolation,
+}
+
 /// A problem in the data, at an input line (a tuple number for binary).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataError {
-    pub code: &'static str,
+    pub code: CopyFault,
     pub message: String,
     pub line: u64,
     /// The column and the offending value, when one is known.
@@ -131,12 +149,15 @@ impl Decoder {
         if !self.ended && !pending.is_empty() {
             let used = self.records(&pending, true)?;
             if used < pending.len() {
-                return Err(self.error("22P04", "unexpected end of COPY data".into()));
+                return Err(self.error(
+                    CopyFault::BadCopyFileFormat,
+                    "unexpected end of COPY data".into(),
+                ));
             }
         }
         if matches!(self.format, Format::Binary) && !self.ended && self.header_done {
             return Err(self.error(
-                "22P04",
+                CopyFault::BadCopyFileFormat,
                 "COPY file signature not recognized or missing trailer".into(),
             ));
         }
@@ -158,7 +179,7 @@ impl Decoder {
         }
     }
 
-    fn error(&self, code: &'static str, message: String) -> DataError {
+    fn error(&self, code: CopyFault, message: String) -> DataError {
         DataError {
             code,
             message,
@@ -170,13 +191,16 @@ impl Decoder {
     fn value_error(&self, column: usize, message: String, value: &[u8]) -> DataError {
         DataError {
             column: Some((column, String::from_utf8_lossy(value).into_owned())),
-            ..self.error("22P02", message)
+            ..self.error(CopyFault::InvalidTextRepresentation, message)
         }
     }
 
     fn push_value(&mut self, column: usize, value: &[u8]) -> Result<()> {
         if column >= self.builders.len() {
-            return Err(self.error("22P04", "extra data after last expected column".into()));
+            return Err(self.error(
+                CopyFault::BadCopyFileFormat,
+                "extra data after last expected column".into(),
+            ));
         }
         match std::str::from_utf8(value) {
             Ok(text) => {
@@ -184,7 +208,7 @@ impl Decoder {
                 Ok(())
             }
             Err(_) => Err(DataError {
-                code: "22021",
+                code: CopyFault::UntranslatableCharacter,
                 ..self.value_error(
                     column,
                     "invalid byte sequence for encoding \"UTF8\"".into(),
@@ -196,7 +220,10 @@ impl Decoder {
 
     fn push_null(&mut self, column: usize) -> Result<()> {
         if column >= self.builders.len() {
-            return Err(self.error("22P04", "extra data after last expected column".into()));
+            return Err(self.error(
+                CopyFault::BadCopyFileFormat,
+                "extra data after last expected column".into(),
+            ));
         }
         self.builders[column].append_null();
         Ok(())
@@ -205,7 +232,10 @@ impl Decoder {
     fn end_row(&mut self, fields: usize, first_line: u64) -> Result<()> {
         if fields < self.builders.len() {
             let name = &self.names[fields];
-            return Err(self.error("22P04", format!("missing data for column \"{name}\"")));
+            return Err(self.error(
+                CopyFault::BadCopyFileFormat,
+                format!("missing data for column \"{name}\""),
+            ));
         }
         self.lines.push(first_line);
         Ok(())
@@ -297,7 +327,10 @@ impl Decoder {
                         break 'records;
                     }
                     if in_quotes {
-                        return Err(self.error("22P04", "unterminated CSV quoted field".into()));
+                        return Err(self.error(
+                            CopyFault::BadCopyFileFormat,
+                            "unterminated CSV quoted field".into(),
+                        ));
                     }
                     end = input.len();
                     break;
@@ -404,12 +437,15 @@ impl Decoder {
                 return Ok(0);
             }
             if &input[..BINARY_SIGNATURE.len()] != BINARY_SIGNATURE {
-                return Err(self.error("22P04", "COPY file signature not recognized".into()));
+                return Err(self.error(
+                    CopyFault::BadCopyFileFormat,
+                    "COPY file signature not recognized".into(),
+                ));
             }
             let flags = be_i32(&input[11..15]);
             if flags & (1 << 16) != 0 {
                 return Err(self.error(
-                    "22P04",
+                    CopyFault::BadCopyFileFormat,
                     "COPY file has OIDs, which are not supported".into(),
                 ));
             }
@@ -433,7 +469,7 @@ impl Decoder {
             }
             if count as usize != self.builders.len() {
                 return Err(self.error(
-                    "22P04",
+                    CopyFault::BadCopyFileFormat,
                     format!(
                         "row field count is {count}, expected {}",
                         self.builders.len()
@@ -465,7 +501,7 @@ impl Decoder {
                 let mut text = std::mem::take(&mut self.text);
                 if let Err(message) = binary_to_text(self.types[column], bytes, &mut text) {
                     return Err(DataError {
-                        code: "22P03",
+                        code: CopyFault::InvalidBinaryRepresentation,
                         ..self.value_error(column, message, b"")
                     });
                 }
@@ -781,7 +817,7 @@ mod tests {
             columns(&[PgType::Int4, PgType::Text]),
         );
         let error = d.feed(b"1,a\n2,b,c\n").expect_err("extra column");
-        assert_eq!((error.code, error.line), ("22P04", 2));
+        assert_eq!((error.code, error.line), (CopyFault::BadCopyFileFormat, 2));
         let mut d = Decoder::new(
             Format::Text {
                 delimiter: b'\t',
@@ -790,7 +826,7 @@ mod tests {
             columns(&[PgType::Int4, PgType::Text]),
         );
         let error = d.feed(b"1\ta\n2\n").expect_err("missing column");
-        assert_eq!((error.code, error.line), ("22P04", 2));
+        assert_eq!((error.code, error.line), (CopyFault::BadCopyFileFormat, 2));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use super::rewrite::{normalize_ident, quoted};
 use super::session::Session;
 use super::{Outcome, Result, SqlError, dml};
 
-pub use decode::Format;
+pub use decode::{CopyFault, Format};
 use decode::{DataError, Decoder};
 
 /// Rows converted to typed columns at a time.
@@ -295,7 +295,7 @@ impl CopyIn {
             None => format!("COPY {table}, line {}", error.line),
         };
         SqlError::Copy {
-            code: error.code,
+            fault: error.code,
             message: error.message,
             context,
         }
@@ -339,7 +339,7 @@ impl CopyIn {
                 .as_any()
                 .downcast_ref::<StringArray>()
                 .ok_or_else(|| SqlError::Internal("COPY columns are strings".into()))?;
-            let error_at = |row: usize, code: &'static str, message: String| {
+            let error_at = |row: usize, code: CopyFault, message: String| {
                 self.data_error(DataError {
                     code,
                     message,
@@ -357,7 +357,7 @@ impl CopyIn {
                 if let Some(row) = too_long {
                     return Err(error_at(
                         row,
-                        "22001",
+                        CopyFault::StringDataRightTruncation,
                         format!("value too long for type {}", column.pg_type),
                     ));
                 }
@@ -367,7 +367,7 @@ impl CopyIn {
                 Err(row) => {
                     return Err(error_at(
                         row,
-                        "22P02",
+                        CopyFault::InvalidTextRepresentation,
                         format!(
                             "invalid input syntax for type {}: \"{}\"",
                             column.pg_type.sql_standard_name(),
@@ -383,7 +383,7 @@ impl CopyIn {
             if column.not_null && nulls && (given || column.default.is_none()) {
                 let row = (0..rows).find(|r| columns[index].is_null(*r)).unwrap_or(0);
                 return Err(SqlError::Copy {
-                    code: "23502",
+                    fault: CopyFault::NotNullViolation,
                     message: format!(
                         "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
                         column.name, self.handle.name
@@ -453,7 +453,7 @@ fn convert_column(
 fn parse_bytea(text: &str) -> Option<Vec<u8>> {
     if let Some(hex) = text.strip_prefix("\\x") {
         let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return None;
         }
         return digits

@@ -1,6 +1,6 @@
 //! `pg_catalog`: PostgreSQL's system catalog as real relations DataFusion can query.
 //!
-//! Contract 5 of DESIGN.md: clients introspect with ordinary SQL (joins, filters, functions)
+//! ARCHITECTURE.md contract 5: clients introspect with ordinary SQL (joins, filters, functions)
 //! over `pg_class`, `pg_attribute`, `pg_index`, ... so those must be tables with PostgreSQL's
 //! names, column types and OIDs, filled from the live catalog — not canned answers to known
 //! query texts. The relations describing user objects (namespaces, classes, attributes,
@@ -57,7 +57,7 @@ impl StaticTables {
             .map_err(|e| SqlError::Internal(format!("built-in catalog: {e}")))?;
         let empty: Arc<dyn datafusion::catalog::CatalogProviderList> =
             Arc::new(datafusion::catalog::MemoryCatalogProviderList::new());
-        let type_oids = type_oids(&tables.pg_type.data())
+        let type_oids = type_oids(tables.pg_type.data())
             .map_err(|e| SqlError::Internal(format!("built-in pg_type: {e}")))?;
         let provider =
             PgCatalogSchemaProvider::try_new(empty, Arc::new(tables), EmptyContextProvider)

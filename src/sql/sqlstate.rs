@@ -1,24 +1,51 @@
-//! The one place errors become SQLSTATEs (contract 6 of DESIGN.md).
+//! The one place errors become SQLSTATEs (ARCHITECTURE.md contract 6).
 //!
-//! Every [`SqlError`] maps to a code and a severity here and nowhere else. DataFusion reports
-//! user mistakes as typed errors where it can (`SchemaError`, `SQL`) and as plan-error text
-//! where it cannot; the root cause is found with `find_root`, our own errors wrapped in
-//! `External` are unwrapped, and the remaining plan messages are classified by the phrases
-//! DataFusion uses. A user's mistake is never `XX000`; internal errors are logged with their
-//! detail and reported with a short message.
+//! Every code deltagate sends is written in this module and nowhere else: a test reads the
+//! source tree for stray ones. [`classify`] maps every [`SqlError`] to a code and a message.
+//! DataFusion reports user mistakes as typed errors where it can (`SchemaError`, `SQL`) and as
+//! plan-error text where it cannot; the root cause is found with `find_root`, our own errors
+//! wrapped in `External` are unwrapped, and the remaining plan messages are classified by the
+//! phrases DataFusion uses. A user's mistake is never `XX000`; internal errors are logged with
+//! their detail and reported with a short message. Conditions the server meets outside any
+//! statement (startup, authentication, framing) take the named codes of [`code`]. The server
+//! layer turns a [`Coded`] into an error response; nothing here knows the wire.
 
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
-use pgwire::error::{ErrorInfo, PgWireError};
 use tracing::error;
 
 use crate::pgtypes::TypeError;
-use crate::sql::SqlError;
 use crate::storage::StorageError;
 use crate::storage::names::NameError;
 
-use super::auth::{AuthError, ScramError};
-use super::wire::ProtocolError;
+use super::{CopyFault, SqlError};
+
+/// Codes of conditions the server layer meets outside any statement, named as in
+/// PostgreSQL's `errcodes.txt`.
+pub mod code {
+    /// Notices.
+    pub const SUCCESSFUL_COMPLETION: &str = "00000";
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    pub const INVALID_PARAMETER_VALUE: &str = "22023";
+    pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
+    pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
+    pub const INVALID_PASSWORD: &str = "28P01";
+    pub const INVALID_CATALOG_NAME: &str = "3D000";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const QUERY_CANCELED: &str = "57014";
+}
+
+fn copy_fault(fault: CopyFault) -> &'static str {
+    match fault {
+        CopyFault::BadCopyFileFormat => "22P04",
+        CopyFault::InvalidTextRepresentation => "22P02",
+        CopyFault::InvalidBinaryRepresentation => "22P03",
+        CopyFault::UntranslatableCharacter => "22021",
+        CopyFault::StringDataRightTruncation => "22001",
+        CopyFault::NotNullViolation => "23502",
+    }
+}
 
 /// A SQLSTATE and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +100,7 @@ pub fn classify(error: &SqlError) -> Coded {
         SqlError::Canceled => coded("57014", error.to_string()),
         // statement_too_complex, PostgreSQL's code for "stack depth limit exceeded".
         SqlError::TooComplex(_) => coded("54001", error.to_string()),
-        SqlError::Copy { code, message, .. } => coded(code, message),
+        SqlError::Copy { fault, message, .. } => coded(copy_fault(*fault), message),
         SqlError::InvalidConflictTarget(m) => coded("42P10", m),
         SqlError::UndefinedObject(m) => coded("42704", m),
         SqlError::CardinalityViolation(m) => coded("21000", m),
@@ -208,9 +235,10 @@ fn plan(m: &str) -> Coded {
             .map(|q| q.rsplit('.').next().unwrap_or(q).to_string())
             .unwrap_or_default();
         coded("42P01", format!("relation \"{name}\" does not exist"))
-    } else if lower.contains("invalid function") || lower.contains("no function matches") {
-        coded("42883", m)
-    } else if lower.contains("does not support") && lower.contains("argument") {
+    } else if lower.contains("invalid function")
+        || lower.contains("no function matches")
+        || (lower.contains("does not support") && lower.contains("argument"))
+    {
         coded("42883", m)
     } else if lower.contains("cannot be cast")
         || lower.contains("cannot cast")
@@ -251,104 +279,11 @@ fn execution(m: &str) -> Coded {
     }
 }
 
-/// The wire error for a SQL-layer error.
-pub fn to_pgwire(error: &SqlError) -> PgWireError {
-    let Coded {
-        code,
-        message,
-        detail,
-    } = classify(error);
-    let mut info = ErrorInfo::new("ERROR".to_string(), code.to_string(), message);
-    info.detail = detail;
-    if let SqlError::Copy { context, .. } = error {
-        info.where_context = Some(context.clone());
-    }
-    PgWireError::UserError(Box::new(info))
-}
-
-/// The `ErrorResponse` body for a SQL-layer error.
-pub fn to_error_info(error: &SqlError) -> ErrorInfo {
-    match to_pgwire(error) {
-        PgWireError::UserError(info) => *info,
-        other => ErrorInfo::from(other),
-    }
-}
-
-/// A FATAL error ending the connection, for startup and authentication.
-pub fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "FATAL".to_string(),
-        code.to_string(),
-        message.into(),
-    )))
-}
-
-/// A FATAL error for a SQL-layer error, for one that ends the connection (opening a session).
-pub(crate) fn fatal_sql(error: &SqlError) -> PgWireError {
-    let mut info = to_error_info(error);
-    info.severity = "FATAL".into();
-    PgWireError::UserError(Box::new(info))
-}
-
-/// The error for a Bind parameter value whose decoder failed outright: 22P03
-/// (`invalid_binary_representation`), as PostgreSQL answers a binary value it cannot read.
-pub(crate) fn undecodable_parameter() -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_string(),
-        "22P03".to_string(),
-        "a parameter value cannot be decoded as its type".to_string(),
-    )))
-}
-
-/// The code of a protocol violation: `0A000` for a protocol version, `22023` for a format code,
-/// else `08P01`.
-fn protocol_code(error: &ProtocolError) -> &'static str {
-    match error {
-        ProtocolError::UnsupportedProtocol(..) => "0A000",
-        ProtocolError::FormatCode(_) => "22023",
-        _ => "08P01",
-    }
-}
-
-/// The wire error for a protocol violation: FATAL when the connection ends with it (a stream
-/// that cannot be framed), else an ERROR the connection survives (a malformed message).
-pub(crate) fn protocol(error: &ProtocolError, fatal: bool) -> PgWireError {
-    let severity = if fatal { "FATAL" } else { "ERROR" };
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        severity.to_string(),
-        protocol_code(error).to_string(),
-        error.to_string(),
-    )))
-}
-
-/// The wire error for a refused startup or authentication: always FATAL.
-pub(crate) fn authentication(error: &AuthError) -> PgWireError {
-    let code = match error {
-        AuthError::NoUser | AuthError::EncryptionRequired | AuthError::UnknownRole(_) => "28000",
-        AuthError::Password(_) | AuthError::EmptyPassword => "28P01",
-        AuthError::UnknownDatabase(_) => "3D000",
-        AuthError::TooManyClients => "53300",
-        AuthError::Protocol(e) => protocol_code(e),
-        AuthError::Scram(ScramError::Authzid | ScramError::Extension) => "0A000",
-        AuthError::Scram(ScramError::Failed) => "28P01",
-        AuthError::Scram(
-            ScramError::Mechanism
-            | ScramError::Malformed(_)
-            | ScramError::Nonce
-            | ScramError::ChannelBinding,
-        ) => "08P01",
-    };
-    let mut info = ErrorInfo::new("FATAL".to_string(), code.to_string(), error.to_string());
-    if let AuthError::Scram(ScramError::Malformed(detail)) = error {
-        info.detail = Some(detail.clone());
-    }
-    PgWireError::UserError(Box::new(info))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
-    use crate::sql::SqlError;
 
     #[test]
     fn each_client_visible_error_has_its_code() {
@@ -405,6 +340,56 @@ mod tests {
             classify(&DataFusionError::Plan("table 'db.public.nosuch' not found".into()).into())
                 .message,
             "relation \"nosuch\" does not exist"
+        );
+    }
+
+    /// Whether a string literal's text looks like a SQLSTATE: five digits or capitals, at
+    /// least one a digit (so words such as `RESET` do not count).
+    fn looks_like_sqlstate(text: &str) -> bool {
+        text.len() == 5
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            && text.bytes().any(|b| b.is_ascii_digit())
+    }
+
+    fn stray_codes(dir: &Path, stray: &mut Vec<String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("source folder")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                stray_codes(&path, stray);
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with(file!()) {
+                let text = std::fs::read_to_string(&path).expect("source file");
+                for (n, line) in text.lines().enumerate() {
+                    // Odd pieces between quotes are string literals' texts.
+                    if line.split('"').skip(1).step_by(2).any(looks_like_sqlstate) {
+                        stray.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn codes_are_assigned_only_here() {
+        assert!(looks_like_sqlstate("22P04") && looks_like_sqlstate("08006"));
+        assert!(!looks_like_sqlstate("RESET") && !looks_like_sqlstate("22p04"));
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut stray = Vec::new();
+        stray_codes(&src, &mut stray);
+        assert!(
+            stray.is_empty(),
+            "SQLSTATE literals outside src/sql/sqlstate.rs:\n{}",
+            stray.join("\n")
+        );
+        // The test reads the tree: it must have found this file's own codes to skip.
+        assert!(
+            std::fs::read_to_string(src.join("sql/sqlstate.rs"))
+                .is_ok_and(|t| t.contains("\"42P01\""))
         );
     }
 }
