@@ -42,8 +42,8 @@ use pgwire::messages::response::CommandComplete;
 use crate::sql::{Executions, PreparedStatement, Session};
 
 use super::errors::to_pgwire;
-use super::handlers::send_side_messages;
 use super::params::{self, Rows};
+use super::reply::{send_side_messages, session};
 
 /// Executions held back before they run together, bounding memory and reply latency for a
 /// client that sends a very long batch without Sync.
@@ -394,7 +394,7 @@ where
     if held.rows.is_empty() {
         return send_replies(client, &held.replies, &[]).await;
     }
-    let session = super::handlers::session(client)?;
+    let session = session(client)?;
     let result = match params::columns(&stored, &held.rows) {
         Some(columns) => {
             let executions = Executions::Columns {

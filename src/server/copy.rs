@@ -1,82 +1,26 @@
-//! The COPY sub-protocol: CopyData in for `COPY ... FROM STDIN`, CopyData out for
-//! `COPY ... TO STDOUT`.
+//! The COPY sub-protocol's responses: CopyInResponse for `COPY ... FROM STDIN`, and CopyData
+//! out for `COPY ... TO STDOUT`.
 //!
-//! Copy-in messages are handed to the connection's [`Session`] (which decodes, converts and
-//! finally stores the rows); this module only answers `COPY n` at CopyDone and turns errors
-//! into ErrorResponses. Copy-out rows are encoded exactly as result rows are (text or binary,
-//! in the session's time zone) and then framed per row in the requested format.
+//! Copy-in messages are handed to the connection's [`Session`](crate::sql::Session) by the
+//! handlers (`CopyHandler` in `handlers`), which decodes, converts and finally stores the rows.
+//! Copy-out rows are encoded exactly as result rows are (text or binary, in the session's time
+//! zone) and then framed per row in the requested format.
 
-use std::fmt::Debug;
-
-use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
-use futures::{Sink, SinkExt, StreamExt, stream};
-use pgwire::api::ClientInfo;
-use pgwire::api::copy::CopyHandler;
+use futures::{StreamExt, stream};
 use pgwire::api::portal::Format as ResultFormat;
-use pgwire::api::results::{CopyResponse, Tag};
-use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::api::results::CopyResponse;
+use pgwire::error::PgWireResult;
+use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::DataRow;
 
-use crate::sql::{CopyFormat, Outcome};
+use crate::sql::CopyFormat;
 
 use super::encode;
-use super::errors::to_pgwire;
-use super::handlers::{QueryHandler, session};
 
 const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
-
-#[async_trait]
-impl CopyHandler for QueryHandler {
-    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        session(client)?
-            .copy_data(&copy_data.data)
-            .map_err(|e| to_pgwire(&e))
-    }
-
-    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let session = session(client)?;
-        match session.copy_done().await {
-            Ok(Outcome::Command { rows, .. }) => {
-                let tag = Tag::new("COPY").with_rows(rows.unwrap_or(0));
-                client
-                    .send(PgWireBackendMessage::CommandComplete(tag.into()))
-                    .await?;
-                Ok(())
-            }
-            Ok(other) => Err(PgWireError::ApiError(
-                format!("unexpected COPY outcome {other:?}").into(),
-            )),
-            Err(e) => Err(to_pgwire(&e)),
-        }
-    }
-
-    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        if let Ok(session) = session(client) {
-            session.copy_fail();
-        }
-        super::errors::copy_failed(&fail.message)
-    }
-}
 
 /// The response to `COPY ... FROM STDIN`: CopyInResponse, then the client sends data.
 pub fn copy_in_response(columns: usize, binary: bool) -> CopyResponse {

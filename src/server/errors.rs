@@ -9,7 +9,6 @@ use pgwire::error::{ErrorInfo, PgWireError};
 use crate::sql::SqlError;
 use crate::sql::sqlstate::{Coded, classify, code};
 
-use super::auth::{AuthError, ScramError};
 use super::wire::ProtocolError;
 
 /// The wire error for a SQL-layer error.
@@ -63,7 +62,7 @@ pub(crate) fn undecodable_parameter() -> PgWireError {
 
 /// The code of a protocol violation: a protocol version is not supported, a format code is an
 /// invalid parameter value, anything else violates the protocol.
-fn protocol_code(error: &ProtocolError) -> &'static str {
+pub(super) fn protocol_code(error: &ProtocolError) -> &'static str {
     match error {
         ProtocolError::UnsupportedProtocol(..) => code::FEATURE_NOT_SUPPORTED,
         ProtocolError::FormatCode(_) => code::INVALID_PARAMETER_VALUE,
@@ -80,34 +79,6 @@ pub(crate) fn protocol(error: &ProtocolError, fatal: bool) -> PgWireError {
         protocol_code(error).to_string(),
         error.to_string(),
     )))
-}
-
-/// The wire error for a refused startup or authentication: always FATAL.
-pub(crate) fn authentication(error: &AuthError) -> PgWireError {
-    let code = match error {
-        AuthError::NoUser | AuthError::EncryptionRequired | AuthError::UnknownRole(_) => {
-            code::INVALID_AUTHORIZATION_SPECIFICATION
-        }
-        AuthError::Password(_) | AuthError::EmptyPassword => code::INVALID_PASSWORD,
-        AuthError::UnknownDatabase(_) => code::INVALID_CATALOG_NAME,
-        AuthError::TooManyClients => code::TOO_MANY_CONNECTIONS,
-        AuthError::Protocol(e) => protocol_code(e),
-        AuthError::Scram(ScramError::Authzid | ScramError::Extension) => {
-            code::FEATURE_NOT_SUPPORTED
-        }
-        AuthError::Scram(ScramError::Failed) => code::INVALID_PASSWORD,
-        AuthError::Scram(
-            ScramError::Mechanism
-            | ScramError::Malformed(_)
-            | ScramError::Nonce
-            | ScramError::ChannelBinding,
-        ) => code::PROTOCOL_VIOLATION,
-    };
-    let mut info = ErrorInfo::new("FATAL".to_string(), code.to_string(), error.to_string());
-    if let AuthError::Scram(ScramError::Malformed(detail)) = error {
-        info.detail = Some(detail.clone());
-    }
-    PgWireError::UserError(Box::new(info))
 }
 
 /// The error for a message that needs a session on a connection that has none.

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use datafusion::sql::sqlparser::ast::{DiscardObject, Statement};
 use futures::{Sink, SinkExt};
 use pgwire::api::DEFAULT_NAME;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::send_describe_response;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -24,18 +25,19 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{
     Bind, BindComplete, Close, CloseComplete, Describe, Execute, Flush, Parse, ParseComplete,
     Sync as PgSync, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
-use pgwire::messages::response::{NoticeResponse, ReadyForQuery};
+use pgwire::messages::response::ReadyForQuery;
 use pgwire::messages::simplequery::Query;
-use pgwire::messages::startup::ParameterStatus;
 
 use crate::sql::{Outcome, PreparedStatement, Session, Settings, SqlError};
 
 use super::errors::{protocol, to_error_info, to_pgwire};
+use super::reply::{send_side_messages, session};
 use super::{batch, encode, params, wire};
 
 /// Runs the held batch (see [`batch`]) and stores the portal it stands for: what every
@@ -50,39 +52,6 @@ where
     let ran = batch::flush(client, batch).await;
     batch::store_portal(client, batch)?;
     ran
-}
-
-/// The session of a connection, created at the end of authentication.
-pub(super) fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
-    client
-        .session_extensions()
-        .get::<Arc<Session>>()
-        .map(|s| s.as_ref().clone())
-        .ok_or_else(super::errors::no_session)
-}
-
-/// Sends notices raised by the statement and `ParameterStatus` for changed parameters.
-pub(super) async fn send_side_messages<C>(client: &mut C, session: &Session) -> PgWireResult<()>
-where
-    C: Sink<PgWireBackendMessage> + Unpin + Send,
-    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-{
-    for notice in session.take_notices() {
-        client
-            .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
-                super::errors::notice(notice),
-            )))
-            .await?;
-    }
-    for (name, value) in session.take_unreported_settings() {
-        client
-            .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                name.to_string(),
-                value,
-            )))
-            .await?;
-    }
-    Ok(())
 }
 
 fn response(session: &Session, outcome: Outcome, format: &Format) -> PgWireResult<Response> {
@@ -543,5 +512,53 @@ impl QueryParser for StatementParser {
             }
             None => Ok(Vec::new()),
         }
+    }
+}
+
+#[async_trait]
+impl CopyHandler for QueryHandler {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        session(client)?
+            .copy_data(&copy_data.data)
+            .map_err(|e| to_pgwire(&e))
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session(client)?;
+        match session.copy_done().await {
+            Ok(Outcome::Command { rows, .. }) => {
+                let tag = Tag::new("COPY").with_rows(rows.unwrap_or(0));
+                client
+                    .send(PgWireBackendMessage::CommandComplete(tag.into()))
+                    .await?;
+                Ok(())
+            }
+            Ok(other) => Err(PgWireError::ApiError(
+                format!("unexpected COPY outcome {other:?}").into(),
+            )),
+            Err(e) => Err(to_pgwire(&e)),
+        }
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Ok(session) = session(client) {
+            session.copy_fail();
+        }
+        super::errors::copy_failed(&fail.message)
     }
 }

@@ -20,6 +20,7 @@ mod errors;
 pub mod fuzzing;
 mod handlers;
 mod params;
+mod reply;
 pub mod tls;
 mod wire;
 

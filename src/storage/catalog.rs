@@ -24,11 +24,12 @@ use url::Url;
 
 use tokio_util::sync::CancellationToken;
 
-use super::buffer::{BufferConfig, Ingest};
 use super::commit::CommitGuard;
+use super::historian::months::Loaded;
+use super::historian::partition::Container;
+use super::ingest::{BufferConfig, Ingest};
 use super::meta::{self, ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 use super::names;
-use super::partition::{Container, Loaded};
 use super::table::TableHandle;
 use super::{Result, StorageError, StorageOptions, stable_oid};
 use crate::wal::{Durability, Wal, WalConfig};
@@ -307,7 +308,9 @@ impl Storage {
             .with_storage_options(self.config.storage_options.clone())
             .load()
             .await?;
-        if super::partition::column(table.snapshot()?.metadata().configuration()).is_some() {
+        if super::historian::partition::column(table.snapshot()?.metadata().configuration())
+            .is_some()
+        {
             return self.load_months(schema, name, url, table);
         }
         let oid = self.unique_oid("table", schema, name);
@@ -544,7 +547,7 @@ impl Storage {
             .with_columns(delta_schema.fields().cloned())
             .with_configuration(configuration)
             .with_raise_if_key_not_exists(false)
-            .with_commit_properties(super::commit::commit_properties())
+            .with_commit_properties(super::rows::commit_properties())
             .await
             .map_err(StorageError::commit(name))?;
         let oid = self.unique_oid("table", schema, name);

@@ -13,15 +13,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::Schema;
 use deltalake::DeltaTable;
-use deltalake::kernel::transaction::CommitProperties;
 use tokio::sync::OwnedMutexGuard;
 
-use super::keys;
 use super::meta::IndexMeta;
-use super::partition;
+use super::rows::commit_properties;
 use super::table::{TableHandle, TableState};
 use super::{Result, Storage, StorageError};
 use crate::wal::Lsn;
@@ -142,10 +138,15 @@ impl<'a> CommitGuard<'a> {
             Some(slice) => {
                 let current = self.current(table);
                 let snapshot = current.table.snapshot()?;
-                let mut registration =
-                    partition::registration(snapshot.metadata().configuration(), slice)?;
+                let mut registration = super::historian::partition::registration(
+                    snapshot.metadata().configuration(),
+                    slice,
+                )?;
                 registration.properties = properties;
-                HashMap::from([(slice.property(), partition::encode(&registration)?)])
+                HashMap::from([(
+                    slice.property(),
+                    super::historian::partition::encode(&registration)?,
+                )])
             }
             None => properties,
         };
@@ -226,8 +227,9 @@ impl<'a> CommitGuard<'a> {
                 if let Some(flushed) = self.flushed.get(&table.oid) {
                     if let Some(index) = keys.as_mut() {
                         // The files this flush added (a later rewrite clears them below).
-                        let added = keys::file_paths(state)
-                            .and_then(|new| Ok((new, keys::file_paths(&live)?)))
+                        let added = state
+                            .file_paths()
+                            .and_then(|new| Ok((new, live.file_paths()?)))
                             .map(|(new, old)| new.difference(&old).cloned().collect())
                             .unwrap_or_default();
                         index.flushed(flushed.tickets, flushed.rows, added);
@@ -247,33 +249,4 @@ impl<'a> CommitGuard<'a> {
             }
         }
     }
-}
-
-pub(super) fn commit_properties() -> CommitProperties {
-    CommitProperties::default().with_metadata([(
-        "engine".to_string(),
-        serde_json::Value::String(format!("deltagate/{}", env!("CARGO_PKG_VERSION"))),
-    )])
-}
-
-/// Delta compares schemas strictly; PostgreSQL facts in field metadata are not part of them.
-pub(super) fn strip_metadata(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    batches
-        .into_iter()
-        .map(|batch| {
-            let fields: Vec<_> = batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_metadata(HashMap::new()))
-                .collect();
-            let schema = Arc::new(Schema::new(fields));
-            RecordBatch::try_new(schema, batch.columns().to_vec()).map_err(|e| {
-                StorageError::DataFusion(datafusion::error::DataFusionError::ArrowError(
-                    Box::new(e),
-                    None,
-                ))
-            })
-        })
-        .collect()
 }

@@ -16,22 +16,23 @@
 //!
 //! Inserts take another path: [`Storage::admit`] checks and queues them in the write-ahead log,
 //! and once synced they wait in per-table buffers (part of every snapshot readers see) until the
-//! flusher moves them to Delta in large commits (see `buffer`).
+//! flusher moves them to Delta in large commits (see `ingest`).
 //!
 //! Storage never imports pgwire and knows no SQL text beyond the default expressions it stores.
 //! It is called by the `sql` layer.
 
-mod buffer;
 mod catalog;
 mod commit;
+mod footers;
 pub mod historian;
+mod ingest;
 mod keys;
 pub mod meta;
 mod mutation;
 pub mod names;
-mod partition;
 mod provider;
 mod recovery;
+mod rows;
 mod seek;
 mod table;
 mod vacuum;
@@ -45,15 +46,14 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use deltalake::DeltaTableError;
 
-pub use buffer::{Admission, Append, Appended, BufferConfig};
 pub use catalog::{Storage, StorageConfig, View};
 pub use commit::CommitGuard;
+pub use ingest::{Admission, Append, Appended, BufferConfig};
 pub use keys::{KeyCheck, KeySet, KeysTaken, PackedKey, pack_keys, pack_rows_keys};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
-pub use mutation::FileSet;
 pub use provider::PgTableProvider;
 pub use seek::{KeySeek, as_i64};
-pub use table::{Stamp, TableHandle, TableState, WriteOp};
+pub use table::{FileSet, Stamp, TableHandle, TableState, WriteOp};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]

@@ -37,15 +37,14 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use tracing::debug;
 use url::Url;
 
-use super::buffer::{conform_to, sorted_by_key, writer_properties};
-use super::commit::{CommitGuard, commit_properties, strip_metadata};
+use super::commit::CommitGuard;
 use super::meta::{self, ColumnMeta};
 use super::provider::BoundedPushdown;
-use super::table::{TableHandle, TableState, WriteOp};
+use super::rows::{
+    commit_properties, conform_to, sorted_by_key, strip_metadata, writer_properties,
+};
+use super::table::{FileSet, TableHandle, TableState, WriteOp};
 use super::{Result, Storage, StorageError};
-
-/// Data files of one snapshot, by their path relative to the table's root.
-pub type FileSet = Arc<BTreeSet<String>>;
 
 /// The column naming each row's data file in a finding scan.
 const FILE_COLUMN: &str = "__deltagate_file";

@@ -16,8 +16,8 @@ use std::sync::atomic::Ordering;
 
 use tracing::{info, warn};
 
-use super::buffer::{Entry, decode_insert};
 use super::historian::HistorianName;
+use super::ingest::{Entry, decode_insert};
 use super::table::TableHandle;
 use super::{Result, Storage, StorageError};
 use crate::wal::{Location, Lsn, Record};
@@ -211,7 +211,9 @@ impl Storage {
 /// The folder of the Delta table holding a historian month (its records name the month).
 fn container_folder(name: &str) -> Option<String> {
     match HistorianName::parse(name)? {
-        HistorianName::Partition { driver, .. } => Some(super::partition::folder(driver)),
+        HistorianName::Partition { driver, .. } => {
+            Some(super::historian::partition::folder(driver))
+        }
         _ => None,
     }
 }

@@ -40,8 +40,8 @@ use futures::{FutureExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::buffer::conform_to;
-use super::provider::{file_object, parquet_metadata};
+use super::footers::{file_object, parquet_metadata};
+use super::rows::conform_to;
 use super::table::{TableHandle, TableState};
 use super::{Result, Storage, StorageError};
 
@@ -407,7 +407,7 @@ impl Storage {
 
         // Files that may hold a match, best first.
         let boxes = table.file_boxes(state, &key)?;
-        let mut files: Vec<(i64, &super::keys::FileBox)> = boxes
+        let mut files: Vec<(i64, &super::keys::boxes::FileBox)> = boxes
             .iter()
             .filter_map(|file| {
                 let bounds = |i: usize| {

@@ -25,14 +25,17 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use url::Url;
 
-use super::buffer::{self, BufferedRows};
-use super::keys::{self, FileBoxes, KeyIndex};
+use super::footers;
+use super::historian::partition::{self, Container, Slice};
+use super::ingest::{BufferedRows, Entry};
+use super::keys::boxes::{self, FileBoxes};
+use super::keys::index::KeyIndex;
 use super::meta::TableMeta;
-use super::mutation::FileSet;
-use super::partition::{self, Container, Slice};
-use super::provider;
 use super::{Result, StorageError};
 use crate::wal::Lsn;
+
+/// Data files of one snapshot, by their path relative to the table's root.
+pub type FileSet = Arc<std::collections::BTreeSet<String>>;
 
 /// A change to a table, applied at commit.
 #[derive(Debug, Clone)]
@@ -113,6 +116,11 @@ impl TableState {
             Some(slice) => format!("{id}/{}", slice.id),
             None => id,
         }
+    }
+
+    /// The paths of this snapshot's data files (a slice's own only).
+    pub(super) fn file_paths(&self) -> Result<std::collections::HashSet<String>> {
+        boxes::file_paths(&self.table, self.slice.as_deref())
     }
 
     /// Changes whenever the table's rows may have changed (a Delta commit or a buffered append).
@@ -232,7 +240,7 @@ impl TableHandle {
     }
 
     /// Starts caching the page indexes of a snapshot's files (see
-    /// [`provider::cache_page_indexes`]), once per Delta version.
+    /// [`footers::cache_page_indexes`]), once per Delta version.
     pub fn cache_page_indexes(&self, state: &TableState, runtime: &Arc<RuntimeEnv>) {
         if self
             .page_indexes_cached
@@ -260,7 +268,7 @@ impl TableHandle {
                 .map(|(_, path, size)| (path, size))
                 .collect();
             let root = state.table.table_url().clone();
-            tokio::spawn(provider::cache_page_indexes(runtime.clone(), root, files));
+            tokio::spawn(footers::cache_page_indexes(runtime.clone(), root, files));
         }
     }
 
@@ -312,7 +320,7 @@ impl TableHandle {
         for (ticket, batches) in inflight {
             state
                 .buffered
-                .push(buffer::Entry::unlogged(Lsn::MAX, ticket, batches));
+                .push(Entry::unlogged(Lsn::MAX, ticket, batches));
         }
         state
     }
@@ -346,7 +354,15 @@ impl TableHandle {
         {
             return Ok(boxes.clone());
         }
-        let boxes = Arc::new(keys::file_boxes(state, columns)?);
+        let names: Vec<&str> = columns
+            .iter()
+            .map(|&i| state.meta.columns[i].name.as_str())
+            .collect();
+        let boxes = Arc::new(boxes::file_boxes(
+            &state.table,
+            state.slice.as_deref(),
+            &names,
+        )?);
         *self.file_boxes.lock() = Some((state.version, boxes.clone()));
         Ok(boxes)
     }
@@ -422,7 +438,7 @@ impl TableHandle {
 
     /// Publishes durable rows into the buffer, called by the log in LSN order for rows in
     /// flight, or by replay (`replayed`), whose rows are not indexed yet.
-    pub(super) fn push_buffered(&self, entry: buffer::Entry, replayed: bool) -> Result<()> {
+    pub(super) fn push_buffered(&self, entry: Entry, replayed: bool) -> Result<()> {
         let mut state = self.state.write();
         if replayed {
             if let Some(index) = self.keys.lock().as_mut() {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use deltalake::operations::vacuum::VacuumMode;
 use tracing::info;
 
-use super::commit::commit_properties;
+use super::rows::commit_properties;
 use super::table::TableHandle;
 use super::{Result, Storage, StorageError};
 

@@ -31,7 +31,7 @@ use pgwire::api::{
     ClientInfo, ConnectionHandle, ConnectionManager, PgWireConnectionState, PidSecretKeyGenerator,
     RandomPidSecretKeyGenerator,
 };
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{
     Authentication, BackendKeyData, MESSAGE_TYPE_BYTE_PASSWORD_MESSAGE_FAMILY, ParameterStatus,
@@ -42,6 +42,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
+use crate::sql::sqlstate::code;
 use crate::sql::{Engine, Session, Settings};
 
 use super::errors;
@@ -236,7 +237,7 @@ impl Startup {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.admit(client, &startup.parameters)
-            .map_err(|e| errors::authentication(&e))?;
+            .map_err(|e| refusal(&e))?;
         protocol_negotiation(client, startup).await?;
         save_startup_parameters_to_metadata(client, startup);
         let (request, stage) = match self.config().method {
@@ -283,9 +284,9 @@ impl Startup {
                 reason = if known { "wrong password" } else { "unknown role" },
                 "password authentication failed"
             );
-            errors::authentication(&AuthError::Password(user.clone()))
+            refusal(&AuthError::Password(user.clone()))
         };
-        let refused = |e: AuthError| errors::authentication(&e);
+        let refused = |e: AuthError| refusal(&e);
         match stage {
             Stage::SaslInitial => {
                 let data = sasl_initial_response(body).map_err(refused)?;
@@ -358,13 +359,11 @@ impl Startup {
             .cloned()
             .unwrap_or_else(|| user.clone());
         if database != self.context.engine.config().database {
-            return Err(errors::authentication(&AuthError::UnknownDatabase(
-                database,
-            )));
+            return Err(refusal(&AuthError::UnknownDatabase(database)));
         }
         let Ok(slot) = self.context.slots.clone().try_acquire_owned() else {
             warn!(%user, peer = %client.socket_addr(), "connection refused: too many clients");
-            return Err(errors::authentication(&AuthError::TooManyClients));
+            return Err(refusal(&AuthError::TooManyClients));
         };
         client.session_extensions().insert(slot);
         // No longer starting: the startup slot goes to the next connection.
@@ -497,11 +496,37 @@ impl StartupHandler for Startup {
                 self.respond(client, &body).await
             }
             // The connection only passes the startup packet and password messages here.
-            _ => Err(errors::authentication(&AuthError::Protocol(
-                ProtocolError::Format,
-            ))),
+            _ => Err(refusal(&AuthError::Protocol(ProtocolError::Format))),
         }
     }
+}
+
+/// The wire error for a refused startup or authentication: always FATAL.
+pub(super) fn refusal(error: &AuthError) -> PgWireError {
+    let code = match error {
+        AuthError::NoUser | AuthError::EncryptionRequired | AuthError::UnknownRole(_) => {
+            code::INVALID_AUTHORIZATION_SPECIFICATION
+        }
+        AuthError::Password(_) | AuthError::EmptyPassword => code::INVALID_PASSWORD,
+        AuthError::UnknownDatabase(_) => code::INVALID_CATALOG_NAME,
+        AuthError::TooManyClients => code::TOO_MANY_CONNECTIONS,
+        AuthError::Protocol(e) => errors::protocol_code(e),
+        AuthError::Scram(ScramError::Authzid | ScramError::Extension) => {
+            code::FEATURE_NOT_SUPPORTED
+        }
+        AuthError::Scram(ScramError::Failed) => code::INVALID_PASSWORD,
+        AuthError::Scram(
+            ScramError::Mechanism
+            | ScramError::Malformed(_)
+            | ScramError::Nonce
+            | ScramError::ChannelBinding,
+        ) => code::PROTOCOL_VIOLATION,
+    };
+    let mut info = ErrorInfo::new("FATAL".to_string(), code.to_string(), error.to_string());
+    if let AuthError::Scram(ScramError::Malformed(detail)) = error {
+        info.detail = Some(detail.clone());
+    }
+    PgWireError::UserError(Box::new(info))
 }
 
 #[cfg(test)]

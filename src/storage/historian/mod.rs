@@ -7,6 +7,12 @@
 //! the session's `deltagate.historian_duplicates` is `skip`, the default). This module only
 //! recognises names and shapes; callers (the SQL layer's insert checks, the storage catalog's
 //! month mapping) decide what to do with the answer.
+//!
+//! Rooms: `partition` (a month as a partition of its driver's Delta table) and `months` (the
+//! catalog's month lifecycle).
+
+pub(super) mod months;
+pub(super) mod partition;
 
 use super::TableMeta;
 
