@@ -398,3 +398,95 @@ where
     };
     decoded.map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values as a Bind sends them: a 4-byte length (-1 for NULL), then the bytes.
+    fn wire(values: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for value in values {
+            match value {
+                Some(v) => {
+                    out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    out.extend_from_slice(v);
+                }
+                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        out
+    }
+
+    fn row(rows: &Rows, row: usize) -> Vec<Option<Vec<u8>>> {
+        (0..rows.width)
+            .map(|i| rows.value(row, i).map(<[u8]>::to_vec))
+            .collect()
+    }
+
+    #[test]
+    fn rows_keep_values_nulls_and_empty_values_apart() {
+        let mut rows = Rows::new(format_bytes(&[0]), 3);
+        rows.push([Some(&b"7"[..]), None, Some(&b""[..])]);
+        assert!(rows.push_wire(&wire(&[Some(b"42"), Some(b"x"), None])));
+        assert_eq!((rows.len(), rows.is_empty()), (2, false));
+        assert_eq!(
+            row(&rows, 0),
+            vec![Some(b"7".to_vec()), None, Some(Vec::new())]
+        );
+        assert_eq!(
+            row(&rows, 1),
+            vec![Some(b"42".to_vec()), Some(b"x".to_vec()), None]
+        );
+        let second: Vec<_> = rows.column(0).map(|v| v.map(<[u8]>::to_vec)).collect();
+        assert_eq!(second, vec![Some(b"7".to_vec()), Some(b"42".to_vec())]);
+        rows.pop();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows.column(1).count(), 1);
+    }
+
+    #[test]
+    fn a_bind_that_does_not_fit_appends_nothing() {
+        let mut rows = Rows::new(Vec::new(), 2);
+        assert!(rows.push_wire(&wire(&[Some(b"1"), Some(b"2")])));
+        let bytes = rows.bytes();
+        // Too few values, too many, a length past the end, a negative length other than -1.
+        for bad in [
+            wire(&[Some(b"1")]),
+            wire(&[Some(b"1"), Some(b"2"), Some(b"3")]),
+            [
+                wire(&[Some(b"1")]),
+                9i32.to_be_bytes().to_vec(),
+                b"ab".to_vec(),
+            ]
+            .concat(),
+            [wire(&[Some(b"1")]), (-2i32).to_be_bytes().to_vec()].concat(),
+            vec![0, 0],
+        ] {
+            assert!(!rows.push_wire(&bad), "{bad:?}");
+            assert_eq!((rows.len(), rows.bytes(), rows.values.len()), (1, bytes, 2));
+        }
+        assert_eq!(
+            row(&rows, 0),
+            vec![Some(b"1".to_vec()), Some(b"2".to_vec())]
+        );
+    }
+
+    #[test]
+    fn format_codes_say_which_values_are_binary() {
+        let none = Rows::new(Vec::new(), 2);
+        assert!(!none.binary(0) && !none.binary(1));
+        let all = Rows::new(format_bytes(&[1]), 2);
+        assert!(all.binary(0) && all.binary(1));
+        let mut each = Rows::new(format_bytes(&[0, 1]), 2);
+        assert!(!each.binary(0) && each.binary(1));
+        each.push([Some(&b"1"[..]), None]);
+        assert!(each.fits(&format_bytes(&[0, 1]), 2));
+        assert!(!each.fits(&format_bytes(&[1, 1]), 2) && !each.fits(&format_bytes(&[0, 1]), 3));
+        let bind = each.bind(0, "p", &format_bytes(&[1]));
+        assert_eq!(bind.portal_name.as_deref(), Some("p"));
+        assert_eq!(bind.parameter_format_codes, vec![0, 1]);
+        assert_eq!(bind.result_column_format_codes, vec![1]);
+        assert_eq!(bind.parameters, vec![Some(Bytes::from_static(b"1")), None]);
+    }
+}

@@ -20,14 +20,9 @@ use crate::storage::PgTableProvider;
 
 use super::information_schema::InformationSchema;
 use super::pg_catalog::PgCatalogSchema;
-use super::session::SessionShared;
+use super::shared::{INFORMATION_SCHEMA, PG_CATALOG, SessionShared};
 use super::tag_history;
 use super::txn;
-
-/// Name of the PostgreSQL system catalog schema.
-pub const PG_CATALOG: &str = "pg_catalog";
-/// Name of the SQL-standard information schema.
-pub const INFORMATION_SCHEMA: &str = "information_schema";
 
 /// The session's view of the database.
 #[derive(Debug)]

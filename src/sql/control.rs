@@ -14,7 +14,7 @@ use datafusion::sql::sqlparser::ast::{
 use super::rewrite::name_parts;
 use super::session::{Session, rows_outcome, text_rows};
 use super::settings::Settings;
-use super::txn::{self, Transaction};
+use super::txn::Transaction;
 use super::{Outcome, Result, SqlError, dml};
 
 /// Whether a statement starts or ends a transaction block.
@@ -176,25 +176,12 @@ async fn commit(session: &Session) -> Result<Outcome> {
             tag: "ROLLBACK".into(),
         }),
         Some(t) => {
-            commit_changes(session, t).await?;
+            dml::commit_changes(session, t).await?;
             Ok(Outcome::End {
                 tag: "COMMIT".into(),
             })
         }
     }
-}
-
-/// Writes a transaction's changes to storage.
-///
-/// # Errors
-/// Constraint violations found at commit, or storage errors.
-pub async fn commit_changes(session: &Session, mut txn: Transaction) -> Result<()> {
-    let changes = txn.take_changes();
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let check = Arc::new(dml::UniqueCheck::new(session));
-    txn::commit(session.shared.engine.storage().clone(), changes, check).await
 }
 
 fn rollback_to(session: &Session, name: &Ident) -> Result<()> {

@@ -6,7 +6,6 @@
 //! is a write and joins the transaction like `DELETE`. Storage work runs on its own task so a
 //! client that goes away cannot leave a table half created.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
@@ -19,16 +18,8 @@ use crate::storage::{ColumnMeta, IndexMeta, SequenceMeta, StorageError, TableHan
 
 use super::rewrite::{name_parts, normalize_ident};
 use super::session::Session;
+use super::tables::{detached, resolve_table, unavailable_table};
 use super::{Outcome, Result, SqlError, dml};
-
-/// Runs a storage operation to completion even if the client goes away.
-pub(crate) async fn detached<T: Send + 'static>(
-    work: impl Future<Output = Result<T>> + Send + 'static,
-) -> Result<T> {
-    tokio::spawn(work)
-        .await
-        .map_err(|e| SqlError::Internal(format!("background task failed: {e}")))?
-}
 
 fn command(tag: &str) -> Outcome {
     Outcome::Command {
@@ -146,39 +137,6 @@ pub async fn execute(session: &Session, statement: &Statement) -> Result<Option<
         _ => return Ok(None),
     };
     Ok(Some(outcome))
-}
-
-/// Resolves a table name to (schema, table) through the search path.
-pub(crate) fn resolve_table(session: &Session, name: &ObjectName) -> Option<(String, String)> {
-    let parts = name_parts(name);
-    let storage = session.engine().storage();
-    match parts.as_slice() {
-        [table] => session
-            .shared
-            .existing_search_path()
-            .into_iter()
-            .find(|schema| storage.table(schema, table).is_some())
-            .map(|schema| (schema, table.clone())),
-        [schema, table] | [_, schema, table] => storage
-            .table(schema, table)
-            .map(|_| (schema.clone(), table.clone())),
-        _ => None,
-    }
-}
-
-/// The error for a statement naming a table whose Delta log cannot be read (see
-/// `storage::recovery`), if `name` resolves to one.
-pub(crate) fn unavailable_table(session: &Session, name: &ObjectName) -> Option<StorageError> {
-    let storage = session.engine().storage();
-    match name_parts(name).as_slice() {
-        [table] => session
-            .shared
-            .existing_search_path()
-            .iter()
-            .find_map(|schema| storage.unavailable(schema, table)),
-        [schema, table] | [_, schema, table] => storage.unavailable(schema, table),
-        _ => None,
-    }
 }
 
 /// The schema a new object goes to: its qualifier, or the first schema of the search path.

@@ -12,9 +12,9 @@ use datafusion::error::Result as DfResult;
 
 use crate::pgtypes::PgType;
 
-use super::catalog::{INFORMATION_SCHEMA, PG_CATALOG};
 use super::pg_catalog::{self, Kind, Rows, V};
-use super::session::SessionShared;
+use super::shared::SessionShared;
+use super::shared::{INFORMATION_SCHEMA, PG_CATALOG};
 
 const RELATIONS: &[&str] = &[
     "tables",

@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
-use datafusion::sql::sqlparser::ast::{FlushType, Statement, VacuumStatement};
+use datafusion::sql::sqlparser::ast::VacuumStatement;
 
-use super::ddl::{detached, resolve_table};
 use super::rewrite::name_parts;
 use super::session::Session;
+use super::tables::{detached, resolve_table};
 use super::{Outcome, Result, SqlError};
 
 /// Runs `VACUUM`: on one table, or on every table (each Delta table once).
@@ -56,33 +56,6 @@ pub async fn vacuum(session: &Session, statement: &VacuumStatement) -> Result<Ou
         tag: "VACUUM".into(),
         rows: None,
     })
-}
-
-/// `CHECKPOINT` (sqlparser has no such statement): carried as the `FLUSH TABLES` statement,
-/// which PostgreSQL does not have, so nothing else reaches [`checkpoint`] that way.
-pub fn parse_checkpoint(sql: &str) -> Option<Statement> {
-    let text = sql.trim().trim_end_matches(';').trim_end();
-    text.eq_ignore_ascii_case("checkpoint")
-        .then_some(Statement::Flush {
-            object_type: FlushType::Tables,
-            location: None,
-            channel: None,
-            read_lock: false,
-            export: false,
-            tables: Vec::new(),
-        })
-}
-
-/// Whether `statement` is a `CHECKPOINT` made by [`parse_checkpoint`].
-pub fn is_checkpoint(statement: &Statement) -> bool {
-    matches!(
-        statement,
-        Statement::Flush {
-            object_type: FlushType::Tables,
-            tables,
-            ..
-        } if tables.is_empty()
-    )
 }
 
 /// Runs `CHECKPOINT`: flushes every table's buffered rows to Delta.

@@ -22,13 +22,18 @@ mod functions;
 mod information_schema;
 mod limits;
 mod maintenance;
+mod parse;
 mod pg_catalog;
+mod query;
 mod rewrite;
 mod seek;
 mod session;
 mod settings;
+mod shared;
 pub mod sqlstate;
+mod statements;
 mod subplan;
+mod tables;
 mod tag_history;
 mod txn;
 

@@ -1,150 +1,31 @@
-//! One client session: its DataFusion context, settings, transaction and sequence state, and
-//! the dispatch of every statement it runs.
+//! One client session: its DataFusion context, settings and transaction state, and what every
+//! statement needs of it (parsing, name qualification, planning in one view, the read-only
+//! check). The state the session's catalog and functions need too is [`SessionShared`]
+//! (`shared`); running statements is `statements` (dispatch) and `query` (queries).
 //!
 //! The server layer calls [`Session::parse`], [`Session::describe`] and [`Session::execute`]
-//! (extended protocol) or [`Session::execute_batch`] (simple protocol). A statement error
-//! inside a transaction block marks the transaction failed; until `ROLLBACK` every other
-//! statement gets 25P02, as in PostgreSQL. Outside a block, each write statement commits on
-//! its own; the statements of one simple-protocol query string share one implicit
-//! transaction, so a failure part-way leaves nothing of the string behind.
+//! (extended protocol) or [`Session::execute_batch`] (simple protocol).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::MemoryCatalogProviderList;
-use datafusion::common::ParamValues;
-use datafusion::dataframe::DataFrame;
-use datafusion::error::DataFusionError;
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::memory::MemoryStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_pg_catalog::pg_catalog::generate_series_arg_coercion::CoerceIntArgsToBigInt;
 use datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
-use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
 
-use super::catalog::{DatabaseCatalog, PG_CATALOG};
+use super::catalog::DatabaseCatalog;
 use super::settings::Settings;
-use super::txn::Transaction;
-use super::{
-    Engine, Executions, Outcome, Result, SqlError, control, ddl, dml, functions, limits,
-    pg_catalog, rewrite, subplan,
-};
-use crate::storage::{TableHandle, TableState};
-
-/// Sequence values this session has seen, for `currval` and `lastval`.
-#[derive(Debug, Default)]
-pub struct SequenceState {
-    pub currval: HashMap<String, i64>,
-    pub lastval: Option<i64>,
-    /// A sequence moved during the current statement; its position must be made durable
-    /// before the statement is acknowledged.
-    pub touched: bool,
-}
-
-/// State of a session that its catalog and functions need too.
-pub struct SessionShared {
-    pub engine: Arc<Engine>,
-    pub user: String,
-    pub pid: i32,
-    pub settings: Mutex<Settings>,
-    pub txn: Mutex<Option<Transaction>>,
-    pub sequences: Mutex<SequenceState>,
-    pub notices: Mutex<Vec<String>>,
-    /// Cancellation of the statement running now; replaced at each statement.
-    pub cancel: Arc<Mutex<CancellationToken>>,
-    /// The `COPY ... FROM STDIN` in progress.
-    pub copy_in: Mutex<Option<super::CopyIn>>,
-    /// Snapshots pinned for the statement running now, by table OID: the tables it may delete
-    /// from, read as [`Storage::read_for_change`](crate::storage::Storage::read_for_change)
-    /// gives them (see `dml::Pin`).
-    pub pinned: Mutex<HashMap<u32, TableState>>,
-    /// While a statement resolves its tables: the log position of its view, up to which it
-    /// reads buffered rows (see [`Storage::read_view`](crate::storage::Storage::read_view));
-    /// `u64::MAX` (every buffered row) otherwise.
-    view_lsn: AtomicU64,
-}
-
-impl std::fmt::Debug for SessionShared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionShared")
-            .field("user", &self.user)
-            .field("pid", &self.pid)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SessionShared {
-    /// The snapshot of a table this session's statement reads: the pinned one, if any, else
-    /// the published one.
-    pub fn table_state(&self, table: &TableHandle) -> TableState {
-        match self.pinned.lock().get(&table.oid) {
-            Some(state) => state.clone(),
-            None => table.state_at(self.view_lsn.load(Ordering::Acquire)),
-        }
-    }
-
-    /// Turns `statement` into a logical plan with every table resolved in one view of the
-    /// warehouse (the view is released before the plan is optimized or run).
-    pub(crate) async fn plan_in_view(
-        &self,
-        ctx: &SessionContext,
-        statement: Statement,
-    ) -> Result<LogicalPlan> {
-        /// Puts the session back to reading the newest rows, also when planning is cancelled.
-        struct Scope<'a>(&'a AtomicU64);
-        impl Drop for Scope<'_> {
-            fn drop(&mut self) {
-                self.0.store(u64::MAX, Ordering::Release);
-            }
-        }
-        let view = self.engine.storage().read_view().await;
-        self.view_lsn.store(view.lsn, Ordering::Release);
-        let _scope = Scope(&self.view_lsn);
-        Ok(ctx
-            .state()
-            .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-            .await?)
-    }
-
-    pub fn note_sequence_value(&self, sequence: &str, value: i64) {
-        let mut state = self.sequences.lock();
-        state.currval.insert(sequence.to_string(), value);
-        state.lastval = Some(value);
-        state.touched = true;
-    }
-
-    /// The schemas of `search_path` that exist.
-    pub fn existing_search_path(&self) -> Vec<String> {
-        let storage = self.engine.storage();
-        self.settings
-            .lock()
-            .search_path()
-            .into_iter()
-            .filter(|s| storage.has_schema(s))
-            .collect()
-    }
-
-    /// `current_schema()`: the first existing schema of the search path.
-    pub fn current_schema(&self) -> Option<String> {
-        self.existing_search_path().into_iter().next()
-    }
-
-    /// Queues a NOTICE/WARNING for the client.
-    pub fn notice(&self, message: impl Into<String>) {
-        self.notices.lock().push(message.into());
-    }
-}
+use super::shared::PG_CATALOG;
+use super::shared::SessionShared;
+use super::{Engine, Outcome, Result, SqlError, functions, pg_catalog, rewrite};
 
 /// Transaction status as `ReadyForQuery` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,19 +97,7 @@ impl Session {
             &config.setting_defaults,
             startup,
         )?;
-        let shared = Arc::new(SessionShared {
-            engine: engine.clone(),
-            user: user.to_string(),
-            pid,
-            settings: Mutex::new(settings),
-            txn: Mutex::new(None),
-            sequences: Mutex::new(SequenceState::default()),
-            notices: Mutex::new(Vec::new()),
-            cancel: Arc::new(Mutex::new(CancellationToken::new())),
-            copy_in: Mutex::new(None),
-            pinned: Mutex::new(HashMap::new()),
-            view_lsn: AtomicU64::new(u64::MAX),
-        });
+        let shared = Arc::new(SessionShared::new(engine.clone(), user, pid, settings));
         let database = engine.config().database.clone();
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(&database, "public")
@@ -298,17 +167,13 @@ impl Session {
         }
     }
 
-    /// Parses a query string into statements, with PostgreSQL spellings rewritten.
+    /// Parses a query string into statements, with PostgreSQL spellings rewritten (see
+    /// [`parse`](super::parse::parse)).
     ///
     /// # Errors
-    /// [`SqlError::Parse`] for syntax errors, [`SqlError::TooComplex`] for statements nested
-    /// too deeply to handle (see [`limits`]).
+    /// Syntax errors, and statements nested too deeply to handle.
     pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
-        if let Some(checkpoint) = super::maintenance::parse_checkpoint(sql) {
-            return Ok(vec![checkpoint]);
-        }
-        let statements = limits::parse(sql)?;
-        Ok(statements.into_iter().map(rewrite::pg_compat).collect())
+        super::parse::parse(sql)
     }
 
     /// Qualifies relation names by the search path (`pg_catalog` first).
@@ -333,228 +198,6 @@ impl Session {
         self.shared.plan_in_view(&self.ctx, statement).await
     }
 
-    /// Describes a statement without running it: parameter types and result columns.
-    ///
-    /// # Errors
-    /// Planning errors (unknown tables or columns, type errors).
-    pub async fn describe(&self, statement: Option<Statement>) -> Result<PreparedStatement> {
-        match self.describe_once(statement.clone()).await {
-            Err(e) if is_undefined_table(&e) && self.rescanned().await => {
-                self.describe_once(statement).await
-            }
-            other => other,
-        }
-    }
-
-    /// Whether a warehouse rescan found tables another engine placed there since the last one.
-    async fn rescanned(&self) -> bool {
-        self.shared.engine.storage().rescan().await.unwrap_or(0) > 0
-    }
-
-    async fn describe_once(&self, statement: Option<Statement>) -> Result<PreparedStatement> {
-        let Some(statement) = statement else {
-            return Ok(PreparedStatement {
-                statement: None,
-                param_types: Vec::new(),
-                fields: None,
-                batchable: false,
-                param_oids: Vec::new(),
-            });
-        };
-        let (param_types, fields) = match &statement {
-            Statement::Query(_) | Statement::Explain { .. } => {
-                let plan = self.plan(statement.clone()).await?;
-                (
-                    parameter_types(&plan)?,
-                    Some(Arc::new(plan.schema().as_arrow().clone())),
-                )
-            }
-            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                dml::describe(self, &statement).await?
-            }
-            Statement::ShowVariable { variable } => (
-                Vec::new(),
-                Some(control::show_schema(&control::variable_name(variable))),
-            ),
-            _ => (Vec::new(), None),
-        };
-        let batchable = dml::batchable(self, &statement);
-        Ok(PreparedStatement {
-            statement: Some(statement),
-            param_types,
-            fields,
-            batchable,
-            param_oids: Vec::new(),
-        })
-    }
-
-    /// Executes one statement (extended protocol: one Execute, or one statement of a simple
-    /// query string).
-    ///
-    /// # Errors
-    /// Any statement error; inside a transaction block the block is then failed.
-    pub async fn execute(
-        &self,
-        statement: &Statement,
-        params: Option<ParamValues>,
-    ) -> Result<Outcome> {
-        *self.shared.cancel.lock() = CancellationToken::new();
-        let mut result = self.dispatch(statement, params.clone()).await;
-        if matches!(&result, Err(e) if is_undefined_table(e)) && self.rescanned().await {
-            // A table another engine placed in the warehouse since the last scan.
-            result = self.dispatch(statement, params).await;
-        }
-        self.finish(result).await
-    }
-
-    /// Executes a batchable statement (see [`PreparedStatement::batchable`]) once per parameter
-    /// set, as one insert: all executions are stored, or none and the error is returned. The
-    /// result is the rows each execution inserted, or `None` when the statement needs the
-    /// planner after all (then run the executions one by one with [`Session::execute`]).
-    ///
-    /// # Errors
-    /// As [`Session::execute`], for the executions together.
-    pub async fn execute_many(
-        &self,
-        statement: &Statement,
-        executions: Executions<'_>,
-    ) -> Result<Option<Vec<usize>>> {
-        *self.shared.cancel.lock() = CancellationToken::new();
-        let failed = matches!(&*self.shared.txn.lock(), Some(t) if t.failed && t.explicit);
-        let result = if failed {
-            Err(SqlError::InFailedTransaction)
-        } else {
-            match self.check_writable("INSERT/UPDATE/DELETE") {
-                Ok(()) => dml::execute_many(self, statement, executions).await,
-                Err(e) => Err(e),
-            }
-        };
-        self.finish(result).await
-    }
-
-    /// Ends a statement: makes its sequence positions durable, or fails the transaction.
-    async fn finish<T>(&self, result: Result<T>) -> Result<T> {
-        let result = match result {
-            Ok(value) => self.after_statement().await.map(|()| value),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &result {
-            debug!(error = %e, "statement failed");
-            self.statement_failed();
-        }
-        result
-    }
-
-    /// A statement failed: an explicit transaction now only accepts ROLLBACK, an implicit one
-    /// is abandoned.
-    pub(crate) fn statement_failed(&self) {
-        let mut txn = self.shared.txn.lock();
-        match txn.as_mut() {
-            Some(t) if t.explicit => t.failed = true,
-            Some(_) => *txn = None,
-            None => {}
-        }
-    }
-
-    /// Executes the statements of one simple-protocol query string, stopping at the first
-    /// error. Outside a transaction block they form one implicit transaction.
-    pub async fn execute_batch(&self, statements: Vec<Statement>) -> Vec<Result<Outcome>> {
-        let implicit = statements.len() > 1 && self.shared.txn.lock().is_none();
-        if implicit {
-            *self.shared.txn.lock() = Some(Transaction::default());
-        }
-        let mut results = Vec::with_capacity(statements.len());
-        let last = statements.len().saturating_sub(1);
-        for (index, statement) in statements.iter().enumerate() {
-            if implicit && control::is_transaction_control(statement) {
-                // An explicit BEGIN/COMMIT inside the string ends the implicit block first.
-                if let Err(e) = self.commit_implicit().await {
-                    results.push(Err(e));
-                    return results;
-                }
-            }
-            let mut result = self.execute(statement, None).await;
-            if index < last
-                && let Ok(Outcome::Rows {
-                    schema,
-                    stream,
-                    tag,
-                }) = result
-            {
-                // Rows must be read before the next statement runs, or they would see its writes.
-                result = materialize(schema, stream, tag).await;
-            }
-            let failed = result.is_err();
-            results.push(result);
-            if failed {
-                return results;
-            }
-        }
-        if implicit && let Err(e) = self.commit_implicit().await {
-            results.push(Err(e));
-        }
-        results
-    }
-
-    async fn commit_implicit(&self) -> Result<()> {
-        let txn = {
-            let mut guard = self.shared.txn.lock();
-            match guard.as_ref() {
-                Some(t) if !t.explicit => guard.take(),
-                _ => None,
-            }
-        };
-        if let Some(txn) = txn {
-            control::commit_changes(self, txn).await?;
-        }
-        Ok(())
-    }
-
-    /// Makes sequence positions durable before a statement is acknowledged.
-    async fn after_statement(&self) -> Result<()> {
-        let touched = std::mem::take(&mut self.shared.sequences.lock().touched);
-        if touched {
-            self.shared.engine.storage().persist_sequences().await?;
-        }
-        Ok(())
-    }
-
-    async fn dispatch(
-        &self,
-        statement: &Statement,
-        params: Option<ParamValues>,
-    ) -> Result<Outcome> {
-        let failed = matches!(&*self.shared.txn.lock(), Some(t) if t.failed && t.explicit);
-        if failed && !control::allowed_in_failed_transaction(statement) {
-            return Err(SqlError::InFailedTransaction);
-        }
-        if let Some(outcome) = control::execute(self, statement).await? {
-            return Ok(outcome);
-        }
-        match statement {
-            Statement::Query(_) | Statement::Explain { .. } => self.query(statement, params).await,
-            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                self.check_writable("INSERT/UPDATE/DELETE")?;
-                dml::execute(self, statement, params).await
-            }
-            Statement::Copy { .. } => super::copy::execute(self, statement).await,
-            Statement::Vacuum(vacuum) => super::maintenance::vacuum(self, vacuum).await,
-            Statement::Flush { .. } if super::maintenance::is_checkpoint(statement) => {
-                super::maintenance::checkpoint(self).await
-            }
-            other => {
-                if let Some(outcome) = ddl::execute(self, other).await? {
-                    Ok(outcome)
-                } else {
-                    Err(SqlError::Unsupported(format!(
-                        "statement not supported: {}",
-                        first_words(&other.to_string())
-                    )))
-                }
-            }
-        }
-    }
-
     /// Refuses writes in a read-only transaction.
     pub(crate) fn check_writable(&self, what: &str) -> Result<()> {
         let read_only = matches!(&*self.shared.txn.lock(), Some(t) if t.read_only)
@@ -570,44 +213,6 @@ impl Session {
             Ok(())
         }
     }
-
-    pub(crate) async fn query(
-        &self,
-        statement: &Statement,
-        params: Option<ParamValues>,
-    ) -> Result<Outcome> {
-        match self.run_query(statement, params.clone()).await {
-            Err(e) if subplan::is_decorrelation_failure(&e) => {
-                let rewritten = subplan::rewrite(self, statement).await?;
-                self.run_query(&rewritten, params).await
-            }
-            other => other,
-        }
-    }
-
-    async fn run_query(
-        &self,
-        statement: &Statement,
-        params: Option<ParamValues>,
-    ) -> Result<Outcome> {
-        if let Some(outcome) = super::seek::try_seek(self, statement, params.as_ref()).await? {
-            return Ok(outcome);
-        }
-        let plan = self.plan(statement.clone()).await?;
-        let plan = match params {
-            Some(params) => plan.with_param_values(params)?,
-            None => plan,
-        };
-        let df = DataFrame::new(self.ctx.state(), plan);
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let stream = df.execute_stream().await?;
-        let token = self.shared.cancel.lock().clone();
-        Ok(Outcome::Rows {
-            schema: schema.clone(),
-            stream: cancellable(stream, schema, token),
-            tag: "SELECT".to_string(),
-        })
-    }
 }
 
 impl Drop for Session {
@@ -622,11 +227,6 @@ impl Drop for Session {
             "session ended"
         );
     }
-}
-
-fn is_undefined_table(error: &SqlError) -> bool {
-    matches!(error, SqlError::UndefinedTable(_))
-        || matches!(error, SqlError::DataFusion(e) if e.to_string().contains("not found") && e.to_string().contains("table"))
 }
 
 /// Parameter types of a plan, `$1` first.
@@ -648,40 +248,6 @@ pub(crate) fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<Field>>> 
         .collect())
 }
 
-/// Ends a result stream with 57014 when the statement is cancelled.
-fn cancellable(
-    stream: SendableRecordBatchStream,
-    schema: SchemaRef,
-    token: CancellationToken,
-) -> SendableRecordBatchStream {
-    let batches = futures::stream::unfold(Some((stream, token)), |state| async move {
-        let (mut stream, token) = state?;
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => Some((
-                Err(DataFusionError::External(Box::new(SqlError::Canceled))),
-                None,
-            )),
-            next = stream.next() => next.map(|batch| (batch, Some((stream, token)))),
-        }
-    });
-    Box::pin(RecordBatchStreamAdapter::new(schema, batches))
-}
-
-async fn materialize(
-    schema: SchemaRef,
-    stream: SendableRecordBatchStream,
-    tag: String,
-) -> Result<Outcome> {
-    let batches: Vec<RecordBatch> = futures::TryStreamExt::try_collect(stream).await?;
-    let stream = MemoryStream::try_new(batches, schema.clone(), None)?;
-    Ok(Outcome::Rows {
-        schema,
-        stream: Box::pin(stream),
-        tag,
-    })
-}
-
 /// Rows built in memory (SHOW and friends) as an outcome.
 pub(crate) fn rows_outcome(batch: RecordBatch, tag: &str) -> Result<Outcome> {
     let schema = batch.schema();
@@ -700,8 +266,4 @@ pub(crate) fn text_rows(column: &str, values: Vec<String>) -> Result<RecordBatch
         schema,
         vec![Arc::new(StringArray::from(values))],
     )?)
-}
-
-fn first_words(sql: &str) -> String {
-    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }

@@ -317,7 +317,7 @@ async fn local_columns(session: &Session, query: &Query) -> HashSet<String> {
     let _ = query.visit(&mut aliases);
     let mut columns = tables.1;
     columns.extend(aliases.0);
-    let mut path = vec![super::catalog::PG_CATALOG.to_string()];
+    let mut path = vec![super::shared::PG_CATALOG.to_string()];
     path.extend(session.shared.existing_search_path());
     for parts in tables.0 {
         let candidates: Vec<datafusion::common::TableReference> = match parts.as_slice() {

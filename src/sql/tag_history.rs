@@ -23,7 +23,7 @@ use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, cast, col, li
 use datafusion::sql::sqlparser::ast::ObjectName;
 
 use super::rewrite::name_parts;
-use super::session::Session;
+use super::shared::SessionShared;
 use crate::pgtypes::PgType;
 use crate::storage::{TableHandle, historian};
 
@@ -80,12 +80,11 @@ pub fn sources(tables: &[Arc<TableHandle>]) -> Option<Vec<String>> {
 
 /// The schema-qualified view a statement's relation name resolves to (through the search path
 /// when unqualified), if it names one.
-pub fn resolve(session: &Session, name: &ObjectName) -> Option<String> {
-    let storage = session.engine().storage();
+pub fn resolve(shared: &SessionShared, name: &ObjectName) -> Option<String> {
+    let storage = shared.engine.storage();
     let offers = |schema: &str| sources(&storage.tables(schema)).is_some();
     match name_parts(name).as_slice() {
-        [view] if view == NAME => session
-            .shared
+        [view] if view == NAME => shared
             .existing_search_path()
             .into_iter()
             .find(|schema| offers(schema))

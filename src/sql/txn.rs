@@ -391,3 +391,70 @@ async fn apply(
     guard.publish().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int32Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn rows(n: i32) -> Vec<RecordBatch> {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int32, false)]));
+        vec![RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(vec![n]))]).unwrap()]
+    }
+
+    fn delete() -> WriteOp {
+        WriteOp::Delete {
+            predicate: None,
+            files: Arc::default(),
+        }
+    }
+
+    /// The shape of ops: `I<rows>` per insert, `D` per delete.
+    fn shape(ops: &[WriteOp]) -> String {
+        ops.iter()
+            .map(|op| match op {
+                WriteOp::Insert(batches) => format!("I{}", batches.len()),
+                WriteOp::Delete { .. } => "D".into(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn consecutive_inserts_coalesce_and_deletes_keep_their_place() {
+        let ops = vec![
+            WriteOp::Insert(rows(1)),
+            WriteOp::Insert(rows(2)),
+            delete(),
+            WriteOp::Insert(rows(3)),
+            delete(),
+            delete(),
+            WriteOp::Insert(rows(4)),
+            WriteOp::Insert(rows(5)),
+            WriteOp::Insert(rows(6)),
+        ];
+        assert_eq!(shape(&coalesce(ops)), "I2 D I1 D D I3");
+        assert_eq!(shape(&coalesce(Vec::new())), "");
+    }
+
+    #[test]
+    fn savepoints_roll_back_to_the_newest_of_a_name() {
+        let mut txn = Transaction::explicit(false);
+        assert!(!txn.rollback_to("a") && !txn.release("a"));
+        txn.savepoint("a");
+        txn.savepoint("b");
+        txn.savepoint("a");
+        assert!(txn.rollback_to("a"));
+        // Rolling back to a savepoint keeps it; releasing one removes it and those after it,
+        // leaving the earlier "a".
+        assert!(txn.rollback_to("a"));
+        assert!(txn.release("b"));
+        assert!(!txn.rollback_to("b") && !txn.release("b"));
+        assert!(txn.rollback_to("a") && txn.release("a"));
+        assert!(!txn.rollback_to("a"));
+    }
+}

@@ -1,9 +1,8 @@
 //! Constraint checks on the rows a statement produces: NOT NULL (23502), character lengths
 //! (22001, with `character(n)` padding), and primary keys (23505) within the new rows and
-//! against the table as the transaction would leave it; plus the re-check at commit.
+//! against the table as the transaction would leave it. The re-check at commit is `commit`.
 
 use super::*;
-use crate::storage::historian;
 
 /// Casts that fail on a value they cannot represent, rather than making it NULL.
 pub(super) const STRICT_CAST: datafusion::arrow::compute::CastOptions<'static> =
@@ -231,7 +230,7 @@ async fn unique_fast(
 
 /// The part of [`unique_fast`] that meets the table: new rows against stored, buffered and
 /// in-flight rows.
-async fn unique_stored(
+pub(super) async fn unique_stored(
     ctx: &datafusion::prelude::SessionContext,
     storage: &crate::storage::Storage,
     target: &Target,
@@ -250,7 +249,7 @@ async fn unique_stored(
 
 /// Fails with 23505 if `batches` repeat a key among themselves or with the table as `prior`
 /// operations leave it on top of `state`.
-async fn unique_against(
+pub(super) async fn unique_against(
     ctx: &datafusion::prelude::SessionContext,
     target: &Target,
     state: &TableState,
@@ -378,76 +377,4 @@ fn describe_key(batch: &RecordBatch, row: usize) -> Result<String> {
         parts.push(formatter.value(row).to_string());
     }
     Ok(parts.join(", "))
-}
-
-/// Re-checks primary keys at commit for tables another session changed meanwhile.
-pub struct UniqueCheck {
-    ctx: datafusion::prelude::SessionContext,
-    storage: Arc<crate::storage::Storage>,
-    database: String,
-    /// The session's `deltagate.historian_duplicates` is not strict.
-    skip_duplicates: bool,
-}
-
-impl UniqueCheck {
-    pub fn new(session: &Session) -> UniqueCheck {
-        UniqueCheck {
-            ctx: session.ctx.clone(),
-            storage: session.engine().storage().clone(),
-            database: session.engine().config().database.clone(),
-            skip_duplicates: super::dedup::session_skips(session),
-        }
-    }
-}
-
-#[async_trait]
-impl CommitCheck for UniqueCheck {
-    async fn check(&self, changes: &mut TableChanges, current: &TableState) -> Result<()> {
-        if current.meta.primary_key.is_none() {
-            return Ok(());
-        }
-        let target = Target {
-            handle: changes.table.clone(),
-            state: current.clone(),
-            reference: TableReference::full(
-                self.database.clone(),
-                changes.table.schema.clone(),
-                changes.table.name.clone(),
-            ),
-        };
-        if changes
-            .ops
-            .iter()
-            .all(|op| matches!(op, WriteOp::Insert(_)))
-        {
-            // Rows of the transaction were checked against each other as they were inserted;
-            // here they only meet what others stored meanwhile.
-            let batches: Vec<RecordBatch> = changes
-                .ops
-                .iter()
-                .flat_map(|op| match op {
-                    WriteOp::Insert(b) => b.clone(),
-                    WriteOp::Delete { .. } => Vec::new(),
-                })
-                .collect();
-            if count(&batches) == 0 {
-                return Ok(());
-            }
-            if self.skip_duplicates && historian::is_data_table(&target.handle.name, &current.meta)
-            {
-                let kept = super::dedup::drop_stored(&self.ctx, &self.storage, &target, batches);
-                changes.ops = vec![WriteOp::Insert(kept.await?)];
-                return Ok(());
-            }
-            return unique_stored(&self.ctx, &self.storage, &target, &batches).await;
-        }
-        let mut prior = Vec::new();
-        for op in &changes.ops {
-            if let WriteOp::Insert(batches) = op {
-                unique_against(&self.ctx, &target, current, &prior, batches).await?;
-            }
-            prior.push(op.clone());
-        }
-        Ok(())
-    }
 }

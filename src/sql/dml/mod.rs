@@ -42,10 +42,11 @@ use crate::storage::{
 use super::rewrite::{name_parts, normalize_ident, quoted};
 use super::session::{Session, parameter_types};
 use super::txn::{self, CommitCheck, TableChanges, Transaction};
-use super::{Outcome, Result, SqlError, control, ddl, tag_history};
+use super::{Outcome, Result, SqlError, tables, tag_history};
 
 mod change;
 mod checks;
+mod commit;
 mod dedup;
 mod defaults;
 mod fast;
@@ -53,8 +54,8 @@ mod upsert;
 
 use change::{delete_op, deletes_rows, filter_predicate, storable_predicate};
 pub(crate) use change::{pin, retry_conflicts};
-pub use checks::UniqueCheck;
 use checks::{check_unique, validate_rows};
+pub use commit::commit_changes;
 use defaults::{fill_defaults, parse_default, strip_regclass, with_defaults};
 pub use fast::Executions;
 pub(crate) use fast::{batchable, try_insert_many as execute_many};
@@ -74,11 +75,11 @@ pub(crate) fn resolve_target(
     session: &Session,
     name: &ObjectName,
 ) -> Result<(Arc<TableHandle>, TableState)> {
-    let Some((schema, table)) = ddl::resolve_table(session, name) else {
-        if let Some(error) = ddl::unavailable_table(session, name) {
+    let Some((schema, table)) = tables::resolve_table(session, name) else {
+        if let Some(error) = tables::unavailable_table(session, name) {
             return Err(error.into());
         }
-        return Err(match tag_history::resolve(session, name) {
+        return Err(match tag_history::resolve(&session.shared, name) {
             Some(view) => SqlError::Unsupported(format!("cannot write to view \"{view}\"")),
             None => SqlError::UndefinedTable(name_parts(name).join(".")),
         });
@@ -427,7 +428,7 @@ pub(crate) async fn write(
     }
     let mut txn = Transaction::default();
     txn.push(handle, base, ops);
-    control::commit_changes(session, txn).await
+    commit_changes(session, txn).await
 }
 
 fn count(batches: &[RecordBatch]) -> usize {
@@ -533,7 +534,7 @@ pub async fn create_table_as(
         });
     }
     let storage = session.engine().storage().clone();
-    let handle = ddl::detached({
+    let handle = tables::detached({
         let (schema, table) = (schema.to_string(), table.to_string());
         async move {
             Ok(storage

@@ -6,7 +6,7 @@ use datafusion::arrow::array::{BooleanArray, Int32Array};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility};
 
-use super::super::session::SessionShared;
+use super::super::shared::SessionShared;
 use super::{arities, constant_text, ints, strings, text_result, udf};
 use std::collections::HashMap;
 

@@ -8,7 +8,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Signature, Volatility};
 use datafusion::scalar::ScalarValue;
 
-use super::super::session::SessionShared;
+use super::super::shared::SessionShared;
 use super::{arities, text_result, udf};
 
 /// A JSON value of one row of an argument.

@@ -35,7 +35,7 @@ use datafusion_pg_catalog::pg_catalog as pgc;
 
 use crate::storage::StorageError;
 
-use super::session::SessionShared;
+use super::shared::SessionShared;
 
 pub(super) type Body =
     Arc<dyn Fn(&SessionShared, ScalarFunctionArgs) -> DfResult<ColumnarValue> + Send + Sync>;

@@ -9,7 +9,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility};
 use datafusion::scalar::ScalarValue;
 
-use super::super::session::SessionShared;
+use super::super::shared::SessionShared;
 use super::{arities, bools, external, ints, strings, udf};
 use crate::storage::{StorageError, TableHandle, stable_oid};
 

@@ -8,7 +8,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility};
 use datafusion::scalar::ScalarValue;
 
-use super::super::session::SessionShared;
+use super::super::shared::SessionShared;
 use super::{arities, bools, constant_text, strings, text_result, udf};
 
 pub(super) fn functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {

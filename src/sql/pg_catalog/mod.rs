@@ -27,7 +27,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
 
-use super::session::SessionShared;
+use super::shared::SessionShared;
 use super::{Result, SqlError};
 
 /// OID of the `pg_catalog` namespace.

@@ -6,7 +6,7 @@ use datafusion::error::Result as DfResult;
 
 use crate::storage::stable_oid;
 
-use super::super::session::SessionShared;
+use super::super::shared::SessionShared;
 use super::{Kind, Rows, SUPERUSER_OID, V};
 
 /// `pg_database.encoding` of UTF8.

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::error::Result as DfResult;
 
-use super::super::session::SessionShared;
+use super::super::shared::SessionShared;
 use super::relations::{index_definition, tables, views};
 use super::{Kind, Rows, V};
 

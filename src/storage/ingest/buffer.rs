@@ -225,3 +225,104 @@ impl BufferedRows {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    /// An entry at `lsn` holding the values `lsn * 10 .. lsn * 10 + rows`.
+    fn entry(lsn: Lsn, rows: i64) -> Entry {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let values = Int64Array::from_iter_values(lsn as i64 * 10..lsn as i64 * 10 + rows);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap();
+        Entry::unlogged(lsn, lsn, vec![batch])
+    }
+
+    fn values(buffered: &BufferedRows) -> Vec<i64> {
+        buffered
+            .batches()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    fn lsns(buffered: &BufferedRows) -> Vec<Lsn> {
+        buffered.entries().map(|e| e.lsn).collect()
+    }
+
+    #[test]
+    fn entries_keep_their_order_and_counts_across_sealed_chunks() {
+        let mut buffered = BufferedRows::default();
+        assert!(buffered.is_empty());
+        assert_eq!(buffered.last_lsn(), 0);
+        let count = CHUNK_ENTRIES as u64 * 2 + 5;
+        for lsn in 1..=count {
+            buffered.push(entry(lsn, 2));
+        }
+        assert_eq!(lsns(&buffered), (1..=count).collect::<Vec<_>>());
+        assert_eq!(buffered.rows, count as usize * 2);
+        assert_eq!(buffered.last_lsn(), count);
+        assert_eq!(buffered.first_lsn(), Some(1));
+        assert_eq!(buffered.memory, buffered.bytes);
+        assert_eq!(values(&buffered)[..4], [10, 11, 20, 21]);
+    }
+
+    #[test]
+    fn a_snapshot_is_not_changed_by_later_pushes_or_releases() {
+        let mut buffered = BufferedRows::default();
+        for lsn in 1..=3 {
+            buffered.push(entry(lsn, 1));
+        }
+        let snapshot = buffered.clone();
+        buffered.push(entry(4, 1));
+        buffered.release(2);
+        assert_eq!(lsns(&snapshot), vec![1, 2, 3]);
+        assert_eq!(snapshot.rows, 3);
+        assert_eq!(lsns(&buffered), vec![3, 4]);
+        assert_eq!(buffered.rows, 2);
+        assert_eq!(values(&buffered), vec![30, 40]);
+    }
+
+    #[test]
+    fn a_view_sees_the_entries_up_to_its_lsn() {
+        let mut buffered = BufferedRows::default();
+        for lsn in [2, 4, 6] {
+            buffered.push(entry(lsn, 3));
+        }
+        let early = buffered.upto(4);
+        assert_eq!(lsns(&early), vec![2, 4]);
+        assert_eq!((early.rows, early.last_lsn()), (6, 4));
+        assert_eq!(lsns(&buffered.upto(1)), Vec::<Lsn>::new());
+        let all = buffered.upto(6);
+        assert_eq!((lsns(&all), all.rows), (vec![2, 4, 6], 9));
+        // Releasing what reached Delta keeps the later entries and their counts.
+        buffered.release(4);
+        assert_eq!((lsns(&buffered), buffered.rows), (vec![6], 3));
+        buffered.release(0);
+        assert_eq!(lsns(&buffered), vec![6]);
+    }
+
+    #[test]
+    fn rows_not_in_the_log_are_never_spilled() {
+        let mut buffered = BufferedRows::default();
+        buffered.push(entry(1, 100));
+        let memory = buffered.memory;
+        assert!(memory > 0);
+        assert_eq!(buffered.spill(usize::MAX), 0);
+        assert_eq!(buffered.memory, memory);
+        assert_eq!(values(&buffered).len(), 100);
+    }
+}
