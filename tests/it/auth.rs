@@ -3,6 +3,7 @@
 use tokio_postgres::NoTls;
 
 use crate::harness::{PASSWORD, TestServer, USER, sqlstate};
+use crate::raw::{Raw, error_of, kinds};
 
 pub(crate) async fn connect(
     server: &TestServer,
@@ -80,23 +81,30 @@ async fn connection_limit_answers_53300() {
 
 #[tokio::test]
 async fn malformed_messages_and_disconnects_do_not_hurt_others() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::start();
     let client = server.client().await;
     client
         .batch_execute("CREATE TABLE k (id int)")
         .await
         .unwrap();
-    // Garbage instead of a startup packet.
-    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .unwrap();
-    raw.write_all(&[0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef])
-        .await
-        .unwrap();
-    let mut buf = [0u8; 256];
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), raw.read(&mut buf)).await;
-    drop(raw);
+    // Garbage instead of a startup packet: PostgreSQL reads it as an unknown protocol version
+    // and answers FATAL 0A000, then closes the connection.
+    let mut raw = Raw::open(&server).await;
+    raw.send(&[0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef]).await;
+    let replies = raw.until_closed().await;
+    let (severity, code, message) = error_of(&replies);
+    assert_eq!(
+        (severity.as_str(), code.as_str()),
+        ("FATAL", "0A000"),
+        "{message}"
+    );
+    assert!(message.contains("protocol"), "{message}");
+    assert_eq!(
+        kinds(&replies),
+        "E",
+        "nothing but the error: {}",
+        kinds(&replies)
+    );
     // A client that disappears in the middle of a query.
     let quitter = server.client().await;
     let handle = tokio::spawn(async move {
