@@ -452,4 +452,94 @@ mod tests {
             Err(ProtocolError::FormatCode(7))
         );
     }
+
+    /// A well-formed message of every type a connection reads: its phase, type, body, and
+    /// whether its body has fields (a shorter or longer body is then malformed).
+    fn every_message() -> Vec<(Phase, u8, Vec<u8>, bool)> {
+        let bind = [
+            &b"portal\0stmt\0"[..],
+            &[0, 2, 0, 0, 0, 1],       // two parameter formats: text, binary
+            &[0, 2],                   // two values:
+            &[0, 0, 0, 2, b'4', b'2'], //   "42"
+            &[0xff, 0xff, 0xff, 0xff], //   NULL
+            &[0, 1, 0, 1],             // one result format: binary
+        ]
+        .concat();
+        vec![
+            (Phase::Query, b'Q', b"SELECT 1\0".to_vec(), true),
+            (
+                Phase::Query,
+                b'P',
+                b"s\0SELECT $1\0\0\x01\0\0\0\x17".to_vec(),
+                true,
+            ),
+            (Phase::Query, b'B', bind, true),
+            (Phase::Query, b'D', b"Ss\0".to_vec(), true),
+            (Phase::Query, b'E', b"p\0\0\0\0\x0a".to_vec(), true),
+            (Phase::Query, b'C', b"P\0".to_vec(), true),
+            (Phase::Query, b'S', Vec::new(), true),
+            (Phase::Query, b'H', Vec::new(), true),
+            (Phase::Query, b'X', Vec::new(), false),
+            (Phase::Copy, b'd', b"1\t2\n".to_vec(), false),
+            (Phase::Copy, b'c', Vec::new(), false),
+            (Phase::Copy, b'f', b"gave up\0".to_vec(), false),
+            (Phase::Copy, b'S', Vec::new(), false),
+            (Phase::Authentication, b'p', b"secret\0".to_vec(), false),
+        ]
+    }
+
+    #[test]
+    fn every_message_is_framed_whole_and_waits_when_cut() {
+        for (phase, kind, body, _) in every_message() {
+            let whole = typed(kind, &body);
+            let what = format!("{} {body:?}", kind as char);
+            assert_eq!(frame(&whole, phase), Frame::Message(whole.len()), "{what}");
+            // Followed by the next message: only this one is framed.
+            let two = [whole.clone(), typed(b'S', &[])].concat();
+            assert_eq!(frame(&two, phase), Frame::Message(whole.len()), "{what}");
+            for cut in 1..whole.len() {
+                let expected = Frame::Incomplete(if cut < 5 { 5 } else { whole.len() });
+                assert_eq!(frame(&whole[..cut], phase), expected, "{what} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_message_truncated_or_overlong_is_malformed_and_oversized_is_broken() {
+        for (phase, kind, body, fields) in every_message() {
+            let what = format!("{} {body:?}", kind as char);
+            for short in 0..body.len() {
+                let truncated = typed(kind, &body[..short]);
+                match frame(&truncated, phase) {
+                    Frame::Malformed { len, kind: k, .. } if fields => {
+                        assert_eq!((len, k), (truncated.len(), kind), "{what}");
+                    }
+                    Frame::Message(len) if !fields => assert_eq!(len, truncated.len()),
+                    other => panic!("{what} truncated to {short}: {other:?}"),
+                }
+            }
+            let overlong = typed(kind, &[&body[..], b"x"].concat());
+            match frame(&overlong, phase) {
+                Frame::Malformed { error, .. } if fields => {
+                    assert_eq!(error, ProtocolError::Format, "{what}");
+                }
+                Frame::Message(_) if !fields => {}
+                other => panic!("{what} with a byte more: {other:?}"),
+            }
+            // A length past the limit of its type ends the connection before any byte of the
+            // body is awaited.
+            let limit = if matches!(kind, b'Q' | b'P' | b'B' | b'd') {
+                LARGE_MESSAGE
+            } else {
+                SMALL_MESSAGE
+            };
+            let mut oversized = vec![kind];
+            oversized.extend_from_slice(&(limit as u32 + 1).to_be_bytes());
+            assert_eq!(
+                frame(&oversized, phase),
+                Frame::Broken(ProtocolError::Length),
+                "{what}"
+            );
+        }
+    }
 }
