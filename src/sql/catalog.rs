@@ -18,10 +18,10 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 
 use crate::storage::PgTableProvider;
 
+use super::historian::tag_history;
 use super::information_schema::InformationSchema;
 use super::pg_catalog::PgCatalogSchema;
 use super::shared::{INFORMATION_SCHEMA, PG_CATALOG, SessionShared};
-use super::tag_history;
 use super::txn;
 
 /// The session's view of the database.

@@ -37,7 +37,9 @@ impl Session {
         statement: &Statement,
         params: Option<ParamValues>,
     ) -> Result<Outcome> {
-        if let Some(outcome) = super::seek::try_seek(self, statement, params.as_ref()).await? {
+        if let Some(outcome) =
+            super::historian::seek::try_seek(self, statement, params.as_ref()).await?
+        {
             return Ok(outcome);
         }
         let plan = self.plan(statement.clone()).await?;

@@ -39,10 +39,11 @@ use crate::storage::{
     TableState, WriteOp, pack_keys, pack_rows_keys,
 };
 
+use super::historian::tag_history;
 use super::rewrite::{name_parts, normalize_ident, quoted};
 use super::session::{Session, parameter_types};
 use super::txn::{self, CommitCheck, TableChanges, Transaction};
-use super::{Outcome, Result, SqlError, tables, tag_history};
+use super::{Outcome, Result, SqlError, tables};
 
 mod change;
 mod checks;

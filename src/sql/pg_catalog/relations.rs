@@ -10,9 +10,9 @@ use datafusion::error::Result as DfResult;
 use crate::pgtypes::PgType;
 use crate::storage::{ColumnMeta, TableHandle, TableMeta, stable_oid};
 
+use super::super::historian::tag_history;
 use super::super::shared::SessionShared;
 use super::super::shared::{INFORMATION_SCHEMA, PG_CATALOG};
-use super::super::tag_history;
 use super::{INFORMATION_SCHEMA_OID, Kind, PG_CATALOG_OID, Rows, SUPERUSER_OID, V};
 
 /// OID of the `heap` access method.

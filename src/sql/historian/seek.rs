@@ -29,9 +29,9 @@ use datafusion::sql::sqlparser::ast::{
 
 use crate::storage::{KeySeek, TableHandle, TableMeta, as_i64};
 
-use super::rewrite::{name_parts, normalize_ident};
-use super::session::Session;
-use super::{Outcome, Result};
+use super::super::rewrite::{name_parts, normalize_ident};
+use super::super::session::Session;
+use super::super::{Outcome, Result};
 
 /// A query `try_seek` can answer, with its values still unbound.
 struct Shape<'a> {
@@ -44,7 +44,7 @@ struct Shape<'a> {
 ///
 /// # Errors
 /// Storage errors reading the table's files.
-pub(super) async fn try_seek(
+pub(in crate::sql) async fn try_seek(
     session: &Session,
     statement: &Statement,
     params: Option<&ParamValues>,
@@ -283,7 +283,7 @@ fn relation(session: &Session, select: &Select) -> Option<(Arc<TableHandle>, Str
     let handle = match parts.as_slice() {
         [table] => {
             // pg_catalog comes first on the search path, as in PostgreSQL.
-            if super::pg_catalog::is_catalog_relation(&session.shared.engine, table) {
+            if super::super::pg_catalog::is_catalog_relation(&session.shared.engine, table) {
                 return None;
             }
             session

@@ -22,8 +22,8 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Expr, JoinType, LogicalPlanBuilder, cast, col, lit, when};
 use datafusion::sql::sqlparser::ast::ObjectName;
 
-use super::rewrite::name_parts;
-use super::shared::SessionShared;
+use super::super::rewrite::name_parts;
+use super::super::shared::SessionShared;
 use crate::pgtypes::PgType;
 use crate::storage::{TableHandle, historian};
 
