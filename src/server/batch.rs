@@ -530,6 +530,8 @@ pub(super) fn decode_held(
 mod tests {
     use bytes::Bytes;
 
+    use super::super::params::tests::wire;
+    use super::super::wire::tests::typed;
     use super::*;
 
     /// The prepared INSERT `ins` of `params` text parameters.
@@ -547,27 +549,13 @@ mod tests {
         ))
     }
 
-    fn typed(kind: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = vec![kind];
-        out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-        out.extend_from_slice(body);
-        out
-    }
-
     /// A Bind of statement `name` into the unnamed portal, text values, no result formats.
     fn bind(name: &str, values: &[Option<&str>]) -> Vec<u8> {
+        let values: Vec<Option<&[u8]>> = values.iter().map(|v| v.map(str::as_bytes)).collect();
         let mut body = format!("\0{name}\0").into_bytes();
         body.extend_from_slice(&[0, 0]);
         body.extend_from_slice(&(values.len() as u16).to_be_bytes());
-        for value in values {
-            match value {
-                Some(v) => {
-                    body.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                    body.extend_from_slice(v.as_bytes());
-                }
-                None => body.extend_from_slice(&(-1i32).to_be_bytes()),
-            }
-        }
+        body.extend_from_slice(&wire(&values));
         body.extend_from_slice(&[0, 0]);
         typed(b'B', &body)
     }

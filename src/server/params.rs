@@ -400,11 +400,11 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Values as a Bind sends them: a 4-byte length (-1 for NULL), then the bytes.
-    fn wire(values: &[Option<&[u8]>]) -> Vec<u8> {
+    pub(in crate::server) fn wire(values: &[Option<&[u8]>]) -> Vec<u8> {
         let mut out = Vec::new();
         for value in values {
             match value {

@@ -339,10 +339,11 @@ fn check_format_codes(codes: &[i16]) -> Result<(), ProtocolError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn typed(kind: u8, body: &[u8]) -> Vec<u8> {
+    /// A typed message: type byte, length, body.
+    pub(in crate::server) fn typed(kind: u8, body: &[u8]) -> Vec<u8> {
         let mut out = vec![kind];
         out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
         out.extend_from_slice(body);
