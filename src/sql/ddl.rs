@@ -515,7 +515,7 @@ async fn truncate_tables(session: &Session, handles: &[Arc<TableHandle>]) -> Res
             predicate: None,
             files,
         }];
-        dml::write(session, handle, state.stamp(), ops).await?;
+        dml::write(session, handle, state.stamp(), ops, None).await?;
     }
     Ok(())
 }

@@ -82,8 +82,6 @@ pub enum SqlError {
     NotNullViolation { table: String, column: String },
     #[error("value too long for type {0}")]
     StringTooLong(String),
-    #[error("duplicate key value violates unique constraint \"{constraint}\"")]
-    UniqueViolation { constraint: String, detail: String },
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     InFailedTransaction,
     #[error("{0}")]

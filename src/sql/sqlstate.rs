@@ -80,11 +80,6 @@ pub fn classify(error: &SqlError) -> Coded {
         SqlError::MultiplePrimaryKeys(_) => coded("42P16", error.to_string()),
         SqlError::NotNullViolation { .. } => coded("23502", error.to_string()),
         SqlError::StringTooLong(_) => coded("22001", error.to_string()),
-        SqlError::UniqueViolation { detail, .. } => Coded {
-            code: "23505",
-            message: error.to_string(),
-            detail: Some(detail.clone()),
-        },
         SqlError::InFailedTransaction => coded("25P02", error.to_string()),
         SqlError::ActiveTransaction(m) => coded("25P01", m),
         SqlError::InTransactionBlock(m) => coded("25001", m),
@@ -149,6 +144,11 @@ fn storage(e: &StorageError) -> Coded {
         }
         StorageError::DataFusion(inner) => datafusion(inner),
         StorageError::Conflict { .. } => coded("40001", message),
+        StorageError::UniqueViolation { detail, .. } => Coded {
+            code: "23505",
+            message,
+            detail: Some(detail.clone()),
+        },
         StorageError::Unavailable { .. } => coded("XX001", message),
         StorageError::Name(NameError::Empty) => coded("42601", message),
         StorageError::Name(NameError::TooLong(_)) => coded("42622", message),
@@ -310,10 +310,11 @@ mod tests {
                 "23502",
             ),
             (
-                SqlError::UniqueViolation {
+                StorageError::UniqueViolation {
                     constraint: "t_pkey".into(),
                     detail: "d".into(),
-                },
+                }
+                .into(),
                 "23505",
             ),
             (SqlError::InFailedTransaction, "25P02"),

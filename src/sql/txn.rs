@@ -28,19 +28,34 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 use tracing::debug;
 
-use std::collections::HashMap;
-
 use crate::storage::{Append, Appended, KeySet, Stamp, Storage, TableHandle, WriteOp};
 
 use super::{Result, SqlError};
 
 /// The pending writes of one table.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TableChanges {
     pub table: Arc<TableHandle>,
     /// What the first statement of the transaction read (Delta version, buffered rows).
     pub base: Stamp,
     pub ops: Vec<WriteOp>,
+    /// The packed primary keys of the rows the inserts add, as the key checks left them, so
+    /// that each INSERT is checked against the earlier ones and the log claims them without
+    /// packing them again. `None` (unknown, packed again when needed) while any operation is a
+    /// delete, or after a failed statement or a rollback to a savepoint.
+    pub keys: Option<KeySet>,
+}
+
+impl TableChanges {
+    /// The changes without their keys (which are costly to copy).
+    fn clone_ops(&self) -> TableChanges {
+        TableChanges {
+            table: self.table.clone(),
+            base: self.base,
+            ops: self.ops.clone(),
+            keys: None,
+        }
+    }
 }
 
 /// An open transaction.
@@ -55,10 +70,6 @@ pub struct Transaction {
     changes: Vec<TableChanges>,
     /// Savepoints, innermost last, with the changes as they were when each was set.
     savepoints: Vec<(String, Vec<TableChanges>)>,
-    /// Per table, the primary keys of the rows this transaction inserted, kept by the key
-    /// checks so that each INSERT is checked against the earlier ones without re-reading them.
-    /// Valid only while the table's pending operations are all inserts.
-    pub inserted_keys: HashMap<u32, KeySet>,
 }
 
 impl Transaction {
@@ -79,39 +90,71 @@ impl Transaction {
             .map(|c| c.ops.as_slice())
     }
 
-    /// Records operations on a table. Consecutive inserts are kept as one operation, so a
+    /// Whether the pending operations on a table delete rows.
+    pub fn deletes_from(&self, table_oid: u32) -> bool {
+        self.ops_for(table_oid)
+            .is_some_and(|ops| ops.iter().any(|op| matches!(op, WriteOp::Delete { .. })))
+    }
+
+    /// Takes out the packed keys of a table's pending inserts, for a statement that adds to
+    /// them (see [`TableChanges::keys`]); it hands them back with [`Transaction::push`].
+    pub fn take_keys(&mut self, table_oid: u32) -> Option<KeySet> {
+        self.changes
+            .iter_mut()
+            .find(|c| c.table.oid == table_oid)
+            .and_then(|c| c.keys.take())
+    }
+
+    /// Records operations on a table, with the packed keys of all its pending inserts after
+    /// them (`None`: unknown). Consecutive inserts are kept as one operation, so a
     /// transaction of many single-row INSERTs reads and re-checks as one set of rows.
-    pub fn push(&mut self, table: &Arc<TableHandle>, base: Stamp, ops: Vec<WriteOp>) {
-        if ops.is_empty() {
-            return;
-        }
+    pub fn push(
+        &mut self,
+        table: &Arc<TableHandle>,
+        base: Stamp,
+        ops: Vec<WriteOp>,
+        keys: Option<KeySet>,
+    ) {
+        let keys = keys.filter(|_| !ops.iter().any(|op| matches!(op, WriteOp::Delete { .. })));
+        let ops_empty = ops.is_empty();
         match self.changes.iter_mut().find(|c| c.table.oid == table.oid) {
             Some(changes) => {
                 let mut all = std::mem::take(&mut changes.ops);
                 all.extend(ops);
                 changes.ops = coalesce(all);
+                // No operation and no keys: the statement changed nothing, keys included.
+                if keys.is_some() || !ops_empty {
+                    changes.keys = keys;
+                }
             }
+            None if ops.is_empty() => {}
             None => self.changes.push(TableChanges {
                 table: table.clone(),
                 base,
                 ops,
+                keys,
             }),
         }
     }
 
     /// `SAVEPOINT name`.
     pub fn savepoint(&mut self, name: &str) {
-        self.savepoints
-            .push((name.to_string(), self.changes.clone()));
+        // Without the keys: copying them for every savepoint (psql's ON_ERROR_ROLLBACK sets
+        // one per statement) would cost more than packing them again after a rollback.
+        let changes = self.changes.iter().map(TableChanges::clone_ops).collect();
+        self.savepoints.push((name.to_string(), changes));
     }
 
     /// `ROLLBACK TO SAVEPOINT name`; false if there is no such savepoint.
     pub fn rollback_to(&mut self, name: &str) -> bool {
         match self.savepoints.iter().rposition(|(n, _)| n == name) {
             Some(pos) => {
-                self.changes = self.savepoints[pos].1.clone();
+                self.changes = self.savepoints[pos]
+                    .1
+                    .iter()
+                    .map(TableChanges::clone_ops)
+                    .collect();
                 self.savepoints.truncate(pos + 1);
-                self.inserted_keys.clear();
                 true
             }
             None => false,
@@ -329,7 +372,7 @@ async fn append(
     // Mostly no other writer added a row with one of these keys since the transaction checked
     // them: the append claims the keys in one probe each and is done. Otherwise (or when the
     // index cannot tell) the rows are checked again, as they are now, and appended as checked.
-    let admission = match admission.append(appends(&changes, true)).await? {
+    let admission = match admission.append(appends(&mut changes, true)).await? {
         Appended::Durable(_) => return Ok(()),
         Appended::Refused(admission) => admission,
     };
@@ -339,7 +382,7 @@ async fn append(
             check.check(change, &current).await?;
         }
     }
-    match admission.append(appends(&changes, false)).await? {
+    match admission.append(appends(&mut changes, false)).await? {
         Appended::Durable(_) => Ok(()),
         Appended::Refused(_) => Err(SqlError::Internal(
             "rows checked under the admission lock were refused".into(),
@@ -347,11 +390,12 @@ async fn append(
     }
 }
 
-/// The rows a transaction's changes insert (it only inserts), per table; `claim`: their keys
-/// were checked when the statements ran, not under this admission.
-fn appends(changes: &[TableChanges], claim: bool) -> Vec<Append> {
+/// The rows a transaction's changes insert (it only inserts), per table, with their keys
+/// (taken out of the changes: an append consumes them); `claim`: their keys were checked when
+/// the statements ran, not under this admission.
+fn appends(changes: &mut [TableChanges], claim: bool) -> Vec<Append> {
     changes
-        .iter()
+        .iter_mut()
         .map(|change| Append {
             table: change.table.clone(),
             batches: change
@@ -362,6 +406,7 @@ fn appends(changes: &[TableChanges], claim: bool) -> Vec<Append> {
                     WriteOp::Delete { .. } => Vec::new(),
                 })
                 .collect(),
+            keys: change.keys.take(),
             checked_at: claim.then_some(change.base),
         })
         .collect()

@@ -49,7 +49,10 @@ use deltalake::DeltaTableError;
 pub use catalog::{Storage, StorageConfig, View};
 pub use commit::CommitGuard;
 pub use ingest::{Admission, Append, Appended, BufferConfig};
-pub use keys::{KeyCheck, KeySet, KeysTaken, PackedKey, pack_keys, pack_rows_keys};
+pub use keys::{
+    Checked, KeySet, NewRows, OnDuplicate, PackedKey, key_columns, key_set, matching_keys,
+    violation_at,
+};
 pub use meta::{ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 pub use provider::PgTableProvider;
 pub use seek::{KeySeek, as_i64};
@@ -118,6 +121,9 @@ pub enum StorageError {
         "table \"{table}\" is unavailable: its Delta log cannot be read ({reason}); its unflushed rows are kept in the write-ahead log until it can be"
     )]
     Unavailable { table: String, reason: String },
+    /// A new row's primary key is taken (see `keys::check`).
+    #[error("duplicate key value violates unique constraint \"{constraint}\"")]
+    UniqueViolation { constraint: String, detail: String },
     /// A change read data files another writer has replaced since.
     #[error("could not serialize access due to concurrent update of \"{table}\"")]
     Conflict { table: String },

@@ -30,6 +30,7 @@ use super::historian::partition::{self, Container, Slice};
 use super::ingest::{BufferedRows, Entry};
 use super::keys::boxes::{self, FileBoxes};
 use super::keys::index::KeyIndex;
+use super::keys::{KeySet, PackedKey};
 use super::meta::TableMeta;
 use super::{Result, StorageError};
 use crate::wal::Lsn;
@@ -386,32 +387,37 @@ impl TableHandle {
         Ok(boxes)
     }
 
-    /// Queues rows in flight and indexes their keys. With `checked_at`, the stamp their keys
-    /// were checked at, the keys are claimed instead (see [`KeyIndex::claim`]): false, queuing
-    /// nothing, when another writer's rows may hold one of them by now.
+    /// Queues rows in flight and indexes their keys (`keys`, packed by the key check, or
+    /// packed here when `None`). With `checked_at`, the stamp their keys were checked at, the
+    /// keys are claimed instead (see [`KeyIndex::claim`]): false, queuing nothing, when another
+    /// writer's rows may hold one of them by now.
     pub(super) fn add_inflight(
         &self,
         ticket: u64,
         batches: Vec<RecordBatch>,
+        keys: Option<&KeySet>,
         checked_at: Option<Stamp>,
     ) -> Result<bool> {
         {
-            // The snapshot and the index are read together, as in `keys_taken`: a flush that
-            // moves rows from the buffer to Delta is seen entirely on one side.
+            // The snapshot and the index are read together, as in `Storage::check_keys`: a
+            // flush that moves rows from the buffer to Delta is seen entirely on one side.
             let state = self.state.read();
-            let mut keys = self.keys.lock();
-            match (keys.as_mut(), checked_at) {
-                (None, _) => {}
-                (Some(index), None) => index.add(&batches, ticket)?,
-                (Some(index), Some((version, _))) => {
-                    let stored = if state.version == version {
-                        None
-                    } else {
-                        Some(self.uncovered_boxes(&state, index)?)
-                    };
-                    if !index.claim(&batches, stored.as_deref(), ticket)? {
-                        return Ok(false);
+            let mut index = self.keys.lock();
+            if let Some(index) = index.as_mut() {
+                let stored = match checked_at {
+                    None => Stored::Unchecked,
+                    Some((version, _)) if state.version == version => Stored::Unchanged,
+                    Some(_) => Stored::Since(self.uncovered_boxes(&state, index)?),
+                };
+                let queued = match keys {
+                    Some(keys) => index_keys(index, &batches, keys.iter(), stored, ticket),
+                    None => {
+                        let packed = index.packed(&batches)?;
+                        index_keys(index, &batches, packed.iter(), stored, ticket)
                     }
+                };
+                if !queued {
+                    return Ok(false);
                 }
             }
         }
@@ -556,4 +562,34 @@ fn sequence_runtimes(meta: &TableMeta) -> HashMap<String, SequenceRuntime> {
             )
         })
         .collect()
+}
+
+/// What a write's keys were checked against, for [`TableHandle::add_inflight`].
+enum Stored {
+    /// Not checked yet: the keys are checked under the admission lock, and indexed as they are.
+    Unchecked,
+    /// Checked against the stored files of the current version: claimed against the index.
+    Unchanged,
+    /// Checked before these files (the index does not cover them) were added: claimed against
+    /// the index and their statistics.
+    Since(Arc<FileBoxes>),
+}
+
+/// Indexes (or claims, see [`Stored`]) the packed `keys` of write `ticket`'s rows `batches`;
+/// false when a claim is refused.
+fn index_keys<'k>(
+    index: &mut KeyIndex,
+    batches: &[RecordBatch],
+    keys: impl Iterator<Item = &'k PackedKey> + Clone,
+    stored: Stored,
+    ticket: u64,
+) -> bool {
+    match stored {
+        Stored::Unchecked => {
+            index.add_keys(keys, ticket);
+            true
+        }
+        Stored::Unchanged => index.claim(batches, keys, None, ticket),
+        Stored::Since(boxes) => index.claim(batches, keys, Some(&boxes), ticket),
+    }
 }

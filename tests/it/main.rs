@@ -10,6 +10,7 @@ mod durability;
 mod harness;
 mod ignition;
 mod ingest;
+mod keys;
 mod limits;
 mod mutations;
 mod names;

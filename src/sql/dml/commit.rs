@@ -1,10 +1,10 @@
 //! Committing a transaction's changes: the primary keys re-checked, under the commit locks,
 //! for tables another session changed since the statements checked them ([`UniqueCheck`]);
 //! historian duplicates that appeared meanwhile are dropped instead when the session skips
-//! them (see `dedup`).
+//! them (see `insert`).
 
-use super::checks::{unique_against, unique_stored};
-use super::dedup;
+use super::checks::unique_against;
+use super::insert::session_skips;
 use super::*;
 use crate::storage::historian;
 
@@ -23,7 +23,7 @@ impl UniqueCheck {
             ctx: session.ctx.clone(),
             storage: session.engine().storage().clone(),
             database: session.engine().config().database.clone(),
-            skip_duplicates: dedup::session_skips(session),
+            skip_duplicates: session_skips(session),
         }
     }
 }
@@ -61,13 +61,17 @@ impl CommitCheck for UniqueCheck {
             if count(&batches) == 0 {
                 return Ok(());
             }
-            if self.skip_duplicates && historian::is_data_table(&target.handle.name, &current.meta)
-            {
-                let kept = dedup::drop_stored(&self.ctx, &self.storage, &target, batches);
-                changes.ops = vec![WriteOp::Insert(kept.await?)];
-                return Ok(());
-            }
-            return unique_stored(&self.ctx, &self.storage, &target, &batches).await;
+            let on_duplicate =
+                historian::on_duplicate(&target.handle.name, &current.meta, self.skip_duplicates);
+            let rows = NewRows::pack(&current.meta, batches)?;
+            let mut keys = KeySet::default();
+            let checked = self
+                .storage
+                .check_keys(&target.handle, current, rows, &mut keys, on_duplicate)
+                .await?;
+            changes.ops = vec![WriteOp::Insert(checked.rows.into_batches())];
+            changes.keys = Some(keys);
+            return Ok(());
         }
         let mut prior = Vec::new();
         for op in &changes.ops {

@@ -110,8 +110,7 @@ pub(crate) async fn try_insert_many(
     }
     let batch = RecordBatch::try_new(schema, arrays)?;
     let batches = validate_rows(&meta, &target.handle.name, vec![batch])?;
-    let (ops, kept) = checked_insert(session, &target, batches).await?;
-    write(session, &target.handle, target.state.stamp(), ops).await?;
+    let (_, kept) = insert_rows(session, &target, batches).await?;
     let per_execution = rows.len().max(1);
     Ok(Some(
         kept.chunks(per_execution)

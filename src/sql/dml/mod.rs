@@ -14,10 +14,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
-use datafusion::arrow::compute::{concat_batches, max, min};
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::{Column, DFSchema, ParamValues, TableReference};
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::{MemTable, TableProvider, provider_as_source};
@@ -35,8 +34,8 @@ use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::pgtypes::PgType;
 use crate::storage::{
-    ColumnMeta, KeyCheck, KeySet, PackedKey, PgTableProvider, Stamp, TableHandle, TableMeta,
-    TableState, WriteOp, pack_keys, pack_rows_keys,
+    ColumnMeta, KeySet, NewRows, OnDuplicate, PgTableProvider, Stamp, TableHandle, TableMeta,
+    TableState, WriteOp, key_columns, matching_keys, violation_at,
 };
 
 use super::historian::tag_history;
@@ -48,18 +47,19 @@ use super::{Outcome, Result, SqlError, tables};
 mod change;
 mod checks;
 mod commit;
-mod dedup;
 mod defaults;
 mod fast;
+mod insert;
 mod upsert;
 
 use change::{delete_op, deletes_rows, filter_predicate, storable_predicate};
 pub(crate) use change::{pin, retry_conflicts};
-use checks::{check_unique, validate_rows};
+use checks::{check_changes, validate_rows};
 pub use commit::commit_changes;
 use defaults::{fill_defaults, parse_default, strip_regclass, with_defaults};
 pub use fast::Executions;
 pub(crate) use fast::{batchable, try_insert_many as execute_many};
+use insert::insert_rows;
 
 /// The target table of a DML statement.
 struct Target {
@@ -275,7 +275,6 @@ async fn execute_once(
         ));
     };
     let meta = target.state.meta.clone();
-    let mut keys_checked = false;
     let (tag, rows, ops) = match op {
         DfWriteOp::Insert(_) => {
             let batches = collect(session, input.as_ref().clone()).await?;
@@ -284,17 +283,14 @@ async fn execute_once(
                 Some((clause, alias)) => {
                     let (ops, affected) =
                         upsert::resolve(session, &target, &clause, &alias, batches).await?;
-                    ("INSERT 0", affected, ops)
+                    ("INSERT 0", affected, Some(ops))
                 }
-                None if dedup::skips_duplicates(session, &target) => {
-                    let (kept, _) = dedup::without_duplicates(session, &target, batches).await?;
-                    keys_checked = true;
-                    ("INSERT 0", kept.clone(), vec![WriteOp::Insert(kept)])
-                }
-                None => {
-                    let ops = vec![WriteOp::Insert(batches.clone())];
-                    ("INSERT 0", batches, ops)
-                }
+                // Checked and written by the one insert path.
+                None => (
+                    "INSERT 0",
+                    insert_rows(session, &target, batches).await?.0,
+                    None,
+                ),
             }
         }
         DfWriteOp::Update => {
@@ -308,7 +304,7 @@ async fn execute_once(
                 ops.push(delete_op(session, &target.state, predicate).await?);
                 ops.push(WriteOp::Insert(batches.clone()));
             }
-            ("UPDATE", batches, ops)
+            ("UPDATE", batches, Some(ops))
         }
         DfWriteOp::Delete => {
             let predicate = match input.as_ref() {
@@ -322,14 +318,14 @@ async fn execute_once(
                     storable_predicate(session, &target, input.as_ref(), predicate).await?;
                 ops.push(delete_op(session, &target.state, predicate).await?);
             }
-            ("DELETE", batches, ops)
+            ("DELETE", batches, Some(ops))
         }
         other => return Err(SqlError::Unsupported(format!("{other} is not supported"))),
     };
-    if !keys_checked {
-        check_unique(session, &target, &ops).await?;
+    if let Some(ops) = ops {
+        let keys = check_changes(session, &target, &ops).await?;
+        write(session, &target.handle, target.state.stamp(), ops, keys).await?;
     }
-    write(session, &target.handle, target.state.stamp(), ops).await?;
     match returning {
         Some(items) => {
             let (schema, batches) = returning_rows(session, &target, &items, rows).await?;
@@ -384,30 +380,13 @@ pub(crate) async fn insert_batches(
         ),
         state,
     };
-    let (ops, rows) = checked_insert(session, &target, batches).await?;
-    write(session, handle, target.state.stamp(), ops).await?;
-    Ok(rows.iter().filter(|kept| **kept).count())
+    let (_, kept) = insert_rows(session, &target, batches).await?;
+    Ok(kept.iter().filter(|kept| **kept).count())
 }
 
-/// The write of a plain insert's rows (validated, in the stored schema) after the key checks,
-/// and per row whether it is stored: all, or a 23505 error, except where the table skips
-/// duplicate keys (see `dedup`).
-async fn checked_insert(
-    session: &Session,
-    target: &Target,
-    batches: Vec<RecordBatch>,
-) -> Result<(Vec<WriteOp>, Vec<bool>)> {
-    if dedup::skips_duplicates(session, target) {
-        let (kept, rows) = dedup::without_duplicates(session, target, batches).await?;
-        return Ok((vec![WriteOp::Insert(kept)], rows));
-    }
-    let rows = vec![true; count(&batches)];
-    let ops = vec![WriteOp::Insert(batches)];
-    check_unique(session, target, &ops).await?;
-    Ok((ops, rows))
-}
-
-/// Records writes in the open transaction, or commits them at once.
+/// Records writes in the open transaction, or commits them at once; `keys`: the packed keys of
+/// all the transaction's inserts into the table after them, as the key checks left them
+/// (`None`: unknown).
 ///
 /// # Errors
 /// Commit errors in autocommit mode.
@@ -416,19 +395,20 @@ pub(crate) async fn write(
     handle: &Arc<TableHandle>,
     base: Stamp,
     ops: Vec<WriteOp>,
+    keys: Option<KeySet>,
 ) -> Result<()> {
-    if ops.is_empty() {
-        return Ok(());
-    }
     {
         let mut txn = session.shared.txn.lock();
         if let Some(t) = txn.as_mut() {
-            t.push(handle, base, ops);
+            t.push(handle, base, ops, keys);
             return Ok(());
         }
     }
+    if ops.is_empty() {
+        return Ok(());
+    }
     let mut txn = Transaction::default();
-    txn.push(handle, base, ops);
+    txn.push(handle, base, ops, keys);
     commit_changes(session, txn).await
 }
 
@@ -564,6 +544,7 @@ pub async fn create_table_as(
         &handle,
         state.stamp(),
         vec![WriteOp::Insert(batches)],
+        None,
     )
     .await?;
     Ok(Outcome::Command {

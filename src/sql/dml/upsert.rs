@@ -174,7 +174,10 @@ async fn existing_rows(
     let pending = pending_ops(session, target.handle.oid);
     let storage = session.engine().storage();
     if pending.is_empty()
-        && storage.key_clash(&target.handle, std::slice::from_ref(new))? == KeyCheck::Free
+        && storage.keys_surely_free(
+            &target.handle,
+            &NewRows::pack(&target.state.meta, vec![new.clone()])?,
+        )?
     {
         return Ok(RecordBatch::new_empty(schema));
     }

@@ -4,9 +4,9 @@
 //! `sqlt_data_<driver>_<yyyymmdd>` (daily) and `sqlth_<driver>_data` (partitioning off), each
 //! keyed by `(tagid, t_stamp)`. Such a table is a *historian data table*: a store-and-forward
 //! engine re-sends its batches, so duplicate keys there are skipped rather than refused (when
-//! the session's `deltagate.historian_duplicates` is `skip`, the default). This module only
-//! recognises names and shapes; callers (the SQL layer's insert checks, the storage catalog's
-//! month mapping) decide what to do with the answer.
+//! the session's `deltagate.historian_duplicates` is `skip`, the default; [`on_duplicate`]).
+//! This module recognises names and shapes and states the duplicate rule; the key check
+//! (`keys::check`) applies it, the storage catalog maps months.
 //!
 //! Rooms: `partition` (a month as a partition of its driver's Delta table) and `months` (the
 //! catalog's month lifecycle).
@@ -15,6 +15,7 @@ pub(super) mod months;
 pub(super) mod partition;
 
 use super::TableMeta;
+use super::keys::OnDuplicate;
 
 /// An Ignition data table name, taken apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +78,19 @@ pub fn is_data_table(name: &str, meta: &TableMeta) -> bool {
             .primary_key
             .as_ref()
             .is_some_and(|pk| pk.columns == ["tagid", "t_stamp"])
+}
+
+/// What an insert into the table `name` does with a duplicate key: skipped on historian data
+/// tables while the session's `deltagate.historian_duplicates` is not `error`
+/// (`session_skips`), since Ignition's store-and-forward re-sends a whole batch whenever an
+/// answer goes missing, and PostgreSQL's 23505 would make it quarantine the batch's good rows
+/// with it; refused everywhere else.
+pub fn on_duplicate(name: &str, meta: &TableMeta, session_skips: bool) -> OnDuplicate {
+    if session_skips && is_data_table(name, meta) {
+        OnDuplicate::Skip
+    } else {
+        OnDuplicate::Reject
+    }
 }
 
 #[cfg(test)]

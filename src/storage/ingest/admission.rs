@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::wal::Lsn;
 
+use super::super::keys::KeySet;
 use super::super::rows::strip_metadata;
 use super::super::table::{Stamp, TableHandle};
 use super::super::{Result, Storage, StorageError};
@@ -130,6 +131,9 @@ pub struct Admission<'a> {
 pub struct Append {
     pub table: Arc<TableHandle>,
     pub batches: Vec<RecordBatch>,
+    /// The packed primary keys of the rows, as the key check packed them (see `NewRows`);
+    /// `None`: packed when indexed.
+    pub keys: Option<KeySet>,
     /// `None`: the rows' keys were checked under this admission. `Some(stamp)`: they were
     /// checked against the table at `stamp`, before rows other writers added since, so the
     /// append claims them (see [`Appended::Refused`]).
@@ -158,6 +162,7 @@ impl<'a> Admission<'a> {
         for Append {
             table,
             batches,
+            keys,
             checked_at,
         } in tables
         {
@@ -175,7 +180,7 @@ impl<'a> Admission<'a> {
             if batches.iter().any(|b| b.num_rows() > 0) {
                 let id = table.state().table_id();
                 encoded.push((table, id, batches));
-                claims.push(checked_at);
+                claims.push((keys, checked_at));
             }
         }
         if encoded.is_empty() {
@@ -186,8 +191,8 @@ impl<'a> Admission<'a> {
         let ticket = storage.ingest().tickets.fetch_add(1, Ordering::Relaxed);
         let mut publish: Vec<(Arc<TableHandle>, Vec<RecordBatch>)> =
             Vec::with_capacity(encoded.len());
-        for ((table, _, batches), checked_at) in encoded.into_iter().zip(claims) {
-            let queued = table.add_inflight(ticket, batches.clone(), checked_at);
+        for ((table, _, batches), (keys, checked_at)) in encoded.into_iter().zip(claims) {
+            let queued = table.add_inflight(ticket, batches.clone(), keys.as_ref(), checked_at);
             if !matches!(queued, Ok(true)) {
                 for (table, _) in &publish {
                     table.fail_inflight(ticket);

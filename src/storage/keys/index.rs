@@ -148,16 +148,29 @@ impl KeyIndex {
         pack_rows_keys(batches, &self.columns).map_err(arrow_error)
     }
 
-    /// Indexes the keys of the rows of write `ticket`.
+    /// Indexes the keys of the rows of write `ticket`, packing them (replayed rows).
     pub(in crate::storage) fn add(&mut self, batches: &[RecordBatch], ticket: u64) -> Result<()> {
-        self.keys
-            .reserve(batches.iter().map(RecordBatch::num_rows).sum());
-        for batch in batches {
-            for key in &self.batch_keys(batch)? {
-                self.keys.insert(key, ticket);
-            }
-        }
+        self.add_keys(&self.packed(batches)?, ticket);
         Ok(())
+    }
+
+    /// Indexes packed keys of write `ticket`.
+    pub(in crate::storage) fn add_keys<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k PackedKey>,
+        ticket: u64,
+    ) {
+        let keys = keys.into_iter();
+        self.keys.reserve(keys.size_hint().0);
+        for key in keys {
+            self.keys.insert(key, ticket);
+        }
+    }
+
+    /// Whether a row in flight, buffered or flushed (while the index holds its flush) has this
+    /// key.
+    pub(in crate::storage) fn holds(&self, key: &PackedKey) -> bool {
+        self.keys.contains(key)
     }
 
     /// Forgets the keys of the rows of write `ticket` (it failed).
@@ -188,31 +201,34 @@ impl KeyIndex {
         &self.columns
     }
 
-    /// Indexes the keys of the rows of write `ticket`, which were checked against the table
-    /// before other writers' rows arrived, in one probe a key: false, indexing none, when a
-    /// row now holds one of them, or when a data file among `stored` (those the index does not
-    /// cover, when files were added since the check) may hold one by its statistics. The
-    /// caller then checks the rows again.
-    pub(in crate::storage) fn claim(
+    /// Indexes the `keys` of the rows `batches` of write `ticket`, which were checked against
+    /// the table before other writers' rows arrived, in one probe a key: false, indexing none,
+    /// when a row now holds one of them, or when a data file among `stored` (those the index
+    /// does not cover, when files were added since the check) may hold one by its statistics.
+    /// The caller then checks the rows again.
+    pub(in crate::storage) fn claim<'k, K>(
         &mut self,
         batches: &[RecordBatch],
+        keys: K,
         stored: Option<&FileBoxes>,
         ticket: u64,
-    ) -> Result<bool> {
+    ) -> bool
+    where
+        K: Iterator<Item = &'k PackedKey> + Clone,
+    {
         if stored.is_some_and(|boxes| stored_may_hold(boxes, &self.columns, batches)) {
-            return Ok(false);
+            return false;
         }
-        let keys = self.packed(batches)?;
-        self.keys.reserve(keys.len());
-        for (i, key) in keys.iter().enumerate() {
+        self.keys.reserve(keys.size_hint().0);
+        for (i, key) in keys.clone().enumerate() {
             if !self.keys.insert_new(key, ticket) {
-                for key in &keys[..i] {
+                for key in keys.take(i) {
                     self.keys.remove(key, ticket);
                 }
-                return Ok(false);
+                return false;
             }
         }
-        Ok(true)
+        true
     }
 
     pub(in crate::storage) fn clear(&mut self) {
@@ -257,29 +273,6 @@ impl KeyIndex {
         }
         self.keys.retain(|ticket| ticket > cutoff);
     }
-
-    /// The rows of `batches` (counted across them) whose key is indexed: all of them, or only
-    /// the first when `all` is false.
-    pub(in crate::storage) fn taken(
-        &self,
-        batches: &[RecordBatch],
-        all: bool,
-    ) -> Result<Vec<usize>> {
-        let mut taken = Vec::new();
-        let mut offset = 0;
-        for batch in batches {
-            for (i, key) in self.batch_keys(batch)?.iter().enumerate() {
-                if self.keys.contains(key) {
-                    taken.push(offset + i);
-                    if !all {
-                        return Ok(taken);
-                    }
-                }
-            }
-            offset += batch.num_rows();
-        }
-        Ok(taken)
-    }
 }
 
 #[cfg(test)]
@@ -306,23 +299,30 @@ mod tests {
             )
             .unwrap()
         };
+        // The rows of `rows` whose key the index holds.
+        let taken = |index: &KeyIndex, rows: &[RecordBatch]| -> Vec<usize> {
+            let keys = index.packed(rows).unwrap();
+            (0..keys.len()).filter(|i| index.holds(&keys[*i])).collect()
+        };
+        let claim =
+            |index: &mut KeyIndex, rows: RecordBatch, stored: Option<&FileBoxes>, ticket| {
+                let rows = [rows];
+                let keys = index.packed(&rows).unwrap();
+                index.claim(&rows, keys.iter(), stored, ticket)
+            };
         let mut index = KeyIndex::new(vec![0, 1]).unwrap();
         index.add(&[batch(vec![1, 2], vec![10, 10])], 1).unwrap();
         let probe = [batch(vec![3, 2, 1], vec![10, 10, 10])];
-        assert_eq!(index.taken(&probe, true).unwrap(), vec![1, 2]);
+        assert_eq!(taken(&index, &probe), vec![1, 2]);
         // A claim that meets an indexed key indexes none of its keys.
-        assert!(
-            !index
-                .claim(&[batch(vec![3, 1], vec![10, 10])], None, 2)
-                .unwrap()
-        );
-        assert_eq!(index.taken(&probe, true).unwrap(), vec![1, 2]);
-        assert!(index.claim(&[batch(vec![3], vec![10])], None, 2).unwrap());
-        assert_eq!(index.taken(&probe, true).unwrap(), vec![0, 1, 2]);
+        assert!(!claim(&mut index, batch(vec![3, 1], vec![10, 10]), None, 2));
+        assert_eq!(taken(&index, &probe), vec![1, 2]);
+        assert!(claim(&mut index, batch(vec![3], vec![10]), None, 2));
+        assert_eq!(taken(&index, &probe), vec![0, 1, 2]);
         // Write 2 fails to reach the log (leaving write 1's keys alone); write 1 is flushed.
         index.remove(&[batch(vec![3, 1], vec![10, 10])], 2).unwrap();
         index.flushed(1, 2, vec!["part-0.parquet".into()]);
-        assert_eq!(index.taken(&probe, true).unwrap(), vec![1, 2]);
+        assert_eq!(taken(&index, &probe), vec![1, 2]);
         assert!(index.covered.contains("part-0.parquet"));
         // A file the index does not cover refuses claims of keys inside its box.
         let stored = vec![FileBox {
@@ -333,20 +333,22 @@ mod tests {
                 Some((ScalarValue::Int64(Some(0)), ScalarValue::Int64(Some(20)))),
             ],
         }];
-        assert!(
-            !index
-                .claim(&[batch(vec![4], vec![10])], Some(&stored), 3)
-                .unwrap()
-        );
-        assert!(
-            index
-                .claim(&[batch(vec![4], vec![30])], Some(&stored), 3)
-                .unwrap()
-        );
+        assert!(!claim(
+            &mut index,
+            batch(vec![4], vec![10]),
+            Some(&stored),
+            3
+        ));
+        assert!(claim(
+            &mut index,
+            batch(vec![4], vec![30]),
+            Some(&stored),
+            3
+        ));
         // An UPDATE or DELETE forgets flushed keys, not live ones.
         let all = [batch(vec![1, 2, 4], vec![10, 10, 30])];
         index.forget_flushed();
-        assert_eq!(index.taken(&all, true).unwrap(), vec![2]);
+        assert_eq!(taken(&index, &all), vec![2]);
         assert!(index.covered.is_empty());
         // Past the limit, the oldest flushes' keys leave the index and their files are not
         // covered; the latest flush's stay.
@@ -354,7 +356,7 @@ mod tests {
         index.add(&[batch(vec![5], vec![40])], 4).unwrap();
         index.flushed(4, FLUSHED_KEYS_LIMIT, vec!["part-2.parquet".into()]);
         let all = [batch(vec![1, 2, 4, 5], vec![10, 10, 30, 40])];
-        assert_eq!(index.taken(&all, true).unwrap(), vec![3]);
+        assert_eq!(taken(&index, &all), vec![3]);
         assert!(!index.covered.contains("part-1.parquet"));
         assert!(index.covered.contains("part-2.parquet"));
     }
