@@ -13,8 +13,11 @@
 //!
 //! Each query runs warm, several times; the median is reported with the ratio
 //! PostgreSQL / deltagate (higher is better for deltagate), after checking both return the same
-//! rows (count and checksum). Then the bytes per row each stores: deltagate's Parquet files of
-//! the month, PostgreSQL's `pg_total_relation_size` (heap, TOAST and indexes).
+//! rows (count and checksum). deltagate is measured in both states a live plant's rows are in:
+//! first *buffered* (durable in the write-ahead log, not yet in Delta: the server runs with
+//! flushes held back, as the newest rows always are), then *flushed* (after a clean restart
+//! wrote them to Delta). Then the bytes per row each stores: deltagate's Parquet files of the
+//! month, PostgreSQL's `pg_total_relation_size` (heap, TOAST and indexes).
 //!
 //! Run: `benches/run history` (rows: `HISTORY_ROWS`).
 
@@ -182,6 +185,43 @@ async fn time(client: &Client, query: &Query) -> (Duration, (usize, f64)) {
     (median(samples), result)
 }
 
+/// Runs every query on both servers, checks they agree, and prints the times; `state`: where
+/// deltagate's rows are.
+async fn compare(dg: &Client, pg: &Client, rows: i64, state: &str) {
+    for (name, c) in [("deltagate", dg), ("postgres", pg)] {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(n, rows, "{name} holds {n} rows");
+    }
+    for query in queries() {
+        let (dg_time, dg_result) = time(dg, &query).await;
+        let (pg_time, pg_result) = time(pg, &query).await;
+        assert_eq!(
+            dg_result.0, pg_result.0,
+            "{}: deltagate returned {} rows, PostgreSQL {}",
+            query.name, dg_result.0, pg_result.0
+        );
+        assert!(
+            (dg_result.1 - pg_result.1).abs() <= 1e-6 * pg_result.1.abs().max(1.0),
+            "{}: results differ ({} vs {})",
+            query.name,
+            dg_result.1,
+            pg_result.1
+        );
+        println!(
+            "{state:<9} {:<34} {:>7} rows   deltagate {:>9.2} ms   postgres {:>9.2} ms   ratio {:.2}",
+            query.name,
+            dg_result.0,
+            dg_time.as_secs_f64() * 1e3,
+            pg_time.as_secs_f64() * 1e3,
+            pg_time.as_secs_f64() / dg_time.as_secs_f64()
+        );
+    }
+}
+
 /// Parquet bytes under a directory.
 fn parquet_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir).map_or(0, |entries| {
@@ -202,54 +242,37 @@ async fn main() {
     let per_tag = (rows / TAGS as i64).max(1);
     let rows = per_tag * TAGS as i64;
     let postgres = Postgres::start();
-    let mut deltagate = Deltagate::start();
+    // Every row stays in the write buffer until the restart below.
+    let mut deltagate = Deltagate::start_with(&[
+        ("DELTAGATE_FLUSH_AGE", "1h"),
+        ("DELTAGATE_FLUSH_ROWS", "100000000"),
+        ("DELTAGATE_FLUSH_BYTES", "16GiB"),
+        ("DELTAGATE_BUFFER_MEMORY", "8GiB"),
+    ]);
     let data = csv(per_tag);
     load(&postgres.conn_string(), &data).await;
     load(&deltagate.conn_string(), &data).await;
     drop(data);
-    // Reads meet settled storage on both sides: deltagate's rows flushed to Delta (a clean
-    // restart), PostgreSQL's table vacuumed and analyzed.
-    deltagate.restart();
+    // PostgreSQL's table vacuumed and analyzed: settled, as a live plant's is.
     let pg = client(&postgres.conn_string()).await;
     for table in [TABLE, "sqlth_te"] {
         pg.batch_execute(&format!("VACUUM ANALYZE {table}"))
             .await
             .expect("vacuum");
     }
-    let dg = client(&deltagate.conn_string()).await;
-    for (name, c) in [("deltagate", &dg), ("postgres", &pg)] {
-        let n: i64 = c
-            .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])
-            .await
-            .expect("count")
-            .get(0);
-        assert_eq!(n, rows, "{name} holds {n} rows");
-    }
     println!("historian reads on a month of {rows} rows ({TAGS} tags), median of {RUNS} warm runs");
-    for query in queries() {
-        let (dg_time, dg_result) = time(&dg, &query).await;
-        let (pg_time, pg_result) = time(&pg, &query).await;
-        assert_eq!(
-            dg_result.0, pg_result.0,
-            "{}: deltagate returned {} rows, PostgreSQL {}",
-            query.name, dg_result.0, pg_result.0
-        );
-        assert!(
-            (dg_result.1 - pg_result.1).abs() <= 1e-6 * pg_result.1.abs().max(1.0),
-            "{}: results differ ({} vs {})",
-            query.name,
-            dg_result.1,
-            pg_result.1
-        );
-        println!(
-            "{:<34} {:>7} rows   deltagate {:>9.2} ms   postgres {:>9.2} ms   ratio {:.2}",
-            query.name,
-            dg_result.0,
-            dg_time.as_secs_f64() * 1e3,
-            pg_time.as_secs_f64() * 1e3,
-            pg_time.as_secs_f64() / dg_time.as_secs_f64()
-        );
-    }
+    let dg = client(&deltagate.conn_string()).await;
+    assert_eq!(
+        parquet_bytes(&deltagate.warehouse.join("public/sqlt_data_1/month=2026-11")),
+        0,
+        "rows are still buffered"
+    );
+    compare(&dg, &pg, rows, "buffered").await;
+    drop(dg);
+    // A clean restart writes every buffered row to Delta.
+    deltagate.restart();
+    let dg = client(&deltagate.conn_string()).await;
+    compare(&dg, &pg, rows, "flushed").await;
     let pg_bytes: i64 = pg
         .query_one(&format!("SELECT pg_total_relation_size('{TABLE}')"), &[])
         .await

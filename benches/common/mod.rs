@@ -157,25 +157,37 @@ impl Drop for Postgres {
 pub struct Deltagate {
     pub port: u16,
     pub warehouse: PathBuf,
+    settings: Vec<(String, String)>,
     child: Child,
     _dir: tempfile::TempDir,
 }
 
 impl Deltagate {
     pub fn start() -> Deltagate {
+        Deltagate::start_with(&[])
+    }
+
+    /// Starts the server with these settings (environment variables, e.g.
+    /// `DELTAGATE_FLUSH_AGE`), kept for restarts.
+    pub fn start_with(settings: &[(&str, &str)]) -> Deltagate {
         let dir = tempfile::tempdir().expect("tempdir");
         let warehouse = dir.path().join("warehouse");
         let port = free_port();
-        let child = Deltagate::spawn(port, &warehouse);
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = Deltagate::spawn(port, &warehouse, &settings);
         Deltagate {
             port,
             warehouse,
+            settings,
             child,
             _dir: dir,
         }
     }
 
-    fn spawn(port: u16, warehouse: &std::path::Path) -> Child {
+    fn spawn(port: u16, warehouse: &std::path::Path, settings: &[(String, String)]) -> Child {
         let child = Command::new(env!("CARGO_BIN_EXE_deltagate"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -184,6 +196,7 @@ impl Deltagate {
             .args(["--user", USER, "--database", USER])
             .env("DELTAGATE_PASSWORD", PASSWORD)
             .env("DELTAGATE_LOG", "warn")
+            .envs(settings.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -196,7 +209,7 @@ impl Deltagate {
     #[allow(dead_code)]
     pub fn restart(&mut self) {
         self.stop();
-        self.child = Deltagate::spawn(self.port, &self.warehouse);
+        self.child = Deltagate::spawn(self.port, &self.warehouse, &self.settings);
     }
 
     /// Peak resident memory so far (VmHWM), in bytes.

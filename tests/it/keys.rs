@@ -144,7 +144,10 @@ async fn every_insert_path_takes_the_same_key_check() {
             .await
             .expect("historian rows");
         if checkpoint {
-            client.batch_execute("CHECKPOINT").await.expect("checkpoint");
+            client
+                .batch_execute("CHECKPOINT")
+                .await
+                .expect("checkpoint");
         }
     }
 
@@ -167,7 +170,12 @@ async fn every_insert_path_takes_the_same_key_check() {
             (2, 200 + n),
             &what("repeated"),
         );
-        assert_eq!(count(&client, "k").await, 8 + n, "{}", what("nothing stored"));
+        assert_eq!(
+            count(&client, "k").await,
+            8 + n,
+            "{}",
+            what("nothing stored")
+        );
         assert_eq!(
             keyed(vec![(3, 300 + n)]).await.expect("a new key"),
             1,
@@ -178,8 +186,18 @@ async fn every_insert_path_takes_the_same_key_check() {
         let fresh = DECEMBER + 1000 + n;
         let rows = [(1, DECEMBER + 1), (1, DECEMBER + 6), (5, fresh), (5, fresh)];
         let stored = insert(&client, path, history, "floatvalue", &rows).await;
-        assert_eq!(stored.expect("duplicates skipped"), 1, "{}", what("skipped"));
-        assert_eq!(count(&client, history).await, 9 + n, "{}", what("kept once"));
+        assert_eq!(
+            stored.expect("duplicates skipped"),
+            1,
+            "{}",
+            what("skipped")
+        );
+        assert_eq!(
+            count(&client, history).await,
+            9 + n,
+            "{}",
+            what("kept once")
+        );
 
         // Inside a transaction that deleted rows, against the table as it would leave it.
         client.batch_execute("BEGIN").await.expect("begin");
@@ -199,7 +217,12 @@ async fn every_insert_path_takes_the_same_key_check() {
             .expect("delete");
         let rows = [(1, DECEMBER), (1, DECEMBER + 2), (1, DECEMBER)];
         let stored = insert(&client, path, history, "floatvalue", &rows).await;
-        assert_eq!(stored.expect("skipped after a delete"), 1, "{}", what("view"));
+        assert_eq!(
+            stored.expect("skipped after a delete"),
+            1,
+            "{}",
+            what("view")
+        );
         assert_eq!(count(&client, history).await, 9 + n);
         client.batch_execute("ROLLBACK").await.expect("rollback");
     }

@@ -99,8 +99,7 @@ impl NewRows {
         self.batches
     }
 
-    /// The rows `keep` marks (one flag a row), with their keys; the rows themselves when it
-    /// marks all, as it mostly does.
+    /// The rows `keep` marks (one flag a row), with their keys.
     ///
     /// # Errors
     /// Arrow errors filtering.
@@ -124,8 +123,12 @@ impl NewRows {
     }
 }
 
-/// The rows of `batches` that `keep` marks (counted across them).
+/// The rows of `batches` that `keep` marks (counted across them); the batches themselves when
+/// it marks all, as it mostly does.
 fn kept_batches(batches: Vec<RecordBatch>, keep: &[bool]) -> Result<Vec<RecordBatch>> {
+    if keep.iter().all(|k| *k) {
+        return Ok(batches);
+    }
     let mut offset = 0;
     batches
         .into_iter()
@@ -267,16 +270,18 @@ impl Storage {
                 }
             }
             let boxes = table.uncovered_boxes(state, index)?;
-            let stored_unknown = if taken.is_empty() && open.iter().all(|o| *o) {
-                stored_may_hold(&boxes, index.columns(), rows.batches())
-            } else {
-                let mut still = open.to_vec();
-                for &row in &taken {
-                    still[row] = false;
-                }
-                let batches = kept_batches(rows.batches.clone(), &still)?;
-                stored_may_hold(&boxes, index.columns(), &batches)
-            };
+            let mut still = open.to_vec();
+            for &row in &taken {
+                still[row] = false;
+            }
+            // Only the rows still open count; none when the index decided them all.
+            let stored_unknown = !boxes.is_empty()
+                && still.iter().any(|s| *s)
+                && stored_may_hold(
+                    &boxes,
+                    index.columns(),
+                    &kept_batches(rows.batches.clone(), &still)?,
+                );
             Ok(Probe {
                 taken,
                 stored_unknown,
