@@ -101,13 +101,7 @@ impl SchemaProvider for UserSchema {
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?,
         );
-        let pending = self
-            .shared
-            .txn
-            .lock()
-            .as_ref()
-            .and_then(|t| t.ops_for(handle.oid).map(<[_]>::to_vec));
-        match pending {
+        match self.shared.txn.pending_ops(handle.oid) {
             Some(ops) => txn::overlay(
                 TableReference::full(
                     self.shared.engine.config().database.clone(),

@@ -49,7 +49,7 @@ pub async fn execute(session: &Session, statement: &Statement) -> Result<Option<
             command("ROLLBACK")
         }
         Statement::Rollback { .. } => {
-            let had = session.shared.txn.lock().take().is_some_and(|t| t.explicit);
+            let had = session.shared.txn.take().is_some_and(|t| t.explicit);
             if !had {
                 session.shared.notice("there is no transaction in progress");
             }
@@ -129,13 +129,11 @@ fn with_block(
     what: &str,
     f: impl FnOnce(&mut Transaction) -> Result<()>,
 ) -> Result<()> {
-    let mut txn = session.shared.txn.lock();
-    match txn.as_mut() {
-        Some(t) if t.explicit => f(t),
-        _ => Err(SqlError::ActiveTransaction(format!(
+    session.shared.txn.with_block(f).unwrap_or_else(|| {
+        Err(SqlError::ActiveTransaction(format!(
             "{what} can only be used in transaction blocks"
-        ))),
-    }
+        )))
+    })
 }
 
 fn begin(session: &Session, modes: &[TransactionMode]) -> Outcome {
@@ -145,26 +143,17 @@ fn begin(session: &Session, modes: &[TransactionMode]) -> Outcome {
             TransactionMode::AccessMode(TransactionAccessMode::ReadOnly)
         )
     });
-    let mut txn = session.shared.txn.lock();
-    match txn.as_mut() {
-        Some(t) if t.explicit => {
-            drop(txn);
-            session
-                .shared
-                .notice("there is already a transaction in progress");
-        }
-        Some(t) => {
-            // BEGIN inside an implicit block turns it into an explicit one.
-            t.explicit = true;
-            t.read_only = read_only;
-        }
-        None => *txn = Some(Transaction::explicit(read_only)),
+    // BEGIN inside an implicit block turns it into an explicit one.
+    if !session.shared.txn.begin(read_only) {
+        session
+            .shared
+            .notice("there is already a transaction in progress");
     }
     Outcome::Begin
 }
 
 async fn commit(session: &Session) -> Result<Outcome> {
-    let txn = session.shared.txn.lock().take();
+    let txn = session.shared.txn.take();
     match txn {
         None => {
             session.shared.notice("there is no transaction in progress");

@@ -23,7 +23,7 @@ use super::{Outcome, Result, SqlError};
 /// 25001 inside a transaction block, 42P01 for an unknown table, storage errors.
 pub async fn vacuum(session: &Session, statement: &VacuumStatement) -> Result<Outcome> {
     // Also an implicit block: PostgreSQL refuses VACUUM in a multi-statement query string.
-    if session.shared.txn.lock().is_some() {
+    if session.shared.txn.is_open() {
         return Err(SqlError::InTransactionBlock(
             "VACUUM cannot run inside a transaction block".into(),
         ));

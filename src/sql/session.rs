@@ -160,10 +160,12 @@ impl Session {
 
     /// The transaction status for `ReadyForQuery`.
     pub fn txn_status(&self) -> TxnStatus {
-        match &*self.shared.txn.lock() {
-            Some(t) if t.failed && t.explicit => TxnStatus::Failed,
-            Some(t) if t.explicit => TxnStatus::InBlock,
-            _ => TxnStatus::Idle,
+        if self.shared.txn.block_failed() {
+            TxnStatus::Failed
+        } else if self.shared.txn.in_block() {
+            TxnStatus::InBlock
+        } else {
+            TxnStatus::Idle
         }
     }
 
@@ -200,7 +202,7 @@ impl Session {
 
     /// Refuses writes in a read-only transaction.
     pub(crate) fn check_writable(&self, what: &str) -> Result<()> {
-        let read_only = matches!(&*self.shared.txn.lock(), Some(t) if t.read_only)
+        let read_only = self.shared.txn.read_only()
             || self
                 .shared
                 .settings
@@ -219,7 +221,7 @@ impl Drop for Session {
     /// The connection ended: an open transaction is rolled back (its writes were never
     /// visible to anyone else).
     fn drop(&mut self) {
-        let open = self.shared.txn.lock().take().is_some();
+        let open = self.shared.txn.take().is_some();
         tracing::info!(
             pid = self.shared.pid,
             user = self.shared.user,

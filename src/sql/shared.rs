@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::settings::Settings;
-use super::txn::Transaction;
+use super::txn::TransactionSlot;
 use super::{Engine, Result};
 use crate::storage::{TableHandle, TableState};
 
@@ -43,7 +43,8 @@ pub struct SessionShared {
     pub user: String,
     pub pid: i32,
     pub settings: Mutex<Settings>,
-    pub txn: Mutex<Option<Transaction>>,
+    /// The open transaction, and the rules of its life cycle.
+    pub txn: TransactionSlot,
     pub sequences: Mutex<SequenceState>,
     pub notices: Mutex<Vec<String>>,
     /// Cancellation of the statement running now; replaced at each statement.
@@ -78,7 +79,7 @@ impl SessionShared {
             user: user.to_string(),
             pid,
             settings: Mutex::new(settings),
-            txn: Mutex::new(None),
+            txn: TransactionSlot::default(),
             sequences: Mutex::new(SequenceState::default()),
             notices: Mutex::new(Vec::new()),
             cancel: Arc::new(Mutex::new(CancellationToken::new())),

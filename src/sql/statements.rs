@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::session::{PreparedStatement, Session, parameter_types};
-use super::txn::Transaction;
 use super::{Executions, Outcome, Result, SqlError, control, ddl, dml};
 
 impl Session {
@@ -110,7 +109,7 @@ impl Session {
         executions: Executions<'_>,
     ) -> Result<Option<Vec<usize>>> {
         *self.shared.cancel.lock() = CancellationToken::new();
-        let failed = matches!(&*self.shared.txn.lock(), Some(t) if t.failed && t.explicit);
+        let failed = self.shared.txn.block_failed();
         let result = if failed {
             Err(SqlError::InFailedTransaction)
         } else {
@@ -138,21 +137,13 @@ impl Session {
     /// A statement failed: an explicit transaction now only accepts ROLLBACK, an implicit one
     /// is abandoned.
     pub(crate) fn statement_failed(&self) {
-        let mut txn = self.shared.txn.lock();
-        match txn.as_mut() {
-            Some(t) if t.explicit => t.failed = true,
-            Some(_) => *txn = None,
-            None => {}
-        }
+        self.shared.txn.statement_failed();
     }
 
     /// Executes the statements of one simple-protocol query string, stopping at the first
     /// error. Outside a transaction block they form one implicit transaction.
     pub async fn execute_batch(&self, statements: Vec<Statement>) -> Vec<Result<Outcome>> {
-        let implicit = statements.len() > 1 && self.shared.txn.lock().is_none();
-        if implicit {
-            *self.shared.txn.lock() = Some(Transaction::default());
-        }
+        let implicit = statements.len() > 1 && self.shared.txn.open_implicit();
         let mut results = Vec::with_capacity(statements.len());
         let last = statements.len().saturating_sub(1);
         for (index, statement) in statements.iter().enumerate() {
@@ -187,14 +178,7 @@ impl Session {
     }
 
     async fn commit_implicit(&self) -> Result<()> {
-        let txn = {
-            let mut guard = self.shared.txn.lock();
-            match guard.as_ref() {
-                Some(t) if !t.explicit => guard.take(),
-                _ => None,
-            }
-        };
-        if let Some(txn) = txn {
+        if let Some(txn) = self.shared.txn.take_implicit() {
             dml::commit_changes(self, txn).await?;
         }
         Ok(())
@@ -214,7 +198,7 @@ impl Session {
         statement: &Statement,
         params: Option<ParamValues>,
     ) -> Result<Outcome> {
-        let failed = matches!(&*self.shared.txn.lock(), Some(t) if t.failed && t.explicit);
+        let failed = self.shared.txn.block_failed();
         if failed && !control::allowed_in_failed_transaction(statement) {
             return Err(SqlError::InFailedTransaction);
         }

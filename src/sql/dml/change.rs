@@ -40,7 +40,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let autocommit = session.shared.txn.lock().is_none();
+    let autocommit = !session.shared.txn.is_open();
     let mut tries = 0;
     loop {
         match attempt().await {

@@ -102,10 +102,11 @@ pub(super) async fn check_changes(
         return Ok(None);
     }
     let oid = target.handle.oid;
-    let (earlier, deletes) = match session.shared.txn.lock().as_mut() {
-        Some(t) => (t.take_keys(oid), t.deletes_from(oid)),
-        None => (None, false),
-    };
+    let (earlier, deletes) = session
+        .shared
+        .txn
+        .with(|t| (t.take_keys(oid), t.deletes_from(oid)))
+        .unwrap_or((None, false));
     if deletes || ops.iter().any(|op| matches!(op, WriteOp::Delete { .. })) {
         // The table as this transaction leaves it is more than stored rows plus inserts.
         let mut prior = pending_ops(session, oid);

@@ -65,10 +65,11 @@ async fn check_rows(
     let meta = &target.state.meta;
     let on_duplicate = historian::on_duplicate(&target.handle.name, meta, session_skips(session));
     let oid = target.handle.oid;
-    let (earlier, deletes) = match session.shared.txn.lock().as_mut() {
-        Some(t) => (t.take_keys(oid), t.deletes_from(oid)),
-        None => (None, false),
-    };
+    let (earlier, deletes) = session
+        .shared
+        .txn
+        .with(|t| (t.take_keys(oid), t.deletes_from(oid)))
+        .unwrap_or((None, false));
     if deletes {
         let kept = check_against_view(session, target, &rows, on_duplicate).await?;
         return Ok((rows.keep(&kept)?, kept, None));

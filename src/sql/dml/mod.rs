@@ -101,13 +101,7 @@ pub(crate) fn has_pending_changes(session: &Session, table: &TableHandle) -> boo
 
 /// This session's uncommitted operations on a table.
 fn pending_ops(session: &Session, oid: u32) -> Vec<WriteOp> {
-    session
-        .shared
-        .txn
-        .lock()
-        .as_ref()
-        .and_then(|t| t.ops_for(oid).map(<[_]>::to_vec))
-        .unwrap_or_default()
+    session.shared.txn.pending_ops(oid).unwrap_or_default()
 }
 
 /// Encodes primary-key columns of `schema`'s types for hashing.
@@ -397,13 +391,16 @@ pub(crate) async fn write(
     ops: Vec<WriteOp>,
     keys: Option<KeySet>,
 ) -> Result<()> {
-    {
-        let mut txn = session.shared.txn.lock();
-        if let Some(t) = txn.as_mut() {
+    // In a transaction the writes wait for its end.
+    let mut pending = Some((ops, keys));
+    session.shared.txn.with(|t| {
+        if let Some((ops, keys)) = pending.take() {
             t.push(handle, base, ops, keys);
-            return Ok(());
         }
-    }
+    });
+    let Some((ops, keys)) = pending else {
+        return Ok(());
+    };
     if ops.is_empty() {
         return Ok(());
     }

@@ -67,13 +67,7 @@ pub(in crate::sql) async fn try_seek(
     let Some((handle, qualifier)) = relation(session, shape.select) else {
         return Ok(None);
     };
-    let pending = session
-        .shared
-        .txn
-        .lock()
-        .as_ref()
-        .is_some_and(|t| t.ops_for(handle.oid).is_some());
-    if pending {
+    if session.shared.txn.pending_ops(handle.oid).is_some() {
         return Ok(None);
     }
     let state = handle.state();

@@ -1,9 +1,8 @@
 //! Transactions: pending writes, what the session sees of them, and commit.
 //!
 //! A transaction collects [`WriteOp`]s per table. Until commit, only its own session sees
-//! them: [`overlay`] turns a table's snapshot plus the pending operations into a DataFusion
-//! plan (`snapshot ∪ inserted rows`, filtered by pending deletes), so reads, constraint checks
-//! and further `UPDATE`/`DELETE`s all act on what the transaction would leave behind.
+//! them, through `overlay`. A session holds at most one, in its [`TransactionSlot`] (`slot`),
+//! which owns the rules of its life cycle.
 //!
 //! [`commit`] sends insert-only transactions through the write-ahead log (one record for all
 //! tables, so they survive a crash together) and applies other changes straight to Delta, one
@@ -13,20 +12,17 @@
 //! touching several tables commits each table's part to Delta separately; a crash between them
 //! can leave one table's part applied.
 
-use std::borrow::Cow;
+mod overlay;
+mod slot;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::Session as DfSession;
-use datafusion::common::TableReference;
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::datasource::{MemTable, TableProvider, TableType, provider_as_source};
-use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
-use datafusion::physical_plan::ExecutionPlan;
 use tracing::debug;
+
+pub(crate) use overlay::conform;
+pub use overlay::{overlay, unqualify};
+pub use slot::TransactionSlot;
 
 use crate::storage::{Append, Appended, KeySet, Stamp, Storage, TableHandle, WriteOp};
 
@@ -176,129 +172,6 @@ impl Transaction {
     pub fn take_changes(&mut self) -> Vec<TableChanges> {
         std::mem::take(&mut self.changes)
     }
-}
-
-/// A table as seen through a transaction's pending operations.
-#[derive(Debug)]
-pub struct OverlayTable {
-    plan: LogicalPlan,
-    schema: SchemaRef,
-}
-
-/// Builds the view of `base` after `ops`, as a plan DataFusion inlines into the query.
-///
-/// # Errors
-/// DataFusion errors building the plan.
-pub fn overlay(
-    name: TableReference,
-    base: Arc<dyn TableProvider>,
-    ops: &[WriteOp],
-) -> DfResult<Arc<dyn TableProvider>> {
-    let schema = base.schema();
-    let mut builder = LogicalPlanBuilder::scan(name.clone(), provider_as_source(base), None)?;
-    for op in ops {
-        builder = match op {
-            WriteOp::Insert(batches) => {
-                let batches = batches
-                    .iter()
-                    .map(|b| conform(b, &schema))
-                    .collect::<DfResult<Vec<RecordBatch>>>()?;
-                let rows = MemTable::try_new(schema.clone(), vec![batches])?;
-                let pending = LogicalPlanBuilder::scan(
-                    name.clone(),
-                    provider_as_source(Arc::new(rows)),
-                    None,
-                )?
-                .build()?;
-                builder.union(pending)?
-            }
-            WriteOp::Delete {
-                predicate: None, ..
-            } => builder.filter(datafusion::prelude::lit(false))?,
-            WriteOp::Delete {
-                predicate: Some(predicate),
-                ..
-            } => builder.filter(Expr::IsNotTrue(Box::new(predicate.clone())))?,
-        };
-    }
-    let plan = builder.build()?;
-    Ok(Arc::new(OverlayTable { plan, schema }))
-}
-
-/// Gives a batch the provider's schema, casting where the scan's physical types differ from the
-/// stored ones (delta-rs scans strings as `Utf8View`).
-pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(column.clone())
-            } else {
-                datafusion::arrow::compute::cast(column, field.data_type())
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
-#[async_trait]
-impl TableProvider for OverlayTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
-        Some(Cow::Borrowed(&self.plan))
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn DfSession,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        // Only reached when a scan is built with filters already attached; plan it directly.
-        let mut builder = LogicalPlanBuilder::from(self.plan.clone());
-        for filter in filters {
-            builder = builder.filter(filter.clone())?;
-        }
-        if let Some(projection) = projection {
-            let columns: Vec<Expr> = projection
-                .iter()
-                .map(|i| {
-                    Expr::Column(datafusion::common::Column::from(
-                        self.plan.schema().qualified_field(*i),
-                    ))
-                })
-                .collect();
-            builder = builder.project(columns)?;
-        }
-        if let Some(limit) = limit {
-            builder = builder.limit(0, Some(limit))?;
-        }
-        state.create_physical_plan(&builder.build()?).await
-    }
-}
-
-/// Removes table qualifiers from column references: delta-rs evaluates predicates against the
-/// bare table schema.
-pub fn unqualify(expr: Expr) -> DfResult<Expr> {
-    expr.transform(|e| {
-        Ok(match e {
-            Expr::Column(c) if c.relation.is_some() => Transformed::yes(Expr::Column(
-                datafusion::common::Column::new_unqualified(c.name),
-            )),
-            other => Transformed::no(other),
-        })
-    })
-    .map(|t| t.data)
 }
 
 /// Coalesces consecutive inserts so each run of them is one Delta commit.
