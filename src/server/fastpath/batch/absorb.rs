@@ -30,7 +30,7 @@ fn message(buffer: &[u8]) -> Option<(u8, &[u8], usize)> {
 }
 
 /// A Bind, Describe or Execute bigger than this goes through pgwire (and its size limit).
-const MAX_ABSORBED: usize = 1 << 20;
+pub(super) const MAX_ABSORBED: usize = 1 << 20;
 
 /// Reads the fields of a message body in order; `None` past its end.
 struct Fields<'a>(&'a [u8]);

@@ -1,11 +1,13 @@
-//! Unit tests of a held batch: absorbing its own messages from the read buffer, and stopping
-//! at anything else.
+//! Unit tests of a held batch: absorbing its own messages from the read buffer, stopping at
+//! anything else, and its parser of Bind, Describe and Execute taking only whole, well-formed
+//! messages within its size limit.
 
 use bytes::Bytes;
 
 use crate::server::fastpath::wire::tests::typed;
 use crate::server::params::tests::wire;
 
+use super::absorb::MAX_ABSORBED;
 use super::*;
 
 /// The prepared INSERT `ins` of `params` text parameters.
@@ -118,4 +120,76 @@ fn anything_else_stops_the_batch_where_it_stands() {
     assert!(!absorb(&mut buffer, &batch));
     assert_eq!(&buffer[..], &bind("ins", &[Some("3"), None])[..]);
     assert!(batch.lock().holds(DEFAULT_NAME));
+}
+
+/// What a batch holds: its rows, its replies, and whether a Bind waits for its Execute.
+type State = (usize, usize, bool);
+
+/// Absorbs `bytes` into `batch`: what it holds when all of `bytes` was taken, `None` when none
+/// of it was (and nothing was held).
+fn absorbed(batch: &Batch, bytes: &[u8]) -> Option<State> {
+    let state = |held: &Held| (held.rows.len(), held.replies.len(), held.bound);
+    let before = state(&batch.lock());
+    let mut buffer = BytesMut::from(bytes);
+    assert!(!absorb(&mut buffer, batch), "the batch is not full");
+    let after = state(&batch.lock());
+    if buffer.is_empty() {
+        return Some(after);
+    }
+    assert_eq!(&buffer[..], bytes, "left whole");
+    assert_eq!(after, before, "nothing held");
+    None
+}
+
+#[test]
+fn the_batchs_parser_takes_only_whole_well_formed_messages_within_its_size() {
+    let next = bind("ins", &[Some("2"), None]);
+    let describe = typed(b'D', b"P\0");
+    let execute = execute();
+    // Each message the batch reads itself, whether it comes after a Bind not executed yet,
+    // and the rows, replies and waiting Bind held after it.
+    let cases: [(&str, &[u8], bool, State); 3] = [
+        ("Bind", &next, false, (2, 3, true)),
+        ("Describe", &describe, true, (2, 4, true)),
+        ("Execute", &execute, true, (2, 4, false)),
+    ];
+    for (what, message, after_bind, held) in cases {
+        let batch = || {
+            let (batch, _) = holding_one();
+            if after_bind {
+                assert_eq!(absorbed(&batch, &next), Some((2, 3, true)));
+            }
+            batch
+        };
+        assert_eq!(absorbed(&batch(), message), Some(held), "{what}");
+        // Not whole yet (its length says more than has arrived): left until the rest comes.
+        for cut in 1..message.len() {
+            assert_eq!(
+                absorbed(&batch(), &message[..cut]),
+                None,
+                "{what} cut at {cut}"
+            );
+        }
+        // Fields that run past its length, or bytes after its fields: left for `wire` to
+        // refuse.
+        let (kind, body) = (message[0], &message[5..]);
+        for short in 0..body.len() {
+            let truncated = typed(kind, &body[..short]);
+            assert_eq!(absorbed(&batch(), &truncated), None, "{what} to {short}");
+        }
+        let overlong = typed(kind, &[body, b"\0"].concat());
+        assert_eq!(
+            absorbed(&batch(), &overlong),
+            None,
+            "{what} with a byte more"
+        );
+        // A length past the batch's own limit: left for pgwire's, before the body arrives.
+        let mut oversized = vec![kind];
+        oversized.extend_from_slice(&(MAX_ABSORBED as u32 + 1).to_be_bytes());
+        assert_eq!(absorbed(&batch(), &oversized), None, "{what} oversized");
+    }
+    // A whole Bind over the limit: left too.
+    let big = "1".repeat(MAX_ABSORBED);
+    let big = bind("ins", &[Some(&big), None]);
+    assert_eq!(absorbed(&holding_one().0, &big), None);
 }

@@ -141,7 +141,13 @@ fn every_message() -> Vec<(Phase, u8, Vec<u8>, bool)> {
         (Phase::Copy, b'c', Vec::new(), false),
         (Phase::Copy, b'f', b"gave up\0".to_vec(), false),
         (Phase::Copy, b'S', Vec::new(), false),
+        (Phase::Copy, b'H', Vec::new(), false),
+        (Phase::Copy, b'X', Vec::new(), false),
+        (Phase::Query, b'd', b"1\t2\n".to_vec(), false),
+        (Phase::Query, b'c', Vec::new(), false),
+        (Phase::Query, b'f', b"gave up\0".to_vec(), false),
         (Phase::Authentication, b'p', b"secret\0".to_vec(), false),
+        (Phase::Authentication, b'X', Vec::new(), false),
     ]
 }
 
@@ -168,8 +174,18 @@ fn every_message_truncated_or_overlong_is_malformed_and_oversized_is_broken() {
         for short in 0..body.len() {
             let truncated = typed(kind, &body[..short]);
             match frame(&truncated, phase) {
-                Frame::Malformed { len, kind: k, .. } if fields => {
+                Frame::Malformed {
+                    len,
+                    kind: k,
+                    error,
+                } if fields => {
                     assert_eq!((len, k), (truncated.len(), kind), "{what}");
+                    // A body cut short ends in a string without its zero or a field without
+                    // its bytes.
+                    assert!(
+                        matches!(error, ProtocolError::Insufficient | ProtocolError::String),
+                        "{what} truncated to {short}: {error:?}"
+                    );
                 }
                 Frame::Message(len) if !fields => assert_eq!(len, truncated.len()),
                 other => panic!("{what} truncated to {short}: {other:?}"),
@@ -180,7 +196,7 @@ fn every_message_truncated_or_overlong_is_malformed_and_oversized_is_broken() {
             Frame::Malformed { error, .. } if fields => {
                 assert_eq!(error, ProtocolError::Format, "{what}");
             }
-            Frame::Message(_) if !fields => {}
+            Frame::Message(len) if !fields => assert_eq!(len, overlong.len(), "{what}"),
             other => panic!("{what} with a byte more: {other:?}"),
         }
         // A length past the limit of its type ends the connection before any byte of the
@@ -197,5 +213,101 @@ fn every_message_truncated_or_overlong_is_malformed_and_oversized_is_broken() {
             Frame::Broken(ProtocolError::Length),
             "{what}"
         );
+        // A length at the limit is awaited.
+        let mut largest = vec![kind];
+        largest.extend_from_slice(&(limit as u32).to_be_bytes());
+        assert_eq!(
+            frame(&largest, phase),
+            Frame::Incomplete(1 + limit),
+            "{what}"
+        );
     }
+}
+
+/// A packet without a type byte: its length, then `body`.
+fn untyped(body: &[u8]) -> Vec<u8> {
+    [&(body.len() as u32 + 4).to_be_bytes()[..], body].concat()
+}
+
+/// A CancelRequest with a key of `key` bytes.
+fn cancel_request(key: usize) -> Vec<u8> {
+    let body = [
+        &CANCEL_REQUEST_CODE.to_be_bytes()[..],
+        &4242u32.to_be_bytes(),
+        &vec![7; key],
+    ]
+    .concat();
+    untyped(&body)
+}
+
+/// A well-formed packet of every kind a connection reads before its startup: the startup
+/// packet of protocol 3.0 and 3.2, and a CancelRequest with the shortest (3.0) and longest
+/// (3.2) key.
+fn every_startup_packet() -> Vec<(&'static str, Vec<u8>)> {
+    let startup = |version: u32| untyped(&[&version.to_be_bytes()[..], b"user\0u\0\0"].concat());
+    vec![
+        ("startup 3.0", startup(0x0003_0000)),
+        ("startup 3.2", startup(0x0003_0002)),
+        ("cancel with a 4-byte key", cancel_request(4)),
+        ("cancel with a 256-byte key", cancel_request(256)),
+    ]
+}
+
+#[test]
+fn every_startup_packet_is_framed_whole_and_waits_when_cut() {
+    for (what, whole) in every_startup_packet() {
+        assert_eq!(
+            frame(&whole, Phase::Startup),
+            Frame::Message(whole.len()),
+            "{what}"
+        );
+        // Followed by more bytes: only this packet is framed.
+        let two = [whole.clone(), typed(b'Q', b"x\0")].concat();
+        assert_eq!(
+            frame(&two, Phase::Startup),
+            Frame::Message(whole.len()),
+            "{what}"
+        );
+        for cut in 0..whole.len() {
+            let expected = Frame::Incomplete(if cut < 4 { 4 } else { whole.len() });
+            assert_eq!(
+                frame(&whole[..cut], Phase::Startup),
+                expected,
+                "{what} cut at {cut}"
+            );
+        }
+    }
+}
+
+#[test]
+fn startup_packets_truncated_overlong_or_oversized_end_the_connection() {
+    let broken = |packet: &[u8]| match frame(packet, Phase::Startup) {
+        Frame::Broken(error) => error,
+        other => panic!("{packet:?}: {other:?}"),
+    };
+    // Truncated: a length too short for the version, for a CancelRequest's process id or
+    // key, or one that cuts the startup packet's strings.
+    assert_eq!(broken(&[0, 0, 0, 7, 0, 3, 0]), ProtocolError::StartupLength);
+    assert_eq!(broken(&cancel_request(0)), ProtocolError::CancelLength);
+    assert_eq!(broken(&cancel_request(3)), ProtocolError::CancelLength);
+    assert_eq!(
+        broken(&untyped(b"\0\x03\0\0user\0u")),
+        ProtocolError::StartupLayout
+    );
+    // Overlong: bytes after the terminator, a key longer than 256 bytes.
+    assert_eq!(
+        broken(&untyped(b"\0\x03\0\0user\0u\0\0x")),
+        ProtocolError::StartupLayout
+    );
+    assert_eq!(broken(&cancel_request(257)), ProtocolError::CancelLength);
+    // Oversized: refused before any byte of the body is awaited; at the limit it is awaited.
+    let header = |len: usize| (len as u32).to_be_bytes();
+    assert_eq!(
+        broken(&header(SMALL_MESSAGE + 1)),
+        ProtocolError::StartupLength
+    );
+    assert_eq!(
+        frame(&header(SMALL_MESSAGE), Phase::Startup),
+        Frame::Incomplete(SMALL_MESSAGE)
+    );
 }
