@@ -71,7 +71,8 @@ impl<'a> Fields<'a> {
     }
 
     /// A Bind's parameter values: a count, then each as a length (-1 for NULL) and its bytes.
-    /// Returns the count and the bytes that hold them (see [`Rows::push_wire`]).
+    /// Returns the count and the bytes that hold them (see
+    /// [`Rows::push_wire`](crate::server::params::Rows::push_wire)).
     fn values(&mut self) -> Option<(usize, &'a [u8])> {
         let count = usize::try_from(self.i16()?).ok()?;
         let start = self.0;

@@ -29,7 +29,7 @@ use super::{Batch, Held, Reply};
 
 /// Runs the held executions and sends their replies; an error is for the caller to report
 /// (the connection then skips messages until Sync). The latest Bind keeps standing for its
-/// portal (see [`store_portal`]).
+/// portal (see [`store_portal`](super::store_portal)).
 ///
 /// # Errors
 /// The batch's error, or a failure to send.

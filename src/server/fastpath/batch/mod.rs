@@ -8,7 +8,7 @@
 //! arrives: another statement, Describe of something else, Close, Flush, Sync, a simple query,
 //! or a full batch. Their parameters are then decoded column by column (see `params`). The
 //! replies go out in the order PostgreSQL sends them. Once a batch is held, the connection loop
-//! hands the rest of its messages here straight from the read buffer ([`absorb`]), undecoded by
+//! hands the rest of its messages here straight from the read buffer ([`absorb()`]), undecoded by
 //! pgwire.
 //!
 //! Invariants: nothing is acknowledged before it is recorded (a reply is only sent after the
@@ -22,9 +22,9 @@
 //!
 //! This file holds what is held ([`Held`]) and its portal; `absorb` takes a held batch's own
 //! messages from the read buffer, `flush` runs the held executions and sends their replies.
-//! Called by the extended-protocol handlers in `handlers`, which run [`flush`] and
+//! Called by the extended-protocol handlers in `handlers`, which run [`flush()`] and
 //! [`store_portal`] before any message that is not a Bind, Describe or Execute of the held
-//! statement, and by the connection loop (`message_loop`), which calls [`absorb`].
+//! statement, and by the connection loop (`message_loop`), which calls [`absorb()`].
 
 use std::sync::Arc;
 
