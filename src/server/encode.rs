@@ -87,7 +87,7 @@ fn columns(schema: &SchemaRef, format: &Format, time_zone: &str) -> PgWireResult
     // A Bind's formats were checked against the statement's columns; a result whose columns
     // changed since (the table was altered) must not be encoded with too few.
     if let Format::Individual(codes) = format {
-        super::wire::check_result_formats(codes.len(), schema.fields().len())
+        super::fastpath::wire::check_result_formats(codes.len(), schema.fields().len())
             .map_err(|e| errors::protocol(&e, false))?;
     }
     schema

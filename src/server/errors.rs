@@ -9,7 +9,7 @@ use pgwire::error::{ErrorInfo, PgWireError};
 use crate::sql::SqlError;
 use crate::sql::sqlstate::{Coded, classify, code};
 
-use super::wire::ProtocolError;
+use super::fastpath::wire::ProtocolError;
 
 /// The wire error for a SQL-layer error.
 pub fn to_pgwire(error: &SqlError) -> PgWireError {

@@ -2,11 +2,11 @@
 //! API.
 //!
 //! [`messages`] feeds arbitrary bytes through everything that decodes what a client sends, as a
-//! connection does: framing and layout checks (`wire`), pgwire's decoder on each framed message,
-//! the password messages and the SCRAM exchange (`auth`), the Bind checks and the decoding of
-//! parameter values into scalars (`params`), and a held batch taking Binds, Describes and
-//! Executes straight from the buffer and decoding them column by column (`batch`). Whatever
-//! the bytes, none of it may panic.
+//! connection does: framing and layout checks (`fastpath::wire`), pgwire's decoder on each
+//! framed message, the password messages and the SCRAM exchange (`auth`), the Bind checks and
+//! the decoding of parameter values into scalars (`params`), and a held batch taking Binds,
+//! Describes and Executes straight from the buffer and decoding them column by column
+//! (`fastpath::batch`). Whatever the bytes, none of it may panic.
 
 use std::sync::Arc;
 
@@ -21,8 +21,9 @@ use pgwire::messages::{DecodeContext, PgWireFrontendMessage, ProtocolVersion};
 use crate::pgtypes::PG_TYPE_KEY;
 use crate::sql::PreparedStatement;
 
-use super::wire::{self, Frame, Phase};
-use super::{auth, batch, encode, params};
+use super::fastpath::batch;
+use super::fastpath::wire::{self, Frame, Phase};
+use super::{auth, encode, params};
 
 /// The parameter types a statement may have as planning inferred them: Arrow types, some
 /// carrying a column's PostgreSQL type, and untyped.

@@ -37,8 +37,9 @@ use pgwire::messages::simplequery::Query;
 use crate::sql::{Outcome, PreparedStatement, Session, Settings, SqlError};
 
 use super::errors::{protocol, to_error_info, to_pgwire};
+use super::fastpath::{batch, wire};
 use super::reply::{send_side_messages, session};
-use super::{batch, encode, params, wire};
+use super::{encode, params};
 
 /// Runs the held batch (see [`batch`]) and stores the portal it stands for: what every
 /// extended-protocol message but the batch's own does first.

@@ -8,21 +8,21 @@
 //! password is proven (see `auth`). Over either limit a client gets FATAL 53300 instead of a
 //! dropped socket. On shutdown it stops accepting, gives open connections a grace period, and
 //! records exact sequence positions. This module and its children are the only code that
-//! knows pgwire.
+//! knows pgwire; the part of pgwire's message loop that deltagate forks (reading and framing
+//! messages, dispatch, a held batch's own messages) is `fastpath`.
 
 mod auth;
-mod batch;
 mod connection;
 mod copy;
 mod encode;
 mod errors;
+mod fastpath;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handlers;
 mod params;
 mod reply;
 pub mod tls;
-mod wire;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -45,7 +45,7 @@ use crate::sql::{CancelHandle, Engine};
 
 pub use auth::{AuthMethod, StartupConfig, Users};
 
-use connection::Connection;
+use fastpath::Handlers;
 
 /// Server settings.
 #[derive(Clone)]
@@ -195,7 +195,7 @@ impl Server {
             if startup_slot.is_none() {
                 warn!(%peer, limit = self.config.max_startup_connections, "connection refused: too many connections authenticating");
             }
-            let handlers = Connection {
+            let handlers = Handlers {
                 startup: Arc::new(auth::Startup::new(context.clone(), startup_slot)),
                 queries: Arc::new(handlers::QueryHandler::default()),
                 // The connection's own: pgwire clones its handlers for every message, and a
@@ -208,7 +208,7 @@ impl Server {
             let tls = self.config.tls.clone();
             let timeout = self.config.authentication_timeout;
             tracker.spawn(async move {
-                if let Err(e) = handlers.serve(socket, tls, timeout).await {
+                if let Err(e) = connection::serve(handlers, socket, tls, timeout).await {
                     info!(%peer, error = %e, "connection ended with error");
                 }
             });

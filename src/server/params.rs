@@ -4,10 +4,10 @@
 //! announced (the column's type where planning tied the parameter to a column), else the
 //! Arrow type planning inferred; its format (text or binary) comes from the Bind. One portal's
 //! values are decoded by arrow_pg into scalars ([`parameters`]). A held batch of executions
-//! (see `batch`) keeps its values as [`Rows`] and is decoded column by column straight into
-//! Arrow arrays ([`columns`]) for the types historians send, with exactly the decoders a portal
-//! would use, and falls back to decoding each execution as a portal for anything else; so both
-//! routes give the same values and the same errors.
+//! (see `fastpath::batch`) keeps its values as [`Rows`] and is decoded column by column
+//! straight into Arrow arrays ([`columns`]) for the types historians send, with exactly the
+//! decoders a portal would use, and falls back to decoding each execution as a portal for
+//! anything else; so both routes give the same values and the same errors.
 
 use std::sync::Arc;
 
@@ -111,7 +111,7 @@ fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
-/// The parameter values of a batch's executions of one statement (see `batch`), as their
+/// The parameter values of a batch's executions of one statement (see `fastpath::batch`), as their
 /// Binds sent them, copied into one buffer: a historian sends millions of values a second,
 /// and a `Bytes` each (a reference count on the connection's read buffer, taken and dropped)
 /// costs more than the copy. Every row has the statement's number of values; every Bind of a

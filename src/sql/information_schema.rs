@@ -73,10 +73,10 @@ impl InformationSchema {
                 V::Null,
             ]);
         };
-        for table in pg_catalog::relations::tables(&self.shared) {
+        for table in pg_catalog::objects::tables(&self.shared) {
             push(&table.schema, &table.handle.name, "BASE TABLE");
         }
-        for view in pg_catalog::relations::views(&self.shared) {
+        for view in pg_catalog::objects::views(&self.shared) {
             push(&view.schema, view.name, "VIEW");
         }
         for name in pg_catalog::PgCatalogSchema::new(self.shared.clone()).table_names() {
@@ -118,8 +118,8 @@ impl InformationSchema {
         ]);
         let db = self.database();
         // (schema, relation, columns, updatable): tables, then the built-in views.
-        let tables = pg_catalog::relations::tables(&self.shared);
-        let views = pg_catalog::relations::views(&self.shared);
+        let tables = pg_catalog::objects::tables(&self.shared);
+        let views = pg_catalog::objects::views(&self.shared);
         let relations = tables
             .iter()
             .map(|t| (&t.schema, t.handle.name.as_str(), &t.meta.columns, "YES"))
@@ -219,7 +219,7 @@ impl InformationSchema {
             ("nulls_distinct", Kind::Text),
         ]);
         let db = self.database();
-        for table in pg_catalog::relations::tables(&self.shared) {
+        for table in pg_catalog::objects::tables(&self.shared) {
             for index in table.indexes().into_iter().filter(|i| i.primary) {
                 rows.push(vec![
                     db.clone().into(),
@@ -252,7 +252,7 @@ impl InformationSchema {
             ("position_in_unique_constraint", Kind::I32),
         ]);
         let db = self.database();
-        for table in pg_catalog::relations::tables(&self.shared) {
+        for table in pg_catalog::objects::tables(&self.shared) {
             for index in table.indexes().into_iter().filter(|i| i.primary) {
                 for (i, column) in index.columns.iter().enumerate() {
                     rows.push(vec![
@@ -282,7 +282,7 @@ impl InformationSchema {
             ("is_updatable", Kind::Text),
             ("is_insertable_into", Kind::Text),
         ]);
-        for view in pg_catalog::relations::views(&self.shared) {
+        for view in pg_catalog::objects::views(&self.shared) {
             rows.push(vec![
                 self.database().into(),
                 view.schema.into(),
@@ -312,7 +312,7 @@ impl InformationSchema {
             ("cycle_option", Kind::Text),
         ]);
         let db = self.database();
-        for table in pg_catalog::relations::tables(&self.shared) {
+        for table in pg_catalog::objects::tables(&self.shared) {
             for seq in table.sequences() {
                 let (precision, radix, scale) = numeric_facts(seq.data_type);
                 rows.push(vec![

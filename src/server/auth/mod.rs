@@ -46,7 +46,7 @@ use crate::sql::sqlstate::code;
 use crate::sql::{Engine, Session, Settings};
 
 use super::errors;
-use super::wire::ProtocolError;
+use super::fastpath::wire::ProtocolError;
 
 pub use scram::ScramError;
 pub use users::Users;

@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use crate::storage::stable_oid;
 
 use super::super::pg_catalog::SUPERUSER_OID;
-use super::super::pg_catalog::relations::{self, index_definition, quote_ident};
+use super::super::pg_catalog::objects::{self, index_definition, quote_ident};
 
 /// What a catalog OID names: (schema, relation name, owning table).
 fn relation_by_oid(shared: &SessionShared, oid: u32) -> Option<(String, String)> {
-    for table in relations::tables(shared) {
+    for table in objects::tables(shared) {
         if table.handle.oid == oid {
             return Some((table.schema.clone(), table.handle.name.clone()));
         }
@@ -32,7 +32,7 @@ fn relation_by_oid(shared: &SessionShared, oid: u32) -> Option<(String, String)>
             }
         }
     }
-    relations::views(shared)
+    objects::views(shared)
         .into_iter()
         .find(|view| view.oid == oid)
         .map(|view| (view.schema, view.name.to_string()))
@@ -50,7 +50,7 @@ pub(super) fn functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
             let rows = args.number_rows.max(1);
             let path = shared.existing_search_path();
             let storage = shared.engine.storage();
-            let views = relations::views(shared);
+            let views = objects::views(shared);
             let mut cache: HashMap<i64, Option<bool>> = HashMap::new();
             let oids = ints(&args.args[0], rows)?;
             let out: Vec<Option<bool>> = oids
@@ -169,7 +169,7 @@ pub(super) fn functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
                 Some(v) => ints(v, rows)?,
                 None => vec![Some(0); rows],
             };
-            let tables = relations::tables(shared);
+            let tables = objects::tables(shared);
             let out = oids
                 .into_iter()
                 .zip(columns)
@@ -204,7 +204,7 @@ pub(super) fn functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
         DataType::Utf8,
         |shared, args| {
             let rows = args.number_rows.max(1);
-            let views = relations::views(shared);
+            let views = objects::views(shared);
             let out = ints(&args.args[0], rows)?
                 .into_iter()
                 .map(|oid| {
@@ -233,7 +233,7 @@ pub(super) fn functions(shared: &Arc<SessionShared>) -> Vec<ScalarUDF> {
         DataType::Utf8,
         |shared, args| {
             let rows = args.number_rows.max(1);
-            let tables = relations::tables(shared);
+            let tables = objects::tables(shared);
             let out = ints(&args.args[0], rows)?
                 .into_iter()
                 .map(|oid| {

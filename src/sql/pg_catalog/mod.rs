@@ -8,6 +8,7 @@
 //! from storage each time a statement resolves them; the built-in ones (`pg_type`, `pg_proc`,
 //! `pg_am`, `pg_collation`, ...) are PostgreSQL's own rows, shipped by datafusion-pg-catalog.
 
+pub(crate) mod objects;
 pub(crate) mod relations;
 mod system;
 mod views;

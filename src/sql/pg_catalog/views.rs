@@ -7,7 +7,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::error::Result as DfResult;
 
 use super::super::shared::SessionShared;
-use super::relations::{index_definition, tables, views};
+use super::objects::{index_definition, tables, views};
 use super::{Kind, Rows, V};
 
 pub(crate) fn pg_sequence(shared: &SessionShared) -> DfResult<RecordBatch> {

@@ -5,37 +5,34 @@
 //! `_delta_log`. Tables written by other engines are found the same way. Everything here is
 //! in memory after [`Storage::open`]; DDL changes storage first and the map second, so a crash
 //! between the two is repaired by the next start's discovery.
+//!
+//! This file holds the catalog's state, its lookups, and opening and closing the warehouse;
+//! `discovery` finds the schemas and tables in the warehouse (at start and on rescan), and
+//! `ddl` creates and drops them. Called by the SQL layer through the `Storage` methods, and by
+//! the rest of `storage` through the `pub(super)` ones.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::execution::runtime_env::RuntimeEnv;
-use deltalake::DeltaTableBuilder;
-use deltalake::kernel::StructType;
 use deltalake::logstore::ObjectStoreRef;
-use deltalake::table::config::TableProperty;
-use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parking_lot::RwLock;
 use tokio::sync::{RwLock as AsyncRwLock, RwLockReadGuard};
-use tracing::{info, warn};
 use url::Url;
 
 use tokio_util::sync::CancellationToken;
 
 use super::commit::CommitGuard;
-use super::historian::months::Loaded;
 use super::historian::partition::Container;
 use super::ingest::{BufferConfig, Ingest};
-use super::meta::{self, ColumnMeta, IndexMeta, SequenceMeta, TableMeta};
 use super::names;
 use super::table::TableHandle;
 use super::{Result, StorageError, StorageOptions, stable_oid};
 use crate::wal::{Durability, Wal, WalConfig};
 
-/// The marker object that makes an empty schema folder exist.
-const SCHEMA_MARKER: &str = ".deltagate_schema";
+mod ddl;
+mod discovery;
+
 /// One statement's view of the warehouse (see [`Storage::read_view`]).
 ///
 /// Delta commits are published under the visibility lock, which the view holds shared. Buffered
@@ -146,7 +143,6 @@ impl std::fmt::Debug for Storage {
             .finish_non_exhaustive()
     }
 }
-
 impl Storage {
     /// Opens the warehouse, creating it (and the `public` schema) if needed, and loads every
     /// table found in it.
@@ -228,122 +224,14 @@ impl Storage {
         &self.config.warehouse
     }
 
-    /// Looks for schemas and tables that appeared in the warehouse since the last scan (written
-    /// by another engine). Returns how many tables were added.
-    ///
-    /// # Errors
-    /// Object store errors while listing.
-    pub async fn rescan(&self) -> Result<usize> {
-        let before = self.all_tables().len();
-        self.discover().await?;
-        Ok(self.all_tables().len().saturating_sub(before))
-    }
-
-    async fn discover(&self) -> Result<()> {
-        let _ddl = self.ddl.lock().await;
-        let listing = self.store.list_with_delimiter(None).await?;
-        for schema_prefix in listing.common_prefixes {
-            // Hidden folders (deltagate's own `.deltagate`) never decode to a name.
-            let Some(schema) = self.folder_name(&schema_prefix) else {
-                continue;
-            };
-            self.insert_schema(&schema);
-            let tables = self.store.list_with_delimiter(Some(&schema_prefix)).await?;
-            for table_prefix in tables.common_prefixes {
-                let Some(name) = self.folder_name(&table_prefix) else {
-                    continue;
-                };
-                if self.table(&schema, &name).is_some() || self.container(&schema, &name).is_some()
-                {
-                    continue;
-                }
-                let log = table_prefix.clone().join("_delta_log");
-                let has_log = self.store.list(Some(&log)).next().await.is_some();
-                if !has_log {
-                    continue;
-                }
-                match self.load_table(&schema, &name).await {
-                    // Held log records go in before the tables are registered, so no reader
-                    // sees a table without the rows it acknowledged.
-                    Ok(loaded) => self.register_loaded(&schema, &name, loaded).await?,
-                    Err(e) => self.mark_unavailable(&schema, &name, &e),
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The location of table `name` of `schema`: `<warehouse>/<schema folder>/<table folder>/`
     /// (see `names`), always strictly inside the warehouse.
-    /// The schema or table name a folder of the warehouse holds; `None` (logged once, unless
-    /// hidden) for a folder whose name is not the encoding of one (see `names`).
-    fn folder_name(&self, prefix: &Path) -> Option<String> {
-        let folder = prefix.filename()?;
-        let name = names::decode(folder);
-        if name.is_none()
-            && !folder.starts_with('.')
-            && self.ignored_folders.lock().insert(prefix.to_string())
-        {
-            warn!(
-                folder = prefix.as_ref(),
-                "ignoring a warehouse folder whose name is not a deltagate name encoding"
-            );
-        }
-        name
-    }
-
     pub(super) fn table_url(&self, schema: &str, name: &str) -> Result<Url> {
         let relative = format!("{}/{}/", names::encode(schema)?, names::encode(name)?);
         self.config
             .warehouse
             .join(&relative)
             .map_err(|e| StorageError::Location(e.to_string()))
-    }
-
-    /// Loads the Delta table in folder `name`; `None` when it holds historian months, which
-    /// are registered as tables of their own instead.
-    async fn load_table(&self, schema: &str, name: &str) -> Result<Loaded> {
-        let url = self.table_url(schema, name)?;
-        let table = DeltaTableBuilder::from_url(url.clone())?
-            .with_storage_options(self.config.storage_options.clone())
-            .load()
-            .await?;
-        if super::historian::partition::column(table.snapshot()?.metadata().configuration())
-            .is_some()
-        {
-            return self.load_months(schema, name, url, table);
-        }
-        let oid = self.unique_oid("table", schema, name);
-        let handle = TableHandle::new(schema, name, oid, url, table, &self.runtime, None)?;
-        info!(
-            schema,
-            table = name,
-            version = handle.state().version,
-            "loaded table"
-        );
-        Ok(Loaded {
-            container: None,
-            tables: vec![handle],
-        })
-    }
-
-    /// Registers tables loaded at discovery under `folder` of `schema`, after giving them the
-    /// log records held while they were unavailable (see `recovery`).
-    ///
-    /// # Errors
-    /// Log read errors; nothing is registered then and the records stay held.
-    async fn register_loaded(&self, schema: &str, folder: &str, loaded: Loaded) -> Result<()> {
-        self.replay_held(schema, folder, &loaded.tables).await?;
-        if let Some((folder, container)) = loaded.container {
-            self.containers
-                .lock()
-                .insert((schema.to_string(), folder), container);
-        }
-        for handle in loaded.tables {
-            self.insert_table(handle);
-        }
-        self.mark_available(schema, folder);
-        Ok(())
     }
 
     pub(super) fn unique_oid(&self, kind: &str, schema: &str, name: &str) -> u32 {
@@ -456,158 +344,11 @@ impl Storage {
         }
     }
 
-    /// Creates a schema. Returns false when it existed and `if_not_exists` was given.
-    ///
-    /// # Errors
-    /// [`StorageError::DuplicateSchema`], or object store errors.
-    pub async fn create_schema(&self, schema: &str, if_not_exists: bool) -> Result<bool> {
-        if self.has_schema(schema) {
-            return if if_not_exists {
-                Ok(false)
-            } else {
-                Err(StorageError::DuplicateSchema(schema.to_string()))
-            };
-        }
-        names::check_new(schema)?;
-        let marker = schema_path(schema)?.join(SCHEMA_MARKER);
-        self.store.put(&marker, PutPayload::new()).await?;
-        self.insert_schema(schema);
-        info!(schema, "created schema");
-        Ok(true)
-    }
-
-    /// Drops a schema; with `cascade`, its tables too.
-    ///
-    /// # Errors
-    /// [`StorageError::UndefinedSchema`], [`StorageError::SchemaNotEmpty`], or storage errors.
-    pub async fn drop_schema(&self, schema: &str, cascade: bool) -> Result<()> {
-        if !self.has_schema(schema) {
-            return Err(StorageError::UndefinedSchema(schema.to_string()));
-        }
-        let tables = self.tables(schema);
-        if !tables.is_empty() && !cascade {
-            return Err(StorageError::SchemaNotEmpty(schema.to_string()));
-        }
-        for table in tables {
-            self.drop_table(&table).await?;
-        }
-        self.delete_prefix(&schema_path(schema)?).await?;
-        self.schemas.write().remove(schema);
-        self.containers.lock().retain(|(s, _), _| s != schema);
-        info!(schema, "dropped schema");
-        Ok(())
-    }
-
-    /// Creates a table as a new Delta table.
-    ///
-    /// # Errors
-    /// [`StorageError::DuplicateTable`] if a relation of that name exists, or storage errors.
-    pub async fn create_table(
-        &self,
-        schema: &str,
-        name: &str,
-        columns: Vec<ColumnMeta>,
-        primary_key: Option<IndexMeta>,
-        sequences: Vec<SequenceMeta>,
-    ) -> Result<Arc<TableHandle>> {
-        names::check_new(name)?;
-        let _ddl = self.ddl.lock().await;
-        if !self.has_schema(schema) {
-            return Err(StorageError::UndefinedSchema(schema.to_string()));
-        }
-        if self.relation_exists(schema, name) || self.container(schema, name).is_some() {
-            return Err(StorageError::DuplicateTable(name.to_string()));
-        }
-        if let Some(error) = self.unavailable(schema, name) {
-            return Err(error);
-        }
-        if let Some(month) = self
-            .create_month(schema, name, &columns, &primary_key, &sequences)
-            .await?
-        {
-            return Ok(month);
-        }
-        let url = self.table_url(schema, name)?;
-        let delta_schema = StructType::try_new(columns.iter().map(meta::delta_field))
-            .map_err(|e| StorageError::Metadata(e.to_string()))?;
-        let table_meta = TableMeta::new(columns, primary_key, Vec::new(), sequences, 0);
-        let mut configuration: HashMap<String, Option<String>> = table_meta
-            .properties()?
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
-        configuration.insert(
-            TableProperty::CheckpointInterval.as_ref().to_string(),
-            Some(self.config.checkpoint_interval.to_string()),
-        );
-        let table = deltalake::operations::create::CreateBuilder::new()
-            .with_location(url.as_str())
-            .with_storage_options(self.config.storage_options.clone())
-            .with_table_name(name)
-            .with_columns(delta_schema.fields().cloned())
-            .with_configuration(configuration)
-            .with_raise_if_key_not_exists(false)
-            .with_commit_properties(super::rows::commit_properties())
-            .await
-            .map_err(StorageError::commit(name))?;
-        let oid = self.unique_oid("table", schema, name);
-        let handle = TableHandle::new(schema, name, oid, url, table, &self.runtime, None)?;
-        self.insert_table(handle.clone());
-        info!(schema, table = name, "created table");
-        Ok(handle)
-    }
-
-    /// Drops a table and deletes its files.
-    ///
-    /// # Errors
-    /// Object store errors while deleting.
-    pub async fn drop_table(&self, table: &Arc<TableHandle>) -> Result<()> {
-        let _ddl = self.ddl.lock().await;
-        if table.slice().is_some() {
-            return self.drop_month(table).await;
-        }
-        let _admit = table.clone().lock_admit().await;
-        let _commit = table.commit_lock().lock().await;
-        let _view = self.visibility.write().await;
-        // Its log records name the Delta table id, so they are never replayed into a new table
-        // of the same name.
-        table.discard_buffered();
-        self.remove_table(table);
-        drop(_view);
-        let prefix = schema_path(&table.schema)?.join(names::encode(&table.name)?);
-        self.delete_prefix(&prefix).await?;
-        info!(schema = table.schema, table = table.name, "dropped table");
-        Ok(())
-    }
-
     pub(super) fn remove_table(&self, table: &TableHandle) {
         if let Some(entry) = self.schemas.write().get_mut(&table.schema) {
             entry.tables.remove(&table.name);
         }
     }
-
-    async fn delete_prefix(&self, prefix: &Path) -> Result<()> {
-        let locations = self
-            .store
-            .list(Some(prefix))
-            .map_ok(|meta| meta.location)
-            .boxed();
-        self.store
-            .delete_stream(locations)
-            .try_collect::<Vec<_>>()
-            .await?;
-        if self.config.warehouse.scheme() == "file"
-            && let Ok(root) = self.config.warehouse.to_file_path()
-        {
-            // Local folders outlive their files; remove the empty tree so rediscovery agrees.
-            let dir = root.join(prefix.as_ref());
-            if dir.exists() {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-        }
-        Ok(())
-    }
-
     /// Locks tables for a Delta commit. The commit locks (one per Delta table: historian
     /// months share theirs) are taken in one global order so concurrent commits cannot
     /// deadlock.
@@ -700,10 +441,4 @@ fn server_id(wal_dir: &std::path::Path) -> Result<String> {
             Ok(id)
         }
     }
-}
-
-/// The object-store path of a schema's folder, relative to the warehouse.
-fn schema_path(schema: &str) -> Result<Path> {
-    // Encoded names hold no character `object_store` escapes, so the folder is the encoding.
-    Ok(Path::from(names::encode(schema)?))
 }
