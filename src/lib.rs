@@ -11,10 +11,12 @@
 //!                                     sequences, commits)  ◄── Spark, DuckDB read the same files
 //! ```
 //!
-//! Dependencies run one way: `server → sql → storage`; `pgtypes` is shared by all.
+//! Dependencies run one way: `server → sql → storage`; `pgtypes` is shared by all, and
+//! `pgbinary` (PostgreSQL's binary values decoded into Arrow) by `server` and `sql`.
 //! `config` turns flags and environment into the plain configuration each layer takes.
 
 pub mod config;
+pub mod pgbinary;
 pub mod pgtypes;
 pub mod server;
 pub mod sql;

@@ -5,9 +5,11 @@
 //! Arrow type planning inferred; its format (text or binary) comes from the Bind. One portal's
 //! values are decoded by arrow_pg into scalars ([`parameters`]). A held batch of executions
 //! (see `fastpath::batch`) keeps its values as [`Rows`] and is decoded column by column
-//! straight into Arrow arrays ([`columns`]) for the types historians send, with exactly the
-//! decoders a portal would use, and falls back to decoding each execution as a portal for
-//! anything else; so both routes give the same values and the same errors.
+//! straight into Arrow arrays ([`columns`]) for the types historians send: binary values with
+//! [`crate::pgbinary`] (the decoder binary COPY uses; it wraps the `FromSql` impls a portal's
+//! decoding calls), text values with pgwire's `FromSqlText` as a portal's are; anything else
+//! falls back to decoding each execution as a portal. So both routes give the same values and
+//! the same errors.
 
 use std::sync::Arc;
 
@@ -27,9 +29,9 @@ use pgwire::messages::data::FORMAT_CODE_BINARY;
 use pgwire::messages::extendedquery::Bind;
 use pgwire::types::FromSqlText;
 use pgwire::types::format::FormatOptions;
-use postgres_types::FromSqlOwned;
 use tracing::warn;
 
+use crate::pgbinary::FromBinary;
 use crate::sql::PreparedStatement;
 
 use super::{encode, errors};
@@ -364,7 +366,7 @@ fn primitive<'a, T>(
 ) -> Option<ArrayRef>
 where
     T: ArrowPrimitiveType,
-    T::Native: FromSqlOwned + for<'b> FromSqlText<'b>,
+    T::Native: for<'b> FromBinary<'b> + for<'b> FromSqlText<'b>,
 {
     let values = decode_all::<T::Native>(ty, values)?;
     Some(Arc::new(values.into_iter().collect::<PrimitiveArray<T>>()))
@@ -376,23 +378,24 @@ fn decode_all<'a, T>(
     values: impl Iterator<Item = (bool, Option<&'a [u8]>)>,
 ) -> Option<Vec<Option<T>>>
 where
-    T: FromSqlOwned + for<'b> FromSqlText<'b>,
+    T: for<'b> FromBinary<'b> + for<'b> FromSqlText<'b>,
 {
     values
         .map(|(binary, value)| decode::<T>(ty, binary, value))
         .collect()
 }
 
-/// One value, decoded as `Portal::parameter` decodes it; `None` when it does not decode.
+/// One value, decoded as `Portal::parameter` decodes it (binary through `pgbinary`, which
+/// checks the length and calls the same `FromSql`); `None` when it does not decode.
 fn decode<T>(ty: &Type, binary: bool, value: Option<&[u8]>) -> Option<Option<T>>
 where
-    T: FromSqlOwned + for<'b> FromSqlText<'b>,
+    T: for<'b> FromBinary<'b> + for<'b> FromSqlText<'b>,
 {
     let Some(value) = value else {
         return Some(None);
     };
     let decoded = if binary {
-        T::from_sql(ty, value).ok()
+        T::from_binary(value).ok()
     } else {
         T::from_sql_text(ty, value, &FormatOptions::default()).ok()
     };
@@ -470,6 +473,41 @@ pub(super) mod tests {
             row(&rows, 0),
             vec![Some(b"1".to_vec()), Some(b"2".to_vec())]
         );
+    }
+
+    #[test]
+    fn values_decode_binary_with_pgbinary_and_text_with_from_sql_text() {
+        assert_eq!(
+            decode::<i32>(&Type::INT4, true, Some(&[0, 0, 1, 0])),
+            Some(Some(256))
+        );
+        assert_eq!(
+            decode::<i32>(&Type::INT4, false, Some(b"256")),
+            Some(Some(256))
+        );
+        assert_eq!(decode::<i32>(&Type::INT4, true, Some(&[1, 0])), None);
+        assert_eq!(decode::<i64>(&Type::INT8, true, None), Some(None));
+        assert_eq!(
+            decode::<bool>(&Type::BOOL, true, Some(&[1])),
+            Some(Some(true))
+        );
+        assert_eq!(
+            decode::<String>(&Type::VARCHAR, true, Some("é".as_bytes())),
+            Some(Some("é".to_string()))
+        );
+        assert_eq!(decode::<String>(&Type::TEXT, true, Some(b"\xff")), None);
+        let rows = {
+            let mut rows = Rows::new(format_bytes(&[1]), 1);
+            rows.push([Some(&2.5f64.to_be_bytes()[..])]);
+            rows.push([None]);
+            rows
+        };
+        let array = column(&Type::FLOAT8, None, &rows, 0).expect("float8 column");
+        let floats = array
+            .as_any()
+            .downcast_ref::<PrimitiveArray<Float64Type>>()
+            .expect("float64");
+        assert_eq!(floats.iter().collect::<Vec<_>>(), vec![Some(2.5), None]);
     }
 
     #[test]

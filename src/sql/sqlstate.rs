@@ -41,6 +41,7 @@ fn copy_fault(fault: CopyFault) -> &'static str {
         CopyFault::BadCopyFileFormat => "22P04",
         CopyFault::InvalidTextRepresentation => "22P02",
         CopyFault::InvalidBinaryRepresentation => "22P03",
+        CopyFault::NumericValueOutOfRange => "22003",
         CopyFault::UntranslatableCharacter => "22021",
         CopyFault::StringDataRightTruncation => "22001",
         CopyFault::NotNullViolation => "23502",

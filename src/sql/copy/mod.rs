@@ -1,9 +1,10 @@
 //! `COPY`: `FROM STDIN` into a table and `TO STDOUT` from a table or a query.
 //!
 //! `COPY ... FROM STDIN` starts a [`CopyIn`] held by the session while the client streams
-//! CopyData. Records are decoded as they arrive ([`decode`]) and converted to the table's types
-//! every few thousand rows, so a data error is reported (with its line, as PostgreSQL reports
-//! it) as soon as it is seen, and memory holds typed columns rather than text. Nothing is
+//! CopyData. Records are decoded as they arrive ([`decode`]: text and CSV fields as strings,
+//! binary fields straight into typed columns) and converted to the table's stored types every
+//! few thousand rows, so a data error is reported (with its line, as PostgreSQL reports it) as
+//! soon as it is seen, and memory holds typed columns rather than text. Nothing is
 //! stored until CopyDone: then the rows take the INSERT path as one statement (defaults,
 //! constraints, the write-ahead log), so a COPY is stored whole or not at all, and a client
 //! that fails or drops the COPY stores nothing.
@@ -33,8 +34,8 @@ use super::rewrite::{normalize_ident, quoted};
 use super::session::Session;
 use super::{Outcome, Result, SqlError, dml};
 
+use decode::{Column, DataError, Decoder};
 pub use decode::{CopyFault, Format};
-use decode::{DataError, Decoder};
 
 /// Rows converted to typed columns at a time.
 const CHUNK_ROWS: usize = 65_536;
@@ -318,7 +319,8 @@ impl CopyIn {
         Ok(())
     }
 
-    /// Converts the decoded text columns to a batch in the table's stored schema.
+    /// Converts the decoded columns (text, or typed for binary) to a batch in the table's
+    /// stored schema.
     fn convert(&mut self) -> Result<()> {
         let decoded = self.decoder.take();
         let rows = decoded.lines.len();
@@ -332,22 +334,20 @@ impl CopyIn {
             .iter()
             .map(|f| new_null_array(f.data_type(), rows))
             .collect();
-        for (copied, (text, &index)) in decoded.columns.iter().zip(&self.columns).enumerate() {
+        for (copied, (values, &index)) in decoded.columns.iter().zip(&self.columns).enumerate() {
             let column = &meta.columns[index];
             let target = schema.field(index).data_type();
-            let strings = text
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| SqlError::Internal("COPY columns are strings".into()))?;
             let error_at = |row: usize, code: CopyFault, message: String| {
                 self.data_error(DataError {
                     code,
                     message,
                     line: decoded.lines[row],
-                    column: Some((copied, strings.value(row).to_string())),
+                    column: Some((copied, values.display(row))),
                 })
             };
-            if let Some(limit) = column.pg_type.char_length() {
+            if let Some(limit) = column.pg_type.char_length()
+                && let Some(strings) = values.strings()
+            {
                 let too_long = strings.iter().position(|v| {
                     v.is_some_and(|s| {
                         s.chars().count() > limit as usize
@@ -362,19 +362,31 @@ impl CopyIn {
                     ));
                 }
             }
-            columns[index] = match convert_column(strings, column.pg_type, target) {
-                Ok(array) => array,
-                Err(row) => {
-                    return Err(error_at(
-                        row,
-                        CopyFault::InvalidTextRepresentation,
-                        format!(
-                            "invalid input syntax for type {}: \"{}\"",
-                            column.pg_type.sql_standard_name(),
-                            strings.value(row)
-                        ),
-                    ));
-                }
+            columns[index] = match values {
+                Column::Text(strings) => match convert_column(strings, column.pg_type, target) {
+                    Ok(array) => array,
+                    Err(row) => {
+                        return Err(error_at(
+                            row,
+                            CopyFault::InvalidTextRepresentation,
+                            format!(
+                                "invalid input syntax for type {}: \"{}\"",
+                                column.pg_type.sql_standard_name(),
+                                strings.value(row)
+                            ),
+                        ));
+                    }
+                },
+                Column::Typed(array) => match conform(array, target) {
+                    Ok(array) => array,
+                    Err(row) => {
+                        return Err(error_at(
+                            row,
+                            CopyFault::NumericValueOutOfRange,
+                            format!("value out of range for the column's stored type {target}"),
+                        ));
+                    }
+                },
             };
         }
         for (index, column) in meta.columns.iter().enumerate() {
@@ -447,6 +459,26 @@ fn convert_column(
             Ok(converted)
         }
     }
+}
+
+/// A binary column, already of its `PgType`'s Arrow type, cast to `target` where a table
+/// deltagate did not create stores another (a narrower integer, say); on failure, the row of
+/// the first value that does not fit.
+fn conform(array: &ArrayRef, target: &DataType) -> std::result::Result<ArrayRef, usize> {
+    if array.data_type() == target {
+        return Ok(array.clone());
+    }
+    let options = CastOptions {
+        safe: true,
+        ..CastOptions::default()
+    };
+    let converted = cast_with_options(array, target, &options).map_err(|_| 0usize)?;
+    if converted.null_count() == array.null_count() {
+        return Ok(converted);
+    }
+    Err((0..array.len())
+        .find(|r| array.is_valid(*r) && converted.is_null(*r))
+        .unwrap_or(0))
 }
 
 /// bytea input: `\x` followed by hex digits, or the escape format (`\\` and `\nnn` octal).

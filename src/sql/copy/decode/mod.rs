@@ -1,21 +1,23 @@
 //! Decoding of `COPY ... FROM STDIN` data in PostgreSQL's text, CSV and binary formats.
 //!
 //! [`Decoder`] takes the CopyData payloads as they arrive (split anywhere, even inside a
-//! record), and turns complete records into one string column per copied column (NULL kept
-//! apart from the empty string), remembering the input line of every row so that a value
-//! rejected later can be reported as PostgreSQL does (`COPY t, line 3, column x: "..."`).
-//! Binary fields are rendered to their text form, so all three formats share one typed
-//! conversion ([`super::convert`]). Errors carry the line; the caller aborts the COPY on the first.
+//! record), and turns complete records into one column per copied column, remembering the
+//! input line of every row so that a value rejected later can be reported as PostgreSQL does
+//! (`COPY t, line 3, column x: "..."`). Text and CSV fields become string columns (NULL kept
+//! apart from the empty string), converted to the table's types by the parent module
+//! ([`super::convert`]); binary fields are decoded straight into typed columns by
+//! [`crate::pgbinary`], the decoder Bind parameters use too. Errors carry the line; the caller
+//! aborts the COPY on the first.
 //!
 //! This file holds the decoder's state and what all formats share (one value, one NULL, the
-//! end of a row, errors); `text` splits text and CSV records into fields, `binary` reads
-//! binary tuples and renders their fields as text. Used by the COPY statement in the parent
-//! module, which feeds it CopyData as it arrives.
+//! end of a row, errors); `text` splits text and CSV records into fields, `binary` frames
+//! binary tuples and hands their fields to `pgbinary`. Used by the COPY statement in the
+//! parent module, which feeds it CopyData as it arrives.
 
-use std::sync::Arc;
+use datafusion::arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use datafusion::arrow::util::display::array_value_to_string;
 
-use datafusion::arrow::array::{ArrayRef, StringBuilder};
-
+use crate::pgbinary::ColumnBuilder;
 use crate::pgtypes::PgType;
 
 mod binary;
@@ -48,8 +50,10 @@ pub enum CopyFault {
     BadCopyFileFormat,
     /// A value that is not valid text for its column's type.
     InvalidTextRepresentation,
-    /// A binary value of the wrong length for its type.
+    /// A binary value of the wrong length for its type, or one deltagate cannot store.
     InvalidBinaryRepresentation,
+    /// A binary number beyond what its column holds.
+    NumericValueOutOfRange,
     /// Bytes that are not UTF-8.
     UntranslatableCharacter,
     /// A value longer than its column allows.
@@ -70,40 +74,80 @@ pub struct DataError {
 
 type Result<T> = std::result::Result<T, DataError>;
 
-/// Rows decoded so far: one string column per copied column, and each row's input line.
+/// Rows decoded so far: one column per copied column, and each row's input line.
 pub struct Decoded {
-    pub columns: Vec<ArrayRef>,
+    pub columns: Vec<Column>,
     pub lines: Vec<u64>,
+}
+
+/// A copied column's decoded values.
+pub enum Column {
+    /// Text or CSV fields, still to be converted to the column's type.
+    Text(StringArray),
+    /// Binary fields, already of the column's type ([`crate::pgtypes::PgType::arrow_type`]).
+    Typed(ArrayRef),
+}
+
+impl Column {
+    /// The values as strings, when they are: text input, or a typed text column.
+    pub fn strings(&self) -> Option<&StringArray> {
+        match self {
+            Column::Text(strings) => Some(strings),
+            Column::Typed(array) => array.as_any().downcast_ref(),
+        }
+    }
+
+    /// Row `row`'s value as error messages show it.
+    pub fn display(&self, row: usize) -> String {
+        match self {
+            Column::Text(strings) => strings.value(row).to_string(),
+            Column::Typed(array) => array_value_to_string(array, row).unwrap_or_default(),
+        }
+    }
+}
+
+/// Where a decoder puts the fields of the rows it reads, one builder per copied column.
+enum Builders {
+    /// Text and CSV fields as they were written.
+    Text(Vec<StringBuilder>),
+    /// Binary fields, decoded as their column's type.
+    Typed(Vec<ColumnBuilder>),
 }
 
 /// Streaming decoder of COPY input.
 pub struct Decoder {
     format: Format,
-    types: Vec<PgType>,
     names: Vec<String>,
     pending: Vec<u8>,
     /// Line (or tuple) number of the next record, 1-based.
     line: u64,
     header_done: bool,
     ended: bool,
-    builders: Vec<StringBuilder>,
+    builders: Builders,
     lines: Vec<u64>,
     field: Vec<u8>,
     /// Per field of the CSV record being read: its range in `field` and whether it was quoted.
     bounds: Vec<(usize, usize, bool)>,
-    text: String,
 }
 
 impl Decoder {
     /// A decoder for columns of these types and names.
     pub fn new(format: Format, columns: Vec<(String, PgType)>) -> Decoder {
-        let builders = columns.iter().map(|_| StringBuilder::new()).collect();
-        let (names, types) = columns.into_iter().unzip();
+        let builders = if format == Format::Binary {
+            Builders::Typed(
+                columns
+                    .iter()
+                    .map(|(_, t)| ColumnBuilder::new(*t))
+                    .collect(),
+            )
+        } else {
+            Builders::Text(columns.iter().map(|_| StringBuilder::new()).collect())
+        };
+        let names = columns.into_iter().map(|(name, _)| name).collect();
         Decoder {
             names,
             header_done: !matches!(format, Format::Csv { header: true, .. } | Format::Binary),
             format,
-            types,
             pending: Vec::new(),
             line: 1,
             ended: false,
@@ -111,7 +155,6 @@ impl Decoder {
             lines: Vec::new(),
             field: Vec::new(),
             bounds: Vec::new(),
-            text: String::new(),
         }
     }
 
@@ -122,12 +165,18 @@ impl Decoder {
 
     /// Takes the rows decoded so far.
     pub fn take(&mut self) -> Decoded {
-        Decoded {
-            columns: self
-                .builders
+        let columns = match &mut self.builders {
+            Builders::Text(builders) => builders
                 .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef)
+                .map(|b| Column::Text(b.finish()))
                 .collect(),
+            Builders::Typed(builders) => builders
+                .iter_mut()
+                .map(|b| Column::Typed(b.finish()))
+                .collect(),
+        };
+        Decoded {
+            columns,
             lines: std::mem::take(&mut self.lines),
         }
     }
@@ -202,8 +251,14 @@ impl Decoder {
         }
     }
 
+    /// The number of copied columns.
+    fn width(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Appends a text or CSV field.
     fn push_value(&mut self, column: usize, value: &[u8]) -> Result<()> {
-        if column >= self.builders.len() {
+        if column >= self.width() {
             return Err(self.error(
                 CopyFault::BadCopyFileFormat,
                 "extra data after last expected column".into(),
@@ -211,7 +266,10 @@ impl Decoder {
         }
         match std::str::from_utf8(value) {
             Ok(text) => {
-                self.builders[column].append_value(text);
+                match &mut self.builders {
+                    Builders::Text(builders) => builders[column].append_value(text),
+                    Builders::Typed(_) => unreachable!("text fields go to text builders"),
+                }
                 Ok(())
             }
             Err(_) => Err(DataError {
@@ -226,18 +284,21 @@ impl Decoder {
     }
 
     fn push_null(&mut self, column: usize) -> Result<()> {
-        if column >= self.builders.len() {
+        if column >= self.width() {
             return Err(self.error(
                 CopyFault::BadCopyFileFormat,
                 "extra data after last expected column".into(),
             ));
         }
-        self.builders[column].append_null();
+        match &mut self.builders {
+            Builders::Text(builders) => builders[column].append_null(),
+            Builders::Typed(builders) => builders[column].append_null(),
+        }
         Ok(())
     }
 
     fn end_row(&mut self, fields: usize, first_line: u64) -> Result<()> {
-        if fields < self.builders.len() {
+        if fields < self.width() {
             let name = &self.names[fields];
             return Err(self.error(
                 CopyFault::BadCopyFileFormat,
