@@ -15,8 +15,8 @@
 //! `uuid` in its lowercase hyphenated text); json and jsonb keep the text as sent, as text
 //! COPY does (serde_json's impl would re-format it). Beyond rounding a numeric to its column's
 //! scale, a value is refused rather than altered: NaN, infinities, a date or timestamp beyond
-//! chrono's range, a numeric beyond the column's precision. NULLs are the caller's (they have no bytes). This module sits below `server`
-//! and `sql` and imports neither.
+//! chrono's range, a numeric beyond the column's precision. NULLs are the caller's (they have
+//! no bytes). This module sits below `server` and `sql` and imports neither.
 
 mod numeric;
 #[cfg(test)]
