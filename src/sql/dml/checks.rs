@@ -101,15 +101,14 @@ pub(super) async fn check_changes(
     if target.state.meta.primary_key.is_none() {
         return Ok(None);
     }
-    let oid = target.handle.oid;
-    let (earlier, deletes) = session
-        .shared
-        .txn
-        .with(|t| (t.take_keys(oid), t.deletes_from(oid)))
-        .unwrap_or((None, false));
-    if deletes || ops.iter().any(|op| matches!(op, WriteOp::Delete { .. })) {
+    let earlier = if ops.iter().any(|op| matches!(op, WriteOp::Delete { .. })) {
+        None
+    } else {
+        earlier_keys(session, target)?
+    };
+    let Some(mut earlier) = earlier else {
         // The table as this transaction leaves it is more than stored rows plus inserts.
-        let mut prior = pending_ops(session, oid);
+        let mut prior = pending_ops(session, target.handle.oid);
         for op in ops {
             if let WriteOp::Insert(batches) = op {
                 unique_against(&session.ctx, target, &target.state, &prior, batches).await?;
@@ -117,10 +116,6 @@ pub(super) async fn check_changes(
             prior.push(op.clone());
         }
         return Ok(None);
-    }
-    let mut earlier = match earlier {
-        Some(keys) => keys,
-        None => pending_keys(session, target)?,
     };
     let storage = session.engine().storage();
     for op in ops {
@@ -141,9 +136,27 @@ pub(super) async fn check_changes(
     Ok(Some(earlier))
 }
 
+/// What a statement's key check starts from: the packed keys of the transaction's inserts into
+/// the target so far (taken out of the transaction: the statement hands them back, with its
+/// own, through `write`), or `None` when the transaction deleted rows of the table, whose
+/// inserts are then checked against its own view instead.
+pub(super) fn earlier_keys(session: &Session, target: &Target) -> Result<Option<KeySet>> {
+    let oid = target.handle.oid;
+    let (keys, deletes) = session
+        .shared
+        .txn
+        .with(|t| (t.take_keys(oid), t.deletes_from(oid)))
+        .unwrap_or((None, false));
+    match (keys, deletes) {
+        (_, true) => Ok(None),
+        (Some(keys), false) => Ok(Some(keys)),
+        (None, false) => pending_keys(session, target).map(Some),
+    }
+}
+
 /// The packed keys of the rows the transaction's pending operations on the target insert,
 /// packed again (after a failed statement or a rollback to a savepoint dropped them).
-pub(super) fn pending_keys(session: &Session, target: &Target) -> Result<KeySet> {
+fn pending_keys(session: &Session, target: &Target) -> Result<KeySet> {
     let batches: Vec<RecordBatch> = pending_ops(session, target.handle.oid)
         .into_iter()
         .flat_map(|op| match op {

@@ -11,7 +11,7 @@
 //! mode, whose append claims those same keys. Only a transaction that has deleted rows of the
 //! table is checked here instead, against its own view of the table (`checks`).
 
-use super::checks::{pending_keys, stored_matches, unique_against};
+use super::checks::{earlier_keys, stored_matches, unique_against};
 use super::*;
 use crate::storage::{NewRows, OnDuplicate, historian, key_columns, key_set};
 
@@ -64,19 +64,9 @@ async fn check_rows(
     }
     let meta = &target.state.meta;
     let on_duplicate = historian::on_duplicate(&target.handle.name, meta, session_skips(session));
-    let oid = target.handle.oid;
-    let (earlier, deletes) = session
-        .shared
-        .txn
-        .with(|t| (t.take_keys(oid), t.deletes_from(oid)))
-        .unwrap_or((None, false));
-    if deletes {
+    let Some(mut earlier) = earlier_keys(session, target)? else {
         let kept = check_against_view(session, target, &rows, on_duplicate).await?;
         return Ok((rows.keep(&kept)?, kept, None));
-    }
-    let mut earlier = match earlier {
-        Some(keys) => keys,
-        None => pending_keys(session, target)?,
     };
     let storage = session.engine().storage();
     let checked = storage
