@@ -199,12 +199,8 @@ impl Storage {
         }
         if probe.stored_unknown {
             // The rows no cheaper step decided, against the stored rows exactly.
-            let open = NewRows {
-                batches: kept_batches(rows.batches.clone(), &kept)?,
-                keys: Vec::new(),
-            };
-            let columns = meta.primary_key_indices();
-            let keys = key_columns(open.batches(), &columns)?;
+            let open = kept_batches(rows.batches.clone(), &kept)?;
+            let keys = key_columns(&open, &meta.primary_key_indices())?;
             let limit = (on_duplicate == OnDuplicate::Reject).then_some(1);
             let provider: Arc<dyn TableProvider> = Arc::new(PgTableProvider::try_new(state).await?);
             let stored = matching_keys(&self.key_context(), provider, meta, &keys, limit).await?;
