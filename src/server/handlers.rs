@@ -16,8 +16,8 @@ use futures::{Sink, SinkExt};
 use pgwire::api::DEFAULT_NAME;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::query::send_describe_response;
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::Entry;
@@ -32,30 +32,34 @@ use pgwire::messages::extendedquery::{
     Sync as PgSync, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::messages::response::ReadyForQuery;
-use pgwire::messages::simplequery::Query;
 
 use crate::sql::{Outcome, PreparedStatement, Session, Settings, SqlError};
 
-use super::errors::{protocol, to_error_info, to_pgwire};
-use super::fastpath::{batch, wire};
-use super::reply::{send_side_messages, session};
+use super::errors::{protocol, to_pgwire};
+use super::fastpath::batch::{self, Then};
+use super::fastpath::wire;
+use super::reply::{ready_status, send_side_messages, session};
 use super::{encode, params};
 
 /// Runs the held batch (see [`batch`]) and stores the portal it stands for: what every
-/// extended-protocol message but the batch's own does first.
-async fn flush<C>(client: &mut C, batch: &batch::Batch) -> PgWireResult<()>
+/// extended-protocol message but the batch's own does first; `then`: what follows.
+async fn flush<C>(client: &mut C, batch: &batch::Batch, then: Then) -> PgWireResult<()>
 where
     C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
     C::PortalStore: PortalStore<Statement = PreparedStatement>,
     C::Error: Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let ran = batch::flush(client, batch).await;
+    let ran = batch::flush(client, batch, then).await;
     batch::store_portal(client, batch)?;
     ran
 }
 
-fn response(session: &Session, outcome: Outcome, format: &Format) -> PgWireResult<Response> {
+pub(super) fn response(
+    session: &Session,
+    outcome: Outcome,
+    format: &Format,
+) -> PgWireResult<Response> {
     Ok(match outcome {
         Outcome::Rows {
             schema,
@@ -95,7 +99,7 @@ fn response(session: &Session, outcome: Outcome, format: &Format) -> PgWireResul
 }
 
 /// Clears prepared statements and portals when the statement asks for it.
-fn forget_prepared<C: ClientPortalStore>(client: &C, statement: &Statement)
+pub(super) fn forget_prepared<C: ClientPortalStore>(client: &C, statement: &Statement)
 where
     C::PortalStore: PortalStore,
 {
@@ -115,7 +119,7 @@ where
 pub struct QueryHandler {
     parser: Arc<StatementParser>,
     /// The connection's held executions (see [`batch`]).
-    held: batch::Batch,
+    pub(super) held: batch::Batch,
 }
 
 impl QueryHandler {
@@ -132,55 +136,47 @@ impl QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        batch::flush(client, &self.held).await
+        batch::flush(client, &self.held, Then::More).await
     }
-}
 
-#[async_trait]
-impl SimpleQueryHandler for QueryHandler {
-    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    /// Execute, `sync_follows` when the next message the client sent is Sync (the connection
+    /// loop looks): outside a transaction block, a statement alone in its pipeline runs in
+    /// autocommit mode; one that more of the pipeline follows runs in the implicit
+    /// transaction the Sync commits.
+    pub(super) async fn execute<C>(
+        &self,
+        client: &mut C,
+        message: Execute,
+        sync_follows: bool,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore,
+        C::PortalStore: PortalStore<Statement = PreparedStatement>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        batch::flush(client, &self.held).await?;
-        batch::forget_unnamed_portal(&self.held);
-        self._on_query(client, query).await
-    }
-
-    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let session = session(client)?;
-        let statements = match session.parse(query) {
-            Ok(statements) => statements,
-            Err(e) => return Ok(vec![Response::Error(Box::new(to_error_info(&e)))]),
-        };
-        for statement in &statements {
-            forget_prepared(client, statement);
-        }
-        let results = session.execute_batch(statements).await;
-        send_side_messages(client, &session).await?;
-        let mut responses = Vec::with_capacity(results.len());
-        for result in results {
-            match result.and_then(|o| {
-                response(&session, o, &Format::UnifiedText)
-                    .map_err(|e| SqlError::Internal(e.to_string()))
-            }) {
-                Ok(r) => responses.push(r),
-                Err(e) => {
-                    responses.push(Response::Error(Box::new(to_error_info(&e))));
-                    break;
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            let full = {
+                let mut held = self.held.lock();
+                held.holds(name).then(|| held.execute())
+            };
+            if let Some(full) = full {
+                if full {
+                    batch::flush(client, &self.held, Then::More).await?;
                 }
+                return Ok(());
             }
         }
-        Ok(responses)
+        flush(client, &self.held, Then::More).await?;
+        if !sync_follows {
+            session(client)?.open_pipeline();
+        }
+        // A row limit of zero or less means all rows, as in PostgreSQL (pgwire would take a
+        // negative one as a huge count).
+        let message = Execute::new(message.name, message.max_rows.max(0));
+        // Boxed so that the batched path above does not carry (and move) this large future.
+        Box::pin(self._on_execute(client, message)).await
     }
 }
 
@@ -200,7 +196,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        batch::flush(client, &self.held).await?;
+        batch::flush(client, &self.held, Then::More).await?;
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         match StoredStatement::parse(client, &message, self.parser.clone()).await? {
             Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
@@ -229,7 +225,7 @@ impl ExtendedQueryHandler for QueryHandler {
         {
             Some(Entry::Value(statement)) => statement,
             Some(Entry::Empty) => {
-                flush(client, &self.held).await?;
+                flush(client, &self.held, Then::More).await?;
                 wire::check_bind(&message, name, 0, 0).map_err(|e| protocol(&e, false))?;
                 let portal = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
                 client.portal_store().put_empty_portal(portal);
@@ -239,7 +235,7 @@ impl ExtendedQueryHandler for QueryHandler {
                     .map_err(Into::into);
             }
             None => {
-                flush(client, &self.held).await?;
+                flush(client, &self.held, Then::More).await?;
                 return Err(PgWireError::StatementNotFound(name.to_owned()));
             }
         };
@@ -247,7 +243,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let prepared = &statement.statement;
         let columns = prepared.fields.as_ref().map_or(0, |f| f.fields().len());
         if let Err(e) = wire::check_bind(&message, name, prepared.param_types.len(), columns) {
-            flush(client, &self.held).await?;
+            flush(client, &self.held, Then::More).await?;
             return Err(protocol(&e, false));
         }
         if statement.statement.batchable && self.held.lock().takes(&statement, &message) {
@@ -255,7 +251,7 @@ impl ExtendedQueryHandler for QueryHandler {
             self.held.lock().bind(&statement, message);
             return Ok(());
         }
-        flush(client, &self.held).await?;
+        flush(client, &self.held, Then::More).await?;
         let portal = Portal::try_new(&message, statement)?;
         client.portal_store().put_portal(Arc::new(portal));
         client
@@ -264,7 +260,8 @@ impl ExtendedQueryHandler for QueryHandler {
             .map_err(Into::into)
     }
 
-    /// Holds an execution of a held batchable INSERT; runs anything else after the held batch.
+    /// As [`QueryHandler::execute`] when the next message is not known (the connection loop
+    /// calls that one).
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -272,25 +269,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
-        if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
-            let full = {
-                let mut held = self.held.lock();
-                held.holds(name).then(|| held.execute())
-            };
-            if let Some(full) = full {
-                if full {
-                    batch::flush(client, &self.held).await?;
-                }
-                return Ok(());
-            }
-        }
-        flush(client, &self.held).await?;
-        // A row limit of zero or less means all rows, as in PostgreSQL (pgwire would take a
-        // negative one as a huge count).
-        let message = Execute::new(message.name, message.max_rows.max(0));
-        // Boxed so that the batched path above does not carry (and move) this large future.
-        Box::pin(self._on_execute(client, message)).await
+        self.execute(client, message, false).await
     }
 
     async fn on_flush<C>(&self, client: &mut C, _message: Flush) -> PgWireResult<()>
@@ -299,13 +278,14 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        batch::flush(client, &self.held).await?;
+        batch::flush(client, &self.held, Then::More).await?;
         client.flush().await?;
         Ok(())
     }
 
-    /// Runs the held batch; its error is reported before ReadyForQuery (pgwire would only
-    /// report it and wait for another Sync).
+    /// Runs the held batch and commits the pipeline's implicit transaction; an error of either
+    /// is reported before ReadyForQuery (pgwire would only report it and wait for another
+    /// Sync). After an error the pipeline's rest was skipped, and so is what was held.
     async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -313,21 +293,32 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if matches!(client.state(), PgWireConnectionState::AwaitingSync) {
-            // An error was reported; what was held after it is skipped.
+        let session = session(client)?;
+        let ran = if matches!(client.state(), PgWireConnectionState::AwaitingSync) {
             batch::discard(&self.held);
-        } else if let Err(e) = flush(client, &self.held).await {
+            Ok(())
+        } else {
+            flush(client, &self.held, Then::Sync).await
+        };
+        // After an error the implicit transaction is gone; a COPY leaves the state AwaitingSync
+        // also when it succeeded, and its pipeline still commits.
+        let synced = match ran {
+            Ok(()) => session.sync().await.map_err(|e| to_pgwire(&e)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = synced {
+            session.statement_failed();
             let info: ErrorInfo = e.into();
             client
                 .feed(PgWireBackendMessage::ErrorResponse(info.into()))
                 .await?;
-            let status = client.transaction_status().to_error_state();
-            client.set_transaction_status(status);
         }
         client.portal_store().rm_portal(DEFAULT_NAME);
+        let status = ready_status(&session);
+        client.set_transaction_status(status);
         client
             .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
-                client.transaction_status(),
+                status,
             )))
             .await?;
         Ok(())
@@ -340,7 +331,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        flush(client, &self.held).await?;
+        flush(client, &self.held, Then::More).await?;
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         match message.target_type {
             TARGET_TYPE_BYTE_STATEMENT => client.portal_store().rm_statement(name),
@@ -373,10 +364,10 @@ impl ExtendedQueryHandler for QueryHandler {
                     return Ok(());
                 }
             }
-            flush(client, &self.held).await?;
+            flush(client, &self.held, Then::More).await?;
             return Box::pin(self._on_describe(client, message)).await;
         }
-        flush(client, &self.held).await?;
+        flush(client, &self.held, Then::More).await?;
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         let stored = match client.portal_store().get_statement(name) {
             Some(Entry::Value(stored)) => stored,
@@ -538,6 +529,8 @@ impl CopyHandler for QueryHandler {
         let session = session(client)?;
         match session.copy_done().await {
             Ok(Outcome::Command { rows, .. }) => {
+                // pgwire reports this status in the ReadyForQuery after a simple-protocol COPY.
+                client.set_transaction_status(ready_status(&session));
                 let tag = Tag::new("COPY").with_rows(rows.unwrap_or(0));
                 client
                     .send(PgWireBackendMessage::CommandComplete(tag.into()))

@@ -22,6 +22,7 @@ pub mod fuzzing;
 mod handlers;
 mod params;
 mod reply;
+mod simple;
 pub mod tls;
 
 use std::collections::HashMap;

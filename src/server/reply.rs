@@ -1,5 +1,6 @@
-//! What every handler needs besides its own work: the connection's session, and the messages a
-//! statement leaves for the client besides its result (notices, changed parameters).
+//! What every handler needs besides its own work: the connection's session, the transaction
+//! status to report, and the messages a statement leaves for the client besides its result
+//! (notices, changed parameters).
 
 use std::sync::Arc;
 
@@ -7,10 +8,10 @@ use futures::{Sink, SinkExt};
 use pgwire::api::ClientInfo;
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::response::{NoticeResponse, TransactionStatus};
 use pgwire::messages::startup::ParameterStatus;
 
-use crate::sql::Session;
+use crate::sql::{Session, TxnStatus};
 
 use super::errors;
 
@@ -21,6 +22,16 @@ pub(super) fn session<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Session>> {
         .get::<Arc<Session>>()
         .map(|s| s.as_ref().clone())
         .ok_or_else(errors::no_session)
+}
+
+/// The transaction status `ReadyForQuery` reports: the session's, never a guess from the
+/// responses sent.
+pub(super) fn ready_status(session: &Session) -> TransactionStatus {
+    match session.txn_status() {
+        TxnStatus::Idle => TransactionStatus::Idle,
+        TxnStatus::InBlock => TransactionStatus::Transaction,
+        TxnStatus::Failed => TransactionStatus::Error,
+    }
 }
 
 /// Sends notices raised by the statement and `ParameterStatus` for changed parameters.

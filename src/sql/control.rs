@@ -120,7 +120,7 @@ fn command(tag: &str) -> Outcome {
 }
 
 fn no_savepoint(name: &Ident) -> SqlError {
-    SqlError::ActiveTransaction(format!("savepoint \"{}\" does not exist", name.value))
+    SqlError::NoSavepoint(name.value.clone())
 }
 
 /// Runs `f` on the open transaction block, or fails as PostgreSQL does outside one.

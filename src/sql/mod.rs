@@ -86,6 +86,8 @@ pub enum SqlError {
     InFailedTransaction,
     #[error("{0}")]
     ActiveTransaction(String),
+    #[error("savepoint \"{0}\" does not exist")]
+    NoSavepoint(String),
     #[error("{0}")]
     InTransactionBlock(String),
     #[error("{0}")]

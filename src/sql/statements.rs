@@ -25,14 +25,26 @@ impl Session {
     /// Describes a statement without running it: parameter types and result columns.
     ///
     /// # Errors
-    /// Planning errors (unknown tables or columns, type errors).
+    /// Planning errors (unknown tables or columns, type errors); in a failed block, 25P02 for
+    /// all but the statements that end it (PostgreSQL refuses the Parse).
     pub async fn describe(&self, statement: Option<Statement>) -> Result<PreparedStatement> {
+        if let Some(statement) = &statement {
+            self.refuse_in_failed_block(statement)?;
+        }
         match self.describe_once(statement.clone()).await {
             Err(e) if is_undefined_table(&e) && self.rescanned().await => {
                 self.describe_once(statement).await
             }
             other => other,
         }
+    }
+
+    /// 25P02 for a statement in a failed block, unless it ends the block.
+    fn refuse_in_failed_block(&self, statement: &Statement) -> Result<()> {
+        if self.shared.txn.block_failed() && !control::allowed_in_failed_transaction(statement) {
+            return Err(SqlError::InFailedTransaction);
+        }
+        Ok(())
     }
 
     /// Whether a warehouse rescan found tables another engine placed there since the last one.
@@ -109,14 +121,12 @@ impl Session {
         executions: Executions<'_>,
     ) -> Result<Option<Vec<usize>>> {
         *self.shared.cancel.lock() = CancellationToken::new();
-        let failed = self.shared.txn.block_failed();
-        let result = if failed {
-            Err(SqlError::InFailedTransaction)
-        } else {
-            match self.check_writable("INSERT/UPDATE/DELETE") {
-                Ok(()) => dml::execute_many(self, statement, executions).await,
-                Err(e) => Err(e),
-            }
+        let result = match self
+            .refuse_in_failed_block(statement)
+            .and_then(|()| self.check_writable("INSERT/UPDATE/DELETE"))
+        {
+            Ok(()) => dml::execute_many(self, statement, executions).await,
+            Err(e) => Err(e),
         };
         self.finish(result).await
     }
@@ -141,7 +151,8 @@ impl Session {
     }
 
     /// Executes the statements of one simple-protocol query string, stopping at the first
-    /// error. Outside a transaction block they form one implicit transaction.
+    /// error. Outside a transaction block they form one implicit transaction, which ends with
+    /// the string (so does one an extended-protocol pipeline left open, as in PostgreSQL).
     pub async fn execute_batch(&self, statements: Vec<Statement>) -> Vec<Result<Outcome>> {
         let implicit = statements.len() > 1 && self.shared.txn.open_implicit();
         let mut results = Vec::with_capacity(statements.len());
@@ -155,15 +166,19 @@ impl Session {
                 }
             }
             let mut result = self.execute(statement, None).await;
-            if index < last
+            // Rows must be read before the next statement runs, or they would see its writes,
+            // and before an implicit transaction commits: an error while reading them fails it.
+            if (index < last || implicit)
                 && let Ok(Outcome::Rows {
                     schema,
                     stream,
                     tag,
                 }) = result
             {
-                // Rows must be read before the next statement runs, or they would see its writes.
                 result = materialize(schema, stream, tag).await;
+                if result.is_err() {
+                    self.statement_failed();
+                }
             }
             let failed = result.is_err();
             results.push(result);
@@ -171,10 +186,26 @@ impl Session {
                 return results;
             }
         }
-        if implicit && let Err(e) = self.commit_implicit().await {
+        if let Err(e) = self.commit_implicit().await {
             results.push(Err(e));
         }
         results
+    }
+
+    /// Opens an implicit transaction for an extended-protocol statement that more of the
+    /// pipeline may follow before Sync: as in PostgreSQL, what runs between two Syncs outside
+    /// a block commits at the Sync, all or nothing. (A statement directly followed by Sync
+    /// runs in autocommit mode, where a conflicting change is run again.)
+    pub fn open_pipeline(&self) {
+        self.shared.txn.open_implicit();
+    }
+
+    /// Sync: commits the implicit transaction of the pipeline, if one is open.
+    ///
+    /// # Errors
+    /// As `COMMIT`.
+    pub async fn sync(&self) -> Result<()> {
+        self.commit_implicit().await
     }
 
     async fn commit_implicit(&self) -> Result<()> {
@@ -198,10 +229,7 @@ impl Session {
         statement: &Statement,
         params: Option<ParamValues>,
     ) -> Result<Outcome> {
-        let failed = self.shared.txn.block_failed();
-        if failed && !control::allowed_in_failed_transaction(statement) {
-            return Err(SqlError::InFailedTransaction);
-        }
+        self.refuse_in_failed_block(statement)?;
         if let Some(outcome) = control::execute(self, statement).await? {
             return Ok(outcome);
         }

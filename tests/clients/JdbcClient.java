@@ -47,6 +47,11 @@ public class JdbcClient {
             metadata(conn);
             errors(conn);
             cancel(conn);
+            transactions(conn);
+        }
+        props.setProperty("autosave", "always");
+        try (Connection conn = DriverManager.getConnection(url, props)) {
+            autosave(conn);
         }
         System.out.println("jdbc: ok");
     }
@@ -200,6 +205,87 @@ public class JdbcClient {
             check(rs.getLong(1) == 50 && rs.getDouble(2) == 1.5 * 49 * 50 / 2 && rs.getLong(3) == 5000 && rs.getLong(4) == 5049,
                     "autocommit batch values");
         }
+    }
+
+    static List<Integer> ids(Connection conn, String table) throws SQLException {
+        List<Integer> out = new ArrayList<>();
+        try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SELECT id FROM " + table + " ORDER BY id")) {
+            while (rs.next()) out.add(rs.getInt(1));
+        }
+        return out;
+    }
+
+    /** PostgreSQL's transaction state machine as PgJDBC drives it (extended protocol). */
+    static void transactions(Connection conn) throws SQLException {
+        try (Statement s = conn.createStatement()) {
+            s.execute("CREATE TABLE jt (id int PRIMARY KEY, n int)");
+            s.execute("INSERT INTO jt VALUES (1, 1), (100, 0)");
+        }
+        String insert = "INSERT INTO jt VALUES (?, 1)";
+        conn.setAutoCommit(false);
+        try (PreparedStatement ins = conn.prepareStatement(insert);
+             PreparedStatement divide = conn.prepareStatement("SELECT 1 / n FROM jt WHERE id = ?")) {
+            // An error while rows are computed fails the block: 25P02 until it ends.
+            ins.setInt(1, 2);
+            ins.executeUpdate();
+            divide.setInt(1, 100);
+            expectState("22012", sql(() -> divide.executeQuery().next()));
+            ins.setInt(1, 3);
+            expectState("25P02", sql(ins::executeUpdate));
+            conn.rollback();
+            check(ids(conn, "jt").equals(List.of(1, 100)), "failed block stored rows: " + ids(conn, "jt"));
+            conn.commit();
+            // Savepoints repair a failed block.
+            ins.setInt(1, 4);
+            ins.executeUpdate();
+            Savepoint sp = conn.setSavepoint();
+            ins.setInt(1, 5);
+            ins.executeUpdate();
+            ins.setInt(1, 4);
+            expectState("23505", sql(ins::executeUpdate));
+            ins.setInt(1, 6);
+            expectState("25P02", sql(ins::executeUpdate));
+            conn.rollback(sp);
+            ins.setInt(1, 7);
+            ins.executeUpdate();
+            conn.commit();
+            check(ids(conn, "jt").equals(List.of(1, 4, 7, 100)), "savepoint: " + ids(conn, "jt"));
+        }
+        conn.setAutoCommit(true);
+        // Different statements in one batch are sent up to one Sync: all or nothing.
+        try (Statement s = conn.createStatement()) {
+            s.addBatch("INSERT INTO jt VALUES (50, 1)");
+            s.addBatch("UPDATE jt SET n = n + 1 WHERE id = 1");
+            s.addBatch("INSERT INTO jt VALUES (1, 1)");
+            s.addBatch("INSERT INTO jt VALUES (51, 1)");
+            try {
+                s.executeBatch();
+                throw new AssertionError("a batch with a duplicate key succeeded");
+            } catch (BatchUpdateException e) {
+                check("23505".equals(e.getSQLState()), "batch state " + e.getSQLState());
+            }
+        }
+        check(ids(conn, "jt").equals(List.of(1, 4, 7, 100)), "failed batch stored rows: " + ids(conn, "jt"));
+        try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SELECT n FROM jt WHERE id = 1")) {
+            check(rs.next() && rs.getInt(1) == 1, "failed batch's update stayed");
+        }
+    }
+
+    /** autosave=always: PgJDBC sets a savepoint before each statement and rolls back to it on
+     * an error, so the transaction goes on (DBeaver and others offer this). */
+    static void autosave(Connection conn) throws SQLException {
+        conn.setAutoCommit(false);
+        try (PreparedStatement ins = conn.prepareStatement("INSERT INTO jt VALUES (?, 1)")) {
+            ins.setInt(1, 60);
+            ins.executeUpdate();
+            ins.setInt(1, 60);
+            expectState("23505", sql(ins::executeUpdate));
+            ins.setInt(1, 61);
+            ins.executeUpdate();
+            conn.commit();
+        }
+        conn.setAutoCommit(true);
+        check(ids(conn, "jt").equals(List.of(1, 4, 7, 60, 61, 100)), "autosave: " + ids(conn, "jt"));
     }
 
     static void generatedKeys(Connection conn) throws SQLException {

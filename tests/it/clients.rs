@@ -50,6 +50,8 @@ fn python_drivers_and_sqlalchemy_reflection() {
     let server = TestServer::start();
     let out = run_client(&server, &python(), &["python_clients.py"]);
     assert!(out.contains("python clients: ok"), "{out}");
+    let out = run_client(&server, &python(), &["python_transactions.py"]);
+    assert!(out.contains("transactions: ok"), "{out}");
 }
 
 /// The PgJDBC jar from Debian's libpostgresql-jdbc-java.

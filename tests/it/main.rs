@@ -20,3 +20,4 @@ mod protocol_violations;
 mod raw;
 mod seek;
 mod slt;
+mod transactions;

@@ -6,6 +6,7 @@ use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::types::Type;
 
 use crate::harness::{TestServer, first_column, sqlstate};
+use crate::raw::{Raw, bind, cstring, describe_portal, execute, message};
 
 fn rows_of(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
     messages
@@ -427,103 +428,6 @@ async fn tables_sequences_and_keys_survive_restart() {
     assert_eq!(v, 7);
 }
 
-/// A frontend message: its type, then its length and body.
-fn message(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![kind];
-    out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-fn cstring(out: &mut Vec<u8>, text: &str) {
-    out.extend_from_slice(text.as_bytes());
-    out.push(0);
-}
-
-/// A Bind of `statement` into `portal`, with format codes and values as given.
-fn bind(portal: &str, statement: &str, formats: &[i16], values: &[Option<Vec<u8>>]) -> Vec<u8> {
-    let mut body = Vec::new();
-    cstring(&mut body, portal);
-    cstring(&mut body, statement);
-    body.extend_from_slice(&(formats.len() as i16).to_be_bytes());
-    for f in formats {
-        body.extend_from_slice(&f.to_be_bytes());
-    }
-    body.extend_from_slice(&(values.len() as i16).to_be_bytes());
-    for v in values {
-        match v {
-            Some(v) => {
-                body.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                body.extend_from_slice(v);
-            }
-            None => body.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
-    }
-    body.extend_from_slice(&0i16.to_be_bytes());
-    message(b'B', &body)
-}
-
-fn describe_portal(portal: &str) -> Vec<u8> {
-    let mut body = vec![b'P'];
-    cstring(&mut body, portal);
-    message(b'D', &body)
-}
-
-fn execute(portal: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    cstring(&mut body, portal);
-    body.extend_from_slice(&0i32.to_be_bytes());
-    message(b'E', &body)
-}
-
-/// A connection speaking the protocol by hand (the server runs with trust authentication).
-struct Raw(tokio::net::TcpStream);
-
-impl Raw {
-    async fn connect(server: &TestServer) -> Raw {
-        use tokio::io::AsyncWriteExt;
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-            .await
-            .unwrap();
-        let mut body = 196_608i32.to_be_bytes().to_vec();
-        for field in ["user", "deltagate", "database", "deltagate", ""] {
-            cstring(&mut body, field);
-        }
-        let mut startup = (body.len() as u32 + 4).to_be_bytes().to_vec();
-        startup.extend_from_slice(&body);
-        stream.write_all(&startup).await.unwrap();
-        let mut raw = Raw(stream);
-        raw.replies().await;
-        raw
-    }
-
-    /// Sends bytes a few at a time, so that messages arrive cut at arbitrary points.
-    async fn send_in_pieces(&mut self, bytes: &[u8]) {
-        use tokio::io::AsyncWriteExt;
-        for piece in bytes.chunks(997) {
-            self.0.write_all(piece).await.unwrap();
-            self.0.flush().await.unwrap();
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-    }
-
-    /// The messages up to ReadyForQuery: each one's type and body.
-    async fn replies(&mut self) -> Vec<(u8, Vec<u8>)> {
-        use tokio::io::AsyncReadExt;
-        let mut out = Vec::new();
-        loop {
-            let kind = self.0.read_u8().await.unwrap();
-            let len = self.0.read_u32().await.unwrap() as usize;
-            let mut body = vec![0; len - 4];
-            self.0.read_exact(&mut body).await.unwrap();
-            out.push((kind, body));
-            if kind == b'Z' {
-                return out;
-            }
-        }
-    }
-}
-
 /// A PgJDBC-style batch (Bind, Describe, Execute a row, one Sync), cut into pieces on the
 /// wire, with changes of format codes and of portal in the middle and NULLs: every row is
 /// answered in order and stored with its values; a duplicate key deep in a batch fails all of
@@ -536,7 +440,7 @@ async fn batched_executions_are_answered_in_order_and_stored() {
         .batch_execute("CREATE TABLE b (k int PRIMARY KEY, v text, f float8)")
         .await
         .unwrap();
-    let mut raw = Raw::connect(&server).await;
+    let mut raw = Raw::trusted(&server).await;
     let mut parse = Vec::new();
     cstring(&mut parse, "s1");
     cstring(&mut parse, "INSERT INTO b VALUES ($1, $2, $3)");
@@ -585,7 +489,7 @@ async fn batched_executions_are_answered_in_order_and_stored() {
     };
     let (bytes, expected) = pipeline(1..=300);
     raw.send_in_pieces(&bytes).await;
-    let replies = raw.replies().await;
+    let replies = raw.until_ready().await;
     let kinds: Vec<u8> = replies.iter().map(|(k, _)| *k).collect();
     assert_eq!(
         String::from_utf8_lossy(&kinds),
@@ -634,7 +538,7 @@ async fn batched_executions_are_answered_in_order_and_stored() {
         .unwrap();
     let (bytes, _) = pipeline(151..=300);
     raw.send_in_pieces(&bytes).await;
-    let replies = raw.replies().await;
+    let replies = raw.until_ready().await;
     let kinds: Vec<u8> = replies.iter().map(|(k, _)| *k).collect();
     assert_eq!(String::from_utf8_lossy(&kinds), "12EZ");
     let error = String::from_utf8_lossy(&replies[2].1).to_string();

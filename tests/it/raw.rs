@@ -36,6 +36,63 @@ pub fn startup(user: &str, database: &str) -> Vec<u8> {
     packet
 }
 
+/// A Parse of `sql` as `statement`, with no declared parameter types.
+pub fn parse(statement: &str, sql: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstring(&mut body, statement);
+    cstring(&mut body, sql);
+    body.extend_from_slice(&0i16.to_be_bytes());
+    message(b'P', &body)
+}
+
+/// A Bind of `statement` into `portal`, with format codes and values as given.
+pub fn bind(portal: &str, statement: &str, formats: &[i16], values: &[Option<Vec<u8>>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstring(&mut body, portal);
+    cstring(&mut body, statement);
+    body.extend_from_slice(&(formats.len() as i16).to_be_bytes());
+    for f in formats {
+        body.extend_from_slice(&f.to_be_bytes());
+    }
+    body.extend_from_slice(&(values.len() as i16).to_be_bytes());
+    for v in values {
+        match v {
+            Some(v) => {
+                body.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                body.extend_from_slice(v);
+            }
+            None => body.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    body.extend_from_slice(&0i16.to_be_bytes());
+    message(b'B', &body)
+}
+
+pub fn describe_portal(portal: &str) -> Vec<u8> {
+    let mut body = vec![b'P'];
+    cstring(&mut body, portal);
+    message(b'D', &body)
+}
+
+/// An Execute of `portal`, all rows.
+pub fn execute(portal: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstring(&mut body, portal);
+    body.extend_from_slice(&0i32.to_be_bytes());
+    message(b'E', &body)
+}
+
+/// A simple-protocol Query.
+pub fn query(sql: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    cstring(&mut body, sql);
+    message(b'Q', &body)
+}
+
+pub fn sync() -> Vec<u8> {
+    message(b'S', &[])
+}
+
 /// A SASLInitialResponse choosing `mechanism`, with `data`.
 pub fn sasl_initial(mechanism: &str, data: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
@@ -100,6 +157,14 @@ impl Raw {
     pub async fn send(&mut self, bytes: &[u8]) {
         self.0.write_all(bytes).await.expect("send");
         self.0.flush().await.expect("flush");
+    }
+
+    /// Sends bytes a few at a time, so that messages arrive cut at arbitrary points.
+    pub async fn send_in_pieces(&mut self, bytes: &[u8]) {
+        for piece in bytes.chunks(997) {
+            self.send(piece).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// The next backend message; `None` once the server closed the connection.

@@ -28,7 +28,7 @@ use tokio::time::Sleep;
 use tokio_util::codec::{Decoder, Framed};
 use tracing::info;
 
-use crate::server::{Canceller, auth, errors, handlers};
+use crate::server::{Canceller, auth, errors, handlers, reply};
 use crate::sql::PreparedStatement;
 
 use super::wire::{self, Frame, Phase, ProtocolError};
@@ -53,6 +53,9 @@ pub(in crate::server) struct Handlers {
     pub cancel: Arc<Canceller>,
 }
 
+/// A Sync message, whole: an Execute directly followed by one ends its pipeline.
+const SYNC: &[u8] = &[b'S', 0, 0, 0, 4];
+
 /// Which messages the connection reads in `state`.
 fn phase(state: PgWireConnectionState) -> Phase {
     match state {
@@ -68,6 +71,12 @@ fn phase(state: PgWireConnectionState) -> Phase {
 /// Sends an error; false when it ends the connection (FATAL, after which PostgreSQL sends
 /// nothing more, not even ReadyForQuery).
 async fn report(socket: &mut Socket, error: PgWireError, extended: bool) -> io::Result<bool> {
+    if let Ok(session) = reply::session(socket) {
+        // As in PostgreSQL, every error fails the transaction: a block then answers 25P02
+        // until it ends, an implicit one (the pipeline's, up to Sync) is rolled back.
+        session.statement_failed();
+        socket.set_transaction_status(reply::ready_status(&session));
+    }
     let info = ErrorInfo::from(error);
     let fatal = info.is_fatal();
     process_error(
@@ -146,8 +155,12 @@ impl Handlers {
                 Frame::Message(len) => {
                     // On its own: pgwire's decoder must not see the messages after it.
                     let mut message = buffer.split_to(len);
+                    let sync_follows = buffer.starts_with(SYNC);
                     match socket.codec_mut().decode(&mut message) {
-                        Ok(Some(message)) => self.dispatch(&mut socket, state, message).await?,
+                        Ok(Some(message)) => {
+                            self.dispatch(&mut socket, state, message, sync_follows)
+                                .await?
+                        }
                         Ok(None) => {
                             end(&mut socket, &ProtocolError::Format).await?;
                             false
@@ -199,12 +212,14 @@ impl Handlers {
         }
     }
 
-    /// Hands a decoded message to its handler; false when the connection ends.
+    /// Hands a decoded message to its handler (`sync_follows`: Sync is the next message the
+    /// client sent); false when the connection ends.
     async fn dispatch(
         &self,
         socket: &mut Socket,
         state: PgWireConnectionState,
         message: PgWireFrontendMessage,
+        sync_follows: bool,
     ) -> io::Result<bool> {
         let ends = match &message {
             PgWireFrontendMessage::Terminate(_) => return Ok(false),
@@ -229,7 +244,7 @@ impl Handlers {
                 self.queries.on_describe(socket, describe).await
             }
             PgWireFrontendMessage::Execute(execute) if querying => {
-                self.queries.on_execute(socket, execute).await
+                self.queries.execute(socket, execute, sync_follows).await
             }
             message => {
                 process_message(

@@ -5,6 +5,8 @@
 //! by value when a column does not decode that way; when the batch path does not take the
 //! statement after all they run one by one, as if never held. An error is reported at the
 //! first held execution, with only the replies before it (see the parent module's invariants).
+//! Outside a transaction block, a batch run at Sync commits on its own; one run while more of
+//! the pipeline follows joins the implicit transaction that the Sync commits ([`Then`]).
 //! Called by the handlers before any message that is not the batch's own, and by the
 //! connection loop when a batch is full or a malformed message follows it.
 
@@ -25,7 +27,7 @@ use crate::server::params;
 use crate::server::reply::{send_side_messages, session};
 use crate::sql::{Executions, PreparedStatement, Session};
 
-use super::{Batch, Held, Reply};
+use super::{Batch, Held, Reply, Then};
 
 /// Runs the held executions and sends their replies; an error is for the caller to report
 /// (the connection then skips messages until Sync). The latest Bind keeps standing for its
@@ -33,7 +35,11 @@ use super::{Batch, Held, Reply};
 ///
 /// # Errors
 /// The batch's error, or a failure to send.
-pub(in crate::server) async fn flush<C>(client: &mut C, batch: &Batch) -> PgWireResult<()>
+pub(in crate::server) async fn flush<C>(
+    client: &mut C,
+    batch: &Batch,
+    then: Then,
+) -> PgWireResult<()>
 where
     C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
     C::Error: std::fmt::Debug,
@@ -57,10 +63,10 @@ where
         taken
     };
     // Boxed: running a batch is a large future, and this one is awaited on every message.
-    Box::pin(run(client, held)).await
+    Box::pin(run(client, held, then)).await
 }
 
-async fn run<C>(client: &mut C, held: Held) -> PgWireResult<()>
+async fn run<C>(client: &mut C, held: Held, then: Then) -> PgWireResult<()>
 where
     C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
     C::Error: std::fmt::Debug,
@@ -76,6 +82,9 @@ where
         return send_replies(client, &held.replies, &[]).await;
     }
     let session = session(client)?;
+    if then == Then::More {
+        session.open_pipeline();
+    }
     let result = match params::columns(&stored, &held.rows) {
         Some(columns) => {
             let executions = Executions::Columns {
@@ -162,6 +171,10 @@ where
     C::Error: std::fmt::Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
+    if held.rows.len() > 1 {
+        // One by one, the executions still succeed or fail together.
+        session.open_pipeline();
+    }
     let mut executions = match params::each(stored, &held.rows) {
         Ok(values) => values.into_iter(),
         Err(e) => return fail(client, &held.replies, e).await,

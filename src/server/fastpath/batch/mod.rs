@@ -48,6 +48,16 @@ mod tests;
 pub(in crate::server) use absorb::absorb;
 pub(in crate::server) use flush::flush;
 
+/// What may follow a held batch's run before the pipeline's Sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::server) enum Then {
+    /// The Sync itself: outside a block, the batch alone commits (as one insert).
+    Sync,
+    /// More of the pipeline: the batch joins the implicit transaction the Sync commits, so
+    /// that an error later in the pipeline rolls it back, as in PostgreSQL.
+    More,
+}
+
 /// Executions held back before they run together, bounding memory and reply latency for a
 /// client that sends a very long batch without Sync.
 const MAX_HELD: usize = 4096;
