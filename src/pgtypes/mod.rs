@@ -13,14 +13,18 @@
 //!
 //! This file holds the type, its identity in the catalog, its Arrow and Delta mappings and its
 //! `format_type` text; `parse` reads a type name as PostgreSQL's `format_type` writes it or a
-//! user declares it.
+//! user declares it; `zone` reads time zone names; `datetime` reads and writes date, timestamp
+//! and interval text; `numeric` rounds numbers into `numeric(p, s)`.
 
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use deltalake::kernel::DataType as DeltaType;
+pub mod datetime;
+pub mod numeric;
 mod parse;
+pub mod zone;
 
 /// Arrow field metadata key holding the column's `format_type` text.
 pub const PG_TYPE_KEY: &str = "deltagate.pg_type";
@@ -98,6 +102,8 @@ pub enum TypeError {
     Unsupported(String),
     #[error("{0}")]
     InvalidModifier(String),
+    #[error("numeric field overflow")]
+    NumericOverflow,
 }
 
 impl PgType {

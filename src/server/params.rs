@@ -20,7 +20,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{
     DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
 };
-use datafusion::common::ParamValues;
+use datafusion::common::{ParamValues, ScalarValue};
 use pgwire::api::portal::Portal;
 use pgwire::api::stmt::StoredStatement;
 use pgwire::api::{DEFAULT_NAME, Type};
@@ -32,7 +32,8 @@ use pgwire::types::format::FormatOptions;
 use tracing::warn;
 
 use crate::pgbinary::FromBinary;
-use crate::sql::PreparedStatement;
+use crate::pgtypes::numeric::{float_to_decimal, int_to_decimal};
+use crate::sql::{PreparedStatement, SqlError};
 
 use super::{encode, errors};
 
@@ -62,13 +63,40 @@ pub(super) fn parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Opt
         return Ok(None);
     }
     let prepared = &portal.statement.statement;
+    let announced = announced(prepared);
+    let announced: Vec<Option<&Type>> = announced.iter().map(Option::as_ref).collect();
+    // A number sent as a float or integer for a numeric column is decoded as sent and then
+    // rounded as PostgreSQL rounds it (arrow_pg refuses to convert it).
+    // (significant digits of a float, or 0 for an integer; precision; scale)
+    let numeric: Vec<Option<(usize, u8, i8)>> = prepared
+        .param_types
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let DataType::Decimal128(p, s) = f.as_ref()?.data_type() else {
+                return None;
+            };
+            let sent = portal.statement.parameter_types.get(i).cloned().flatten();
+            let sent = sent.as_ref().or(announced.get(i).copied().flatten())?;
+            let digits = match *sent {
+                Type::FLOAT4 => 6,
+                Type::FLOAT8 => 15,
+                Type::INT2 | Type::INT4 | Type::INT8 => 0,
+                _ => return None,
+            };
+            Some((digits, *p, *s))
+        })
+        .collect();
     let inferred: Vec<Option<&DataType>> = prepared
         .param_types
         .iter()
-        .map(|f| f.as_ref().map(|f| f.data_type()))
+        .zip(&numeric)
+        .map(|(f, numeric)| match numeric {
+            Some((0, _, _)) => Some(&DataType::Int64),
+            Some(_) => Some(&DataType::Float64),
+            None => f.as_ref().map(|f| f.data_type()),
+        })
         .collect();
-    let announced = announced(prepared);
-    let announced: Vec<Option<&Type>> = announced.iter().map(Option::as_ref).collect();
     // The decoders are other crates', and one panics on a value a client can send:
     // rust_decimal's "checked" binary NUMERIC decoding, on a number beyond its 96 bits (found
     // by the `messages` fuzz target). A bad value is the client's error, not its connection's
@@ -82,7 +110,26 @@ pub(super) fn parameters(portal: &Portal<PreparedStatement>) -> PgWireResult<Opt
         warn!(%panic, "a parameter decoder failed on a client's value");
         Err(errors::undecodable_parameter())
     })?;
-    Ok(Some(decoded))
+    if numeric.iter().all(Option::is_none) {
+        return Ok(Some(decoded));
+    }
+    let ParamValues::List(mut list) = decoded else {
+        return Ok(Some(decoded));
+    };
+    for (value, numeric) in list.iter_mut().zip(&numeric) {
+        let Some((digits, p, s)) = *numeric else {
+            continue;
+        };
+        let unscaled = match &value.value {
+            ScalarValue::Float64(Some(v)) => Some(float_to_decimal(*v, digits, p, s)),
+            ScalarValue::Int64(Some(v)) => Some(int_to_decimal(*v, p, s)),
+            _ => None,
+        }
+        .transpose()
+        .map_err(|e| errors::to_pgwire(&SqlError::Type(e)))?;
+        value.value = ScalarValue::Decimal128(unscaled, p, s);
+    }
+    Ok(Some(ParamValues::List(list)))
 }
 
 thread_local! {

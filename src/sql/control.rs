@@ -109,6 +109,12 @@ pub async fn execute(session: &Session, statement: &Statement) -> Result<Option<
         Statement::UNLISTEN { .. } => command("UNLISTEN"),
         _ => return Ok(None),
     };
+    if matches!(
+        statement,
+        Statement::Set(_) | Statement::Reset(_) | Statement::Discard { .. }
+    ) {
+        session.sync_time_zone();
+    }
     Ok(Some(outcome))
 }
 

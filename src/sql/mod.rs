@@ -98,6 +98,13 @@ pub enum SqlError {
     InvalidParameterValue(String),
     #[error("{0}")]
     InvalidTextRepresentation(String),
+    #[error(transparent)]
+    DateTime(#[from] crate::pgtypes::datetime::DateTimeError),
+    /// A bad `to_char`/`to_timestamp` template or text that does not fit it.
+    #[error("{0}")]
+    InvalidFormat(String),
+    #[error("{0}")]
+    NumericOverflow(String),
     #[error("{0}")]
     UndefinedFunction(String),
     #[error("no schema has been selected to create in")]

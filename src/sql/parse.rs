@@ -17,7 +17,13 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         return Ok(vec![checkpoint]);
     }
     let statements = limits::parse(sql)?;
-    Ok(statements.into_iter().map(rewrite::pg_compat).collect())
+    statements
+        .into_iter()
+        .map(|mut statement| {
+            rewrite::datetime_spellings(&mut statement)?;
+            Ok(rewrite::pg_compat(statement))
+        })
+        .collect()
 }
 
 /// `CHECKPOINT` (sqlparser has no such statement): carried as the `FLUSH TABLES` statement,

@@ -97,6 +97,7 @@ impl Session {
             &config.setting_defaults,
             startup,
         )?;
+        let time_zone = settings.time_zone();
         let shared = Arc::new(SessionShared::new(engine.clone(), user, pid, settings));
         let database = engine.config().database.clone();
         let config = SessionConfig::new()
@@ -104,7 +105,9 @@ impl Session {
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(false)
             .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
-            .set_str("datafusion.execution.time_zone", "UTC")
+            // The session's zone, as DataFusion reads it: `timestamptz '2024-01-01 12:00'`
+            // is read in it; kept equal to `TimeZone` by `sync_time_zone`.
+            .set_str("datafusion.execution.time_zone", &time_zone)
             // Each byte range of a split file opens it again (footer, page index): below this
             // size a selective query pays more for that than a full scan gains in parallelism.
             // Flushed files of a historian table (2M rows) stay under it.
@@ -198,6 +201,18 @@ impl Session {
         let mut statement = statement;
         self.qualify(&mut statement);
         self.shared.plan_in_view(&self.ctx, statement).await
+    }
+
+    /// Gives DataFusion the session's `TimeZone` after a setting changed: functions and
+    /// literals read the session's zone from DataFusion's options.
+    pub(crate) fn sync_time_zone(&self) {
+        let zone = self.shared.settings.lock().time_zone();
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        if options.execution.time_zone.as_deref() != Some(zone.as_str()) {
+            options.execution.time_zone = Some(zone);
+        }
     }
 
     /// Refuses writes in a read-only transaction.

@@ -15,6 +15,7 @@ use datafusion::error::DataFusionError;
 use tracing::error;
 
 use crate::pgtypes::TypeError;
+use crate::pgtypes::datetime::DateTimeError;
 use crate::storage::StorageError;
 use crate::storage::names::NameError;
 
@@ -75,6 +76,7 @@ pub fn classify(error: &SqlError) -> Coded {
         SqlError::Type(TypeError::Unknown(_)) => coded("42704", error.to_string()),
         SqlError::Type(TypeError::Unsupported(_)) => coded("0A000", error.to_string()),
         SqlError::Type(TypeError::InvalidModifier(_)) => coded("22023", error.to_string()),
+        SqlError::Type(TypeError::NumericOverflow) => coded("22003", error.to_string()),
         SqlError::UndefinedTable(_) => coded("42P01", error.to_string()),
         SqlError::UndefinedColumn { .. } => coded("42703", error.to_string()),
         SqlError::DuplicateColumn(_) => coded("42701", error.to_string()),
@@ -89,6 +91,16 @@ pub fn classify(error: &SqlError) -> Coded {
         SqlError::UndefinedParameter(_) => coded("42704", error.to_string()),
         SqlError::InvalidParameterValue(m) => coded("22023", m),
         SqlError::InvalidTextRepresentation(m) => coded("22P02", m),
+        SqlError::DateTime(e) => coded(
+            match e {
+                DateTimeError::Syntax(..) => "22007",
+                DateTimeError::Range(_) => "22008",
+                DateTimeError::Unsupported(_) => "0A000",
+            },
+            error.to_string(),
+        ),
+        SqlError::InvalidFormat(m) => coded("22007", m),
+        SqlError::NumericOverflow(m) => coded("22003", m),
         SqlError::UndefinedFunction(m) => coded("42883", m),
         SqlError::NoSchemaSelected => coded("3F000", error.to_string()),
         SqlError::ReadOnly(_) => coded("25006", error.to_string()),
@@ -323,6 +335,10 @@ mod tests {
             (SqlError::NoSavepoint("a".into()), "3B001"),
             (SqlError::Unsupported("x".into()), "0A000"),
             (SqlError::InvalidTextRepresentation("x".into()), "22P02"),
+            (DateTimeError::Syntax("date", "x".into()).into(), "22007"),
+            (DateTimeError::Range("x".into()).into(), "22008"),
+            (SqlError::InvalidFormat("x".into()), "22007"),
+            (SqlError::NumericOverflow("x".into()), "22003"),
             (SqlError::TooComplex("x".into()), "54001"),
             (
                 DataFusionError::Plan("table 'db.public.nosuch' not found".into()).into(),

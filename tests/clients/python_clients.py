@@ -52,6 +52,20 @@ def psycopg3():
             raise AssertionError("missing table accepted")
         except psycopg.errors.UndefinedTable as e:
             assert e.sqlstate == "42P01"
+        # Floats and integers bound to a numeric(10,2) column round as PostgreSQL 15 rounds
+        # them (half away from zero, after the float's 15 significant digits), one at a time
+        # and in a batch; too many digits is 22003.
+        conn.execute("CREATE TABLE py3_numeric (id int PRIMARY KEY, m numeric(10,2))")
+        conn.execute("INSERT INTO py3_numeric VALUES (%s, %s)", (1, 1.2345))
+        conn.cursor().executemany("INSERT INTO py3_numeric VALUES (%s, %s)", [(2, 2.675), (3, -7), (4, -0.005)])
+        got = conn.execute("SELECT id, m FROM py3_numeric ORDER BY id").fetchall()
+        assert got == [(1, decimal.Decimal("1.23")), (2, decimal.Decimal("2.68")),
+                       (3, decimal.Decimal("-7.00")), (4, decimal.Decimal("-0.01"))], got
+        try:
+            conn.execute("INSERT INTO py3_numeric VALUES (%s, %s)", (5, 123456789.0))
+            raise AssertionError("numeric overflow accepted")
+        except psycopg.errors.NumericValueOutOfRange as e:
+            assert e.sqlstate == "22003"
         # psycopg's type introspection treats 42704 as "not found".
         assert psycopg.types.TypeInfo.fetch(conn, "hstore") is None
     # Transactions (psycopg's default: BEGIN before the first statement).

@@ -5,12 +5,14 @@
 //! `pg_get_indexdef`, `format_type`, ...) answer from the same live catalog the `pg_catalog`
 //! relations are built from; session functions (`current_schema`, `current_setting`,
 //! `version`) read the session's settings. Built-in stand-ins shipped by datafusion-pg-catalog
-//! are registered for what they implement faithfully (privileges, identifier quoting).
+//! are registered for what they implement faithfully (privileges, identifier quoting). Date/time
+//! functions whose DataFusion versions differ from PostgreSQL's are replaced (`time`).
 
 mod catalog;
 mod json;
 mod sequences;
 mod session;
+mod time;
 mod timestamp_text;
 
 pub use timestamp_text::TimestampTextCasts;
@@ -164,14 +166,21 @@ pub(super) fn external(e: StorageError) -> DataFusionError {
 
 /// `to_timestamp(double precision)`: Unix seconds to `timestamptz`, rounded to the microsecond
 /// as PostgreSQL rounds (DataFusion's own truncates through nanoseconds, so
-/// `to_timestamp(1790812800.001)` would show `.000999`).
+/// `to_timestamp(1790812800.001)` would show `.000999`); `to_timestamp(text, template)` reads
+/// text by a PostgreSQL template (`time`).
 fn to_timestamp(shared: &Arc<SessionShared>) -> ScalarUDF {
     udf(
         shared,
         "to_timestamp",
-        arities(&[&[DataType::Float64]], Volatility::Immutable),
-        DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+        arities(
+            &[&[DataType::Float64], &[DataType::Utf8, DataType::Utf8]],
+            Volatility::Stable,
+        ),
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         |_, args| {
+            if args.args.len() == 2 {
+                return time::to_timestamp_text(&args);
+            }
             let rows = args.number_rows.max(1);
             let seconds = cast(&args.args[0].to_array(rows)?, &DataType::Float64)?;
             let seconds = seconds
@@ -195,7 +204,7 @@ fn to_timestamp(shared: &Arc<SessionShared>) -> ScalarUDF {
                     .transpose()
                 })
                 .collect::<DfResult<TimestampMicrosecondArray>>()?
-                .with_timezone("+00:00");
+                .with_timezone("UTC");
             Ok(ColumnarValue::Array(Arc::new(micros)))
         },
     )
@@ -209,6 +218,7 @@ pub fn register(ctx: &SessionContext, shared: &Arc<SessionShared>) {
         .chain(session::functions(shared))
         .chain(catalog::functions(shared))
         .chain(json::functions(shared))
+        .chain(time::functions())
     {
         ctx.register_udf(f);
     }

@@ -1,5 +1,7 @@
-//! Timestamps cast to text read as PostgreSQL writes them (`2026-01-02 03:04:05.5`, with `+00`
-//! for `timestamptz`), not in Arrow's ISO form (`2026-01-02T03:04:05.500`).
+//! Timestamps cast to text read as PostgreSQL writes them (`2026-01-02 03:04:05.5`, with the
+//! session's zone for `timestamptz`: `+01` after `SET TIME ZONE 'Europe/Berlin'`), not in
+//! Arrow's ISO form (`2026-01-02T03:04:05.500`); intervals as PostgreSQL writes them
+//! (`1 day 02:00:00`), not as Arrow does (`0 years 0 mons 1 days 2 hours ...`).
 //!
 //! An analyzer rule, run after DataFusion's type coercion (so implicit casts, as in
 //! `'at ' || ts`, are explicit by then), replaces every cast of a timestamp to a string type in
@@ -10,11 +12,13 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{ArrayRef, IntervalMonthDayNanoArray, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, IntervalUnit, TimeUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DFSchemaRef};
-use datafusion::error::Result as DfResult;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{
     Cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF,
@@ -23,9 +27,10 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::scalar::ScalarValue;
 
-use crate::pgtypes::PgType;
+use crate::pgtypes::datetime::Interval;
+use crate::pgtypes::{PgType, UTC};
 
-/// `pg_timestamp_text(ts)`: a timestamp as PostgreSQL's text.
+/// `pg_timestamp_text(ts)`: a timestamp or interval as PostgreSQL's text.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct TimestampText {
     signature: Signature,
@@ -47,13 +52,49 @@ impl ScalarUDFImpl for TimestampText {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let array = args.args[0].to_array(args.number_rows)?;
-        let text = crate::pgtypes::timestamp_text(&array)?;
+        let text = match array.data_type() {
+            // A `timestamptz` shows in the session's zone, as result columns do.
+            DataType::Timestamp(unit, Some(_)) => {
+                let zone = args
+                    .config_options
+                    .execution
+                    .time_zone
+                    .as_deref()
+                    .unwrap_or(UTC);
+                let shown = DataType::Timestamp(*unit, Some(zone.into()));
+                crate::pgtypes::timestamp_text(&cast(&array, &shown)?)?
+            }
+            DataType::Interval(_) => interval_text(&array)?,
+            _ => crate::pgtypes::timestamp_text(&array)?,
+        };
         Ok(if scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&text, 0)?)
         } else {
             ColumnarValue::Array(text)
         })
     }
+}
+
+/// Intervals as PostgreSQL's text.
+fn interval_text(array: &ArrayRef) -> DfResult<ArrayRef> {
+    let values = cast(array, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+    let values = values
+        .as_any()
+        .downcast_ref::<IntervalMonthDayNanoArray>()
+        .ok_or_else(|| DataFusionError::Internal("expected an interval".into()))?;
+    let text: StringArray = values
+        .iter()
+        .map(|v| {
+            v.map(|v| {
+                crate::pgtypes::datetime::interval_text(Interval {
+                    months: v.months,
+                    days: v.days,
+                    micros: v.nanoseconds / 1000,
+                })
+            })
+        })
+        .collect();
+    Ok(Arc::new(text))
 }
 
 /// The analyzer rule (see the module comment).
@@ -88,12 +129,14 @@ impl TimestampTextCasts {
             let Ok((_, field)) = inner.to_field(schema) else {
                 return Ok(Transformed::no(e));
             };
-            let DataType::Timestamp(unit, _) = field.data_type() else {
-                return Ok(Transformed::no(e));
+            let unit = match field.data_type() {
+                DataType::Timestamp(unit, _) => *unit,
+                DataType::Interval(_) => TimeUnit::Microsecond,
+                _ => return Ok(Transformed::no(e)),
             };
             // A stored `timestamp` column is UTC in Arrow; it prints without a zone.
             let inner = if PgType::declared(&field) == Some(PgType::Timestamp) {
-                Expr::Cast(Cast::new(Box::new(inner), DataType::Timestamp(*unit, None)))
+                Expr::Cast(Cast::new(Box::new(inner), DataType::Timestamp(unit, None)))
             } else {
                 inner
             };

@@ -2,7 +2,8 @@
 //!
 //! Two kinds, both on the AST (never on SQL text):
 //! - PostgreSQL spellings DataFusion does not accept (`OPERATOR(pg_catalog.~)`, `COLLATE`,
-//!   `'t'::regclass`, `= ANY('{...}')`), using datafusion-pg-catalog's rules;
+//!   `'t'::regclass`, `= ANY('{...}')`), using datafusion-pg-catalog's rules, and date/time
+//!   spellings (`AT TIME ZONE`, `EXTRACT`, literals: `datetime`);
 //! - name resolution: unqualified relation names are qualified by `search_path`, with
 //!   `pg_catalog` searched first, as PostgreSQL does. CTE names are left alone.
 
@@ -14,9 +15,11 @@ use datafusion::sql::sqlparser::ast::{
     Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement, Visit,
     Visitor, visit_relations_mut,
 };
+mod datetime;
 mod functions;
 mod subqueries;
 
+pub use datetime::datetime_spellings;
 pub use functions::set_returning_functions;
 pub use subqueries::aggregate_correlated_subqueries;
 

@@ -4,8 +4,6 @@
 //!
 //! Used by [`Settings`](super::Settings) whenever a value is set, at startup or by `SET`.
 
-use std::str::FromStr;
-
 use super::{Result, SqlError};
 
 fn invalid(name: &str, value: &str) -> SqlError {
@@ -76,9 +74,11 @@ pub(super) fn validate(name: &str, value: &str) -> Result<String> {
             if tz.eq_ignore_ascii_case("local") || tz.eq_ignore_ascii_case("default") {
                 return Ok("UTC".into());
             }
-            datafusion::arrow::array::timezone::Tz::from_str(tz)
-                .map(|_| tz.to_string())
-                .map_err(|_| invalid(name, value))
+            // Stored as a name Arrow knows (canonical case, offsets as `+02:00`): it labels
+            // timestamps and is what DataFusion reads as the session's zone.
+            crate::pgtypes::zone::Zone::setting(tz)
+                .map(|zone| zone.label())
+                .ok_or_else(|| invalid(name, value))
         }
         "deltagate.historian_duplicates" => match trimmed.to_ascii_lowercase().as_str() {
             "skip" => Ok("skip".into()),
