@@ -218,13 +218,13 @@ public class JdbcClient {
     /** PostgreSQL's transaction state machine as PgJDBC drives it (extended protocol). */
     static void transactions(Connection conn) throws SQLException {
         try (Statement s = conn.createStatement()) {
-            s.execute("CREATE TABLE jt (id int PRIMARY KEY, n int)");
-            s.execute("INSERT INTO jt VALUES (1, 1), (100, 0)");
+            s.execute("CREATE TABLE jtx (id int PRIMARY KEY, n int)");
+            s.execute("INSERT INTO jtx VALUES (1, 1), (100, 0)");
         }
-        String insert = "INSERT INTO jt VALUES (?, 1)";
+        String insert = "INSERT INTO jtx VALUES (?, 1)";
         conn.setAutoCommit(false);
         try (PreparedStatement ins = conn.prepareStatement(insert);
-             PreparedStatement divide = conn.prepareStatement("SELECT 1 / n FROM jt WHERE id = ?")) {
+             PreparedStatement divide = conn.prepareStatement("SELECT 1 / n FROM jtx WHERE id = ?")) {
             // An error while rows are computed fails the block: 25P02 until it ends.
             ins.setInt(1, 2);
             ins.executeUpdate();
@@ -233,7 +233,7 @@ public class JdbcClient {
             ins.setInt(1, 3);
             expectState("25P02", sql(ins::executeUpdate));
             conn.rollback();
-            check(ids(conn, "jt").equals(List.of(1, 100)), "failed block stored rows: " + ids(conn, "jt"));
+            check(ids(conn, "jtx").equals(List.of(1, 100)), "failed block stored rows: " + ids(conn, "jtx"));
             conn.commit();
             // Savepoints repair a failed block.
             ins.setInt(1, 4);
@@ -249,15 +249,15 @@ public class JdbcClient {
             ins.setInt(1, 7);
             ins.executeUpdate();
             conn.commit();
-            check(ids(conn, "jt").equals(List.of(1, 4, 7, 100)), "savepoint: " + ids(conn, "jt"));
+            check(ids(conn, "jtx").equals(List.of(1, 4, 7, 100)), "savepoint: " + ids(conn, "jtx"));
         }
         conn.setAutoCommit(true);
         // Different statements in one batch are sent up to one Sync: all or nothing.
         try (Statement s = conn.createStatement()) {
-            s.addBatch("INSERT INTO jt VALUES (50, 1)");
-            s.addBatch("UPDATE jt SET n = n + 1 WHERE id = 1");
-            s.addBatch("INSERT INTO jt VALUES (1, 1)");
-            s.addBatch("INSERT INTO jt VALUES (51, 1)");
+            s.addBatch("INSERT INTO jtx VALUES (50, 1)");
+            s.addBatch("UPDATE jtx SET n = n + 1 WHERE id = 1");
+            s.addBatch("INSERT INTO jtx VALUES (1, 1)");
+            s.addBatch("INSERT INTO jtx VALUES (51, 1)");
             try {
                 s.executeBatch();
                 throw new AssertionError("a batch with a duplicate key succeeded");
@@ -265,8 +265,8 @@ public class JdbcClient {
                 check("23505".equals(e.getSQLState()), "batch state " + e.getSQLState());
             }
         }
-        check(ids(conn, "jt").equals(List.of(1, 4, 7, 100)), "failed batch stored rows: " + ids(conn, "jt"));
-        try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SELECT n FROM jt WHERE id = 1")) {
+        check(ids(conn, "jtx").equals(List.of(1, 4, 7, 100)), "failed batch stored rows: " + ids(conn, "jtx"));
+        try (Statement s = conn.createStatement(); ResultSet rs = s.executeQuery("SELECT n FROM jtx WHERE id = 1")) {
             check(rs.next() && rs.getInt(1) == 1, "failed batch's update stayed");
         }
     }
@@ -275,7 +275,7 @@ public class JdbcClient {
      * an error, so the transaction goes on (DBeaver and others offer this). */
     static void autosave(Connection conn) throws SQLException {
         conn.setAutoCommit(false);
-        try (PreparedStatement ins = conn.prepareStatement("INSERT INTO jt VALUES (?, 1)")) {
+        try (PreparedStatement ins = conn.prepareStatement("INSERT INTO jtx VALUES (?, 1)")) {
             ins.setInt(1, 60);
             ins.executeUpdate();
             ins.setInt(1, 60);
@@ -285,7 +285,7 @@ public class JdbcClient {
             conn.commit();
         }
         conn.setAutoCommit(true);
-        check(ids(conn, "jt").equals(List.of(1, 4, 7, 60, 61, 100)), "autosave: " + ids(conn, "jt"));
+        check(ids(conn, "jtx").equals(List.of(1, 4, 7, 60, 61, 100)), "autosave: " + ids(conn, "jtx"));
     }
 
     static void generatedKeys(Connection conn) throws SQLException {

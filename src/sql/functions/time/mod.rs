@@ -29,6 +29,7 @@ use datafusion::scalar::ScalarValue;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
 
+use super::strings;
 use crate::pgtypes::datetime::{DateTimeError, parse_stamp};
 use crate::pgtypes::zone::Zone;
 use crate::pgtypes::{PgType, UTC};
@@ -162,11 +163,6 @@ fn downcast<T: 'static>(array: &ArrayRef) -> DfResult<&T> {
         .ok_or_else(|| DataFusionError::Internal("unexpected array type".into()))
 }
 
-/// Text argument values, one per row.
-fn texts(value: &ColumnarValue, rows: usize) -> DfResult<Vec<Option<String>>> {
-    super::strings(value, rows)
-}
-
 /// A zone argument, read as `AT TIME ZONE` reads it.
 fn zone_arg(text: &str) -> DfResult<Zone> {
     Zone::parse(text).ok_or_else(|| {
@@ -231,7 +227,7 @@ impl TimeUdf {
         let session = session_zone(&args.config_options);
         let values = stamps(&args.args[at].to_array(rows)?, how, &session)?;
         let zones = match zone_at {
-            Some(i) => texts(&args.args[i], rows)?,
+            Some(i) => strings(&args.args[i], rows)?,
             None => vec![None; rows],
         };
         let result_type = args.return_field.data_type().clone();
@@ -272,10 +268,10 @@ impl TimeUdf {
         let (at, zone_at) = self.positions(args.args.len());
         let how = stamped(&args.arg_fields[at]);
         let session = session_zone(&args.config_options);
-        let units = texts(&args.args[0], rows)?;
+        let units = strings(&args.args[0], rows)?;
         let values = stamps(&args.args[at].to_array(rows)?, how, &session)?;
         let zones = match zone_at {
-            Some(i) => texts(&args.args[i], rows)?,
+            Some(i) => strings(&args.args[i], rows)?,
             None => vec![None; rows],
         };
         let mut out = Vec::with_capacity(rows);
@@ -348,7 +344,7 @@ impl TimeUdf {
         }
         let session = session_zone(&args.config_options);
         let values = stamps(&args.args[0].to_array(rows)?, how, &session)?;
-        let templates = texts(&args.args[1], rows)?;
+        let templates = strings(&args.args[1], rows)?;
         let mut cache: Option<(String, Template)> = None;
         let mut out = Vec::with_capacity(rows);
         for (value, template) in values.into_iter().zip(templates) {
@@ -381,10 +377,10 @@ impl TimeUdf {
 
     fn to_date(&self, args: &ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
-        let texts_ = texts(&args.args[0], rows)?;
-        let templates = texts(&args.args[1], rows)?;
+        let values = strings(&args.args[0], rows)?;
+        let templates = strings(&args.args[1], rows)?;
         let mut out = Vec::with_capacity(rows);
-        for (text, template) in texts_.into_iter().zip(templates) {
+        for (text, template) in values.into_iter().zip(templates) {
             let (Some(text), Some(template)) = (text, template) else {
                 out.push(None);
                 continue;
@@ -408,8 +404,8 @@ impl TimeUdf {
 pub(super) fn to_timestamp_text(args: &ScalarFunctionArgs) -> DfResult<ColumnarValue> {
     let rows = args.number_rows;
     let session = session_zone(&args.config_options);
-    let values = texts(&args.args[0], rows)?;
-    let templates = texts(&args.args[1], rows)?;
+    let values = strings(&args.args[0], rows)?;
+    let templates = strings(&args.args[1], rows)?;
     let mut out = Vec::with_capacity(rows);
     for (text, template) in values.into_iter().zip(templates) {
         let (Some(text), Some(template)) = (text, template) else {
