@@ -109,7 +109,7 @@ async fn transfer(
 #[tokio::test]
 async fn concurrent_transfers_keep_the_total_and_apply_each_once() {
     const ACCOUNTS: i32 = 8;
-    const PER_SESSION: i32 = 15;
+    const PER_SESSION: i32 = 10;
     const OPENING: i64 = 1_000;
     let server = TestServer::start();
     let client = server.client().await;
@@ -244,7 +244,7 @@ async fn tpcb(
 
 #[tokio::test]
 async fn tpcb_like_balances_agree_with_the_history() {
-    const PER_SESSION: usize = 40;
+    const PER_SESSION: usize = 25;
     let server = TestServer::start();
     let client = server.client().await;
     client
@@ -256,7 +256,7 @@ async fn tpcb_like_balances_agree_with_the_history() {
              INSERT INTO pgbench_branches (bid, bbalance) VALUES (1, 0);
              INSERT INTO pgbench_tellers (tid, bid, tbalance) SELECT g, 1, 0 FROM generate_series(1, 10) g;
              INSERT INTO pgbench_accounts (aid, bid, abalance, filler)
-               SELECT g, 1, 0, '' FROM generate_series(1, 10000) g",
+               SELECT g, 1, 0, '' FROM generate_series(1, 1000) g",
         )
         .await
         .expect("create");
@@ -267,7 +267,7 @@ async fn tpcb_like_balances_agree_with_the_history() {
             let client = server.client().await;
             let (mut sum, mut retries) = (0i64, 0);
             for n in 0..PER_SESSION {
-                let aid = rand::random_range(1..=10_000);
+                let aid = rand::random_range(1..=1_000);
                 let tid = rand::random_range(1..=10);
                 let delta = rand::random_range(-5000..=5000);
                 let what = format!("tpcb {session}/{n}");
