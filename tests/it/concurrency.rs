@@ -19,6 +19,9 @@ use tokio_postgres::Client;
 use crate::harness::{TestServer, sqlstate};
 
 const SESSIONS: usize = 4;
+
+/// A committed transfer: session, sequence number, from, to, amount.
+type Transfer = (i32, i32, i32, i32, i64);
 /// A transaction retried this often is starved, which is a failure too.
 const MAX_TRIES: u32 = 200;
 
@@ -123,7 +126,7 @@ async fn concurrent_transfers_keep_the_total_and_apply_each_once() {
         .await
         .expect("create");
     // What each session saw commit, to compare with what the server stored.
-    let committed: Arc<Mutex<Vec<(i32, i32, i32, i32, i64)>>> = Arc::default();
+    let committed: Arc<Mutex<Vec<Transfer>>> = Arc::default();
     let started = Instant::now();
     let sessions = (0..SESSIONS as i32).map(|session| {
         let (server, committed) = (&server, committed.clone());
@@ -156,7 +159,7 @@ async fn concurrent_transfers_keep_the_total_and_apply_each_once() {
     let total = scalar(&client, "SELECT sum(bal)::int8 FROM acc").await;
     assert_eq!(total, OPENING * ACCOUNTS as i64, "the total moved");
     // Every committed transfer is in the history once, and nothing else is.
-    let mut stored: Vec<(i32, i32, i32, i32, i64)> = client
+    let mut stored: Vec<Transfer> = client
         .query(
             "SELECT session, seq, src, dst, amount FROM transfers ORDER BY session, seq",
             &[],
