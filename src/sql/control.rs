@@ -13,7 +13,7 @@ use datafusion::sql::sqlparser::ast::{
 
 use super::rewrite::name_parts;
 use super::session::{Session, rows_outcome, text_rows};
-use super::settings::Settings;
+use super::settings::{Settings, unsupported_isolation};
 use super::txn::Transaction;
 use super::{Outcome, Result, SqlError, dml};
 
@@ -39,7 +39,7 @@ pub fn allowed_in_failed_transaction(statement: &Statement) -> bool {
 /// Invalid settings, or commit failures.
 pub async fn execute(session: &Session, statement: &Statement) -> Result<Option<Outcome>> {
     let outcome = match statement {
-        Statement::StartTransaction { modes, .. } => begin(session, modes),
+        Statement::StartTransaction { modes, .. } => begin(session, modes)?,
         Statement::Commit { .. } => commit(session).await?,
         Statement::Rollback {
             savepoint: Some(name),
@@ -142,7 +142,15 @@ fn with_block(
     })
 }
 
-fn begin(session: &Session, modes: &[TransactionMode]) -> Outcome {
+/// `BEGIN` / `START TRANSACTION`. Only READ COMMITTED (and READ UNCOMMITTED, which
+/// PostgreSQL runs as READ COMMITTED) is what deltagate gives, so a stronger level is refused
+/// before the block opens (see [`unsupported_isolation`]).
+fn begin(session: &Session, modes: &[TransactionMode]) -> Result<Outcome> {
+    for mode in modes {
+        if let TransactionMode::IsolationLevel(level) = mode {
+            check_isolation(level)?;
+        }
+    }
     let read_only = modes.iter().any(|m| {
         matches!(
             m,
@@ -155,7 +163,18 @@ fn begin(session: &Session, modes: &[TransactionMode]) -> Outcome {
             .shared
             .notice("there is already a transaction in progress");
     }
-    Outcome::Begin
+    Ok(Outcome::Begin)
+}
+
+/// The setting's spelling of an isolation level, or the refusal of one deltagate does not give.
+fn check_isolation(level: &TransactionIsolationLevel) -> Result<&'static str> {
+    match level {
+        TransactionIsolationLevel::ReadUncommitted => Ok("read uncommitted"),
+        TransactionIsolationLevel::ReadCommitted => Ok("read committed"),
+        TransactionIsolationLevel::RepeatableRead => Err(unsupported_isolation("repeatable read")),
+        // SERIALIZABLE, and SNAPSHOT (SQL Server's), which is stronger than READ COMMITTED too.
+        _ => Err(unsupported_isolation("serializable")),
+    }
 }
 
 async fn commit(session: &Session) -> Result<Outcome> {
@@ -246,15 +265,16 @@ fn set_statement(session: &Session, set: &Set) -> Result<()> {
             session: characteristics,
             ..
         } => {
+            // Refused before anything is set, so a refused statement changes nothing.
+            for mode in modes {
+                if let TransactionMode::IsolationLevel(level) = mode {
+                    check_isolation(level)?;
+                }
+            }
             for mode in modes {
                 match mode {
                     TransactionMode::IsolationLevel(level) => {
-                        let level = match level {
-                            TransactionIsolationLevel::ReadUncommitted => "read uncommitted",
-                            TransactionIsolationLevel::ReadCommitted => "read committed",
-                            TransactionIsolationLevel::RepeatableRead => "repeatable read",
-                            _ => "serializable",
-                        };
+                        let level = check_isolation(level)?;
                         let name = if *characteristics {
                             "default_transaction_isolation"
                         } else {

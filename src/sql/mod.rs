@@ -27,6 +27,7 @@ mod parse;
 mod pg_catalog;
 mod query;
 mod rewrite;
+mod row_locks;
 mod session;
 mod settings;
 mod shared;

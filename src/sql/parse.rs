@@ -1,10 +1,11 @@
 //! From query text to statements: `CHECKPOINT` (which sqlparser does not know), else sqlparser
-//! within the nesting bounds of [`limits`](super::limits), then PostgreSQL's spellings
-//! rewritten (see `rewrite`).
+//! within the nesting bounds of [`limits`](super::limits), statements asking for row locks
+//! refused (see [`row_locks`](super::row_locks)), then PostgreSQL's spellings rewritten (see
+//! `rewrite`).
 
 use datafusion::sql::sqlparser::ast::{FlushType, Statement};
 
-use super::{Result, limits, rewrite};
+use super::{Result, limits, rewrite, row_locks};
 
 /// Parses a query string into statements, with PostgreSQL spellings rewritten.
 ///
@@ -16,10 +17,11 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     if let Some(checkpoint) = parse_checkpoint(sql) {
         return Ok(vec![checkpoint]);
     }
-    let statements = limits::parse(sql)?;
+    let statements = limits::parse(sql).map_err(|e| row_locks::refuse_unparsed(sql, e))?;
     statements
         .into_iter()
         .map(|mut statement| {
+            row_locks::refuse(&statement)?;
             rewrite::datetime_spellings(&mut statement)?;
             Ok(rewrite::pg_compat(statement))
         })

@@ -4,6 +4,7 @@ mod auth;
 mod auth_limits;
 mod auth_scram;
 mod clients;
+mod concurrency;
 mod copy;
 mod delta;
 mod durability;

@@ -19,6 +19,7 @@ mod definitions;
 mod validate;
 
 use definitions::{DEFINITIONS, REPORTED_PARAMETERS, definition};
+pub use validate::unsupported_isolation;
 use validate::validate;
 
 /// The parameters of one session.

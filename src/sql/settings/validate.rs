@@ -12,6 +12,23 @@ fn invalid(name: &str, value: &str) -> SqlError {
     ))
 }
 
+/// Why a transaction cannot run at `level` (`repeatable read` or `serializable`).
+///
+/// Every deltagate transaction is READ COMMITTED: each statement reads the newest committed
+/// state, no snapshot is kept for the transaction and no row is locked. Accepting a stronger
+/// level would let an application believe it is protected from anomalies it is not protected
+/// from, so the level is refused wherever it can be asked for (`BEGIN`, `START TRANSACTION`,
+/// `SET TRANSACTION`, `SET SESSION CHARACTERISTICS`, `default_transaction_isolation`, and the
+/// startup packet). `READ ONLY` does not help: a read-only block still sees a new state per
+/// statement, so pg_dump's `REPEATABLE READ, READ ONLY` is refused too.
+pub fn unsupported_isolation(level: &str) -> SqlError {
+    SqlError::Unsupported(format!(
+        "transaction isolation level {} is not supported: deltagate runs every transaction \
+         at READ COMMITTED (no transaction snapshot, no row locks)",
+        level.to_ascii_uppercase()
+    ))
+}
+
 /// The value `name` takes when set to `value`, or why it cannot.
 pub(super) fn validate(name: &str, value: &str) -> Result<String> {
     let trimmed = value.trim();
@@ -106,11 +123,10 @@ pub(super) fn validate(name: &str, value: &str) -> Result<String> {
         | "row_security"
         | "enable_indexscan" => bool_value(),
         "transaction_isolation" | "default_transaction_isolation" => {
-            let lowered = trimmed.to_ascii_lowercase();
+            let lowered = trimmed.trim_matches('\'').to_ascii_lowercase();
             match lowered.as_str() {
-                "read committed" | "read uncommitted" | "repeatable read" | "serializable" => {
-                    Ok(lowered)
-                }
+                "read committed" | "read uncommitted" => Ok(lowered),
+                "repeatable read" | "serializable" => Err(unsupported_isolation(&lowered)),
                 _ => Err(invalid(name, value)),
             }
         }
