@@ -30,7 +30,7 @@ use datafusion::scalar::ScalarValue;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
 
 use super::strings;
-use crate::pgtypes::datetime::{DateTimeError, parse_stamp};
+use crate::pgtypes::datetime::{DateTimeError, Stamp, parse_stamp};
 use crate::pgtypes::zone::Zone;
 use crate::pgtypes::{PgType, UTC};
 use crate::sql::SqlError;
@@ -376,24 +376,10 @@ impl TimeUdf {
     }
 
     fn to_date(&self, args: &ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let values = strings(&args.args[0], rows)?;
-        let templates = strings(&args.args[1], rows)?;
-        let mut out = Vec::with_capacity(rows);
-        for (text, template) in values.into_iter().zip(templates) {
-            let (Some(text), Some(template)) = (text, template) else {
-                out.push(None);
-                continue;
-            };
-            let parsed = Template::parse(&template)
-                .map_err(sql)?
-                .read(&text)
-                .map_err(sql)?;
-            let days = (parsed.local.date()
-                - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default())
-            .num_days();
-            out.push(Some(days as i32));
-        }
+        let out = read_each(args, |parsed| {
+            (parsed.local.date() - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default())
+                .num_days() as i32
+        })?;
         let array: ArrayRef = Arc::new(Date32Array::from(out));
         Ok(ColumnarValue::Array(array))
     }
@@ -402,23 +388,31 @@ impl TimeUdf {
 /// `to_timestamp(text, template)`: the text read by the template, as a `timestamptz` (in the
 /// session's zone unless the text gives an offset).
 pub(super) fn to_timestamp_text(args: &ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-    let rows = args.number_rows;
     let session = session_zone(&args.config_options);
-    let values = strings(&args.args[0], rows)?;
-    let templates = strings(&args.args[1], rows)?;
-    let mut out = Vec::with_capacity(rows);
-    for (text, template) in values.into_iter().zip(templates) {
-        let (Some(text), Some(template)) = (text, template) else {
-            out.push(None);
-            continue;
-        };
-        let parsed = Template::parse(&template)
-            .map_err(sql)?
-            .read(&text)
-            .map_err(sql)?;
-        out.push(Some(micros_of(&parsed.utc(&session))));
-    }
+    let out = read_each(args, |parsed| micros_of(&parsed.utc(&session)))?;
     output(out, &tz_type(), false)
+}
+
+/// Reads each row's text (the first argument) by its template (the second), as
+/// `to_timestamp` and `to_date` do; NULL where either is NULL.
+fn read_each<T>(args: &ScalarFunctionArgs, value: impl Fn(Stamp) -> T) -> DfResult<Vec<Option<T>>> {
+    let rows = args.number_rows;
+    let texts = strings(&args.args[0], rows)?;
+    let templates = strings(&args.args[1], rows)?;
+    texts
+        .into_iter()
+        .zip(templates)
+        .map(|pair| match pair {
+            (Some(text), Some(template)) => {
+                let parsed = Template::parse(&template)
+                    .map_err(sql)?
+                    .read(&text)
+                    .map_err(sql)?;
+                Ok(Some(value(parsed)))
+            }
+            _ => Ok(None),
+        })
+        .collect()
 }
 
 fn relabel(array: &ArrayRef, data_type: &DataType) -> DfResult<ArrayRef> {
