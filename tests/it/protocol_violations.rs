@@ -3,15 +3,9 @@
 //! cannot be framed. None of them may panic a connection or disturb the server.
 
 use crate::harness::{PASSWORD, TestServer, USER};
-use crate::raw::{Raw, Reply, assert_serving, cstring, error_of, kinds, message, startup};
-
-fn parse(name: &str, sql: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    cstring(&mut body, name);
-    cstring(&mut body, sql);
-    body.extend_from_slice(&0u16.to_be_bytes());
-    message(b'P', &body)
-}
+use crate::raw::{
+    Raw, Reply, assert_serving, cstring, error_of, kinds, message, parse, startup, sync,
+};
 
 /// A Bind's body: names, parameter formats, values, result formats.
 fn bind_body(
@@ -49,10 +43,6 @@ fn execute(max_rows: i32) -> Vec<u8> {
     cstring(&mut body, "");
     body.extend_from_slice(&max_rows.to_be_bytes());
     message(b'E', &body)
-}
-
-fn sync() -> Vec<u8> {
-    message(b'S', &[])
 }
 
 /// Sends `bytes` and reads up to ReadyForQuery.
